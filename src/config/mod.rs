@@ -1,0 +1,297 @@
+//! The agent's effective configuration: flags + `KubeletConfiguration` file + kubeconfigs,
+//! loaded and validated the same way for `check-config` and for startup.
+
+pub mod duration;
+pub mod flags;
+pub mod kubeconfig;
+pub mod kubelet;
+pub mod labels;
+pub mod quantity;
+pub mod yaml;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use flags::Flags;
+use kubeconfig::{ApiServer, Kubeconfig};
+use kubelet::KubeletConfiguration;
+use yaml::{Ctx, Problem};
+
+/// How unknown fields in the config file are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strictness {
+    /// Startup: like the kubelet's lenient fallback, unknown fields become warnings.
+    Lenient,
+    /// `check-config`: unknown fields are errors.
+    Strict,
+}
+
+/// Top-level config fields tinylet acts on today. Everything else in [`kubelet::FIELDS`] is
+/// accepted, kept, printed by `check-config`, and reported once at startup when set.
+pub const IMPLEMENTED_FIELDS: &[&str] = &["apiVersion", "kind", "logging"];
+
+/// Supported flags tinylet does not act on yet (parsed and validated only).
+pub const FLAGS_NOT_IMPLEMENTED: &[&str] = &[
+    "kubeconfig",
+    "bootstrap-kubeconfig",
+    "cert-dir",
+    "root-dir",
+    "node-ip",
+    "node-labels",
+    "register-with-taints",
+    "container-runtime-endpoint",
+    "volume-plugin-dir",
+];
+
+/// The loaded configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub flags: Flags,
+    pub kubelet: KubeletConfiguration,
+    pub config_file: Option<PathBuf>,
+    /// The node's name: `--hostname-override`, else the lowercased hostname.
+    pub node_name: String,
+    /// The API server to talk to: from `--kubeconfig` if it exists, else from
+    /// `--bootstrap-kubeconfig`; `None` runs standalone.
+    pub api_server: Option<ApiServer>,
+    /// Top-level fields written in the file.
+    pub fields_set: Vec<String>,
+    /// Unknown fields (warnings in lenient mode).
+    pub unknown_fields: Vec<Problem>,
+}
+
+/// Every problem found, each naming file, line and field (or flag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid configuration ({} problem{}):",
+            self.problems.len(),
+            if self.problems.len() == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Loads the file named by `--config` (if any), applies the flags over it, resolves the node
+/// name and kubeconfigs, and validates it all. `hostname` is injected for tests.
+pub fn load(
+    flags: Flags,
+    strictness: Strictness,
+    hostname: impl FnOnce() -> std::io::Result<String>,
+) -> Result<Settings, ConfigError> {
+    let mut problems: Vec<String> = Vec::new();
+    let mut kubelet = KubeletConfiguration::default();
+    let mut fields_set = Vec::new();
+    let mut unknown_fields = Vec::new();
+    if let Some(path) = &flags.config {
+        match read_config(path) {
+            Ok(r) => {
+                kubelet = r.config;
+                fields_set = r.fields_set;
+                problems.extend(r.problems.iter().map(ToString::to_string));
+                match strictness {
+                    Strictness::Strict => {
+                        problems.extend(r.unknown.iter().map(ToString::to_string))
+                    }
+                    Strictness::Lenient => unknown_fields = r.unknown,
+                }
+            }
+            Err(p) => problems.push(p.to_string()),
+        }
+    }
+    if let Some(e) = &flags.container_runtime_endpoint {
+        kubelet.container_runtime_endpoint = e.clone();
+    }
+    if let Some(t) = &flags.register_with_taints {
+        kubelet.register_with_taints = t.clone();
+    }
+    if let Some(d) = &flags.volume_plugin_dir {
+        kubelet.volume_plugin_dir = d.clone();
+    }
+    if let Some(v) = flags.verbosity {
+        kubelet.logging.verbosity = v;
+    }
+
+    let node_name = match &flags.hostname_override {
+        Some(n) => n.clone(),
+        None => match hostname() {
+            Ok(h) => {
+                let n = h.trim().to_ascii_lowercase();
+                if let Err(e) = labels::validate_dns_subdomain(&n) {
+                    problems.push(format!(
+                        "node name from the hostname: {e}; set --hostname-override"
+                    ));
+                }
+                n
+            }
+            Err(e) => {
+                problems.push(format!(
+                    "node name: cannot read the hostname ({e}); set --hostname-override"
+                ));
+                String::new()
+            }
+        },
+    };
+
+    let api_server = match resolve_api_server(&flags) {
+        Ok(a) => a,
+        Err(e) => {
+            problems.push(e);
+            None
+        }
+    };
+
+    if problems.is_empty() {
+        Ok(Settings {
+            config_file: flags.config.clone(),
+            flags,
+            kubelet,
+            node_name,
+            api_server,
+            fields_set,
+            unknown_fields,
+        })
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+struct ReadConfig {
+    config: KubeletConfiguration,
+    fields_set: Vec<String>,
+    problems: Vec<Problem>,
+    unknown: Vec<Problem>,
+}
+
+fn read_config(path: &Path) -> Result<ReadConfig, Problem> {
+    let text = std::fs::read_to_string(path).map_err(|e| Problem {
+        file: path.to_path_buf(),
+        line: None,
+        field: String::new(),
+        message: format!("cannot read the config file: {e}"),
+    })?;
+    let (mut ctx, top) = Ctx::parse(path, &text)?;
+    let fields_set: Vec<String> = kubelet::FIELDS
+        .iter()
+        .filter(|f| top.has(f))
+        .map(|f| f.to_string())
+        .collect();
+    let config = kubelet::decode(&mut ctx, top);
+    // Cross-field rules only make sense once every field decoded.
+    if ctx.problems.is_empty() {
+        for (field, msg) in kubelet::validate(&config) {
+            ctx.invalid(field, msg);
+        }
+    }
+    Ok(ReadConfig {
+        config,
+        fields_set,
+        problems: ctx.problems,
+        unknown: ctx.unknown,
+    })
+}
+
+/// `--kubeconfig` if the file exists; else `--bootstrap-kubeconfig`, which must then exist;
+/// neither given: standalone.
+fn resolve_api_server(flags: &Flags) -> Result<Option<ApiServer>, String> {
+    let load = |p: &Path, flag: &str| {
+        Kubeconfig::load(p)
+            .and_then(|k| k.resolve(p))
+            .map(Some)
+            .map_err(|e| format!("--{flag}: {e}"))
+    };
+    match (&flags.kubeconfig, &flags.bootstrap_kubeconfig) {
+        (Some(k), _) if k.exists() => load(k, "kubeconfig"),
+        (_, Some(b)) => load(b, "bootstrap-kubeconfig"),
+        (Some(k), None) => Err(format!(
+            "--kubeconfig: {} does not exist and no --bootstrap-kubeconfig was given to create it",
+            k.display()
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The effective `KubeletConfiguration` as YAML, loadable again as a config file.
+pub fn effective_yaml(c: &KubeletConfiguration) -> String {
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        #[serde(rename = "apiVersion")]
+        api_version: &'static str,
+        kind: &'static str,
+        #[serde(flatten)]
+        config: &'a KubeletConfiguration,
+    }
+    let doc = Doc {
+        api_version: kubelet::API_VERSION,
+        kind: kubelet::KIND,
+        config: c,
+    };
+    // Every field type serializes to plain YAML; an error here would be a bug in a Serialize impl.
+    serde_yaml::to_string(&doc)
+        .unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
+}
+
+impl Settings {
+    /// Fields and flags that were set but that tinylet does not act on yet.
+    pub fn not_implemented(&self) -> Vec<String> {
+        let fields = self
+            .fields_set
+            .iter()
+            .filter(|f| !IMPLEMENTED_FIELDS.contains(&f.as_str()))
+            .cloned();
+        let flags = self
+            .flags
+            .given
+            .iter()
+            .filter(|(n, _)| FLAGS_NOT_IMPLEMENTED.contains(&n.as_str()))
+            .map(|(n, _)| format!("--{n}"));
+        fields.chain(flags).collect()
+    }
+
+    /// The header `check-config` prints above the YAML: the flag-level settings as comments.
+    pub fn summary_comment(&self) -> String {
+        let mut s =
+            String::from("# tinylet check-config: effective configuration (defaults applied)\n");
+        s.push_str(&format!("# node name: {}\n", self.node_name));
+        match &self.api_server {
+            Some(a) => s.push_str(&format!(
+                "# api server: {} (from {})\n",
+                a.server,
+                a.file.display()
+            )),
+            None => s.push_str("# api server: none (standalone)\n"),
+        }
+        s.push_str(&format!(
+            "# cert dir: {}\n# root dir: {}\n",
+            self.flags.cert_dir.display(),
+            self.flags.root_dir.display()
+        ));
+        if !self.flags.node_ip.is_empty() {
+            let ips: Vec<String> = self.flags.node_ip.iter().map(ToString::to_string).collect();
+            s.push_str(&format!("# node ip: {}\n", ips.join(",")));
+        }
+        if !self.flags.node_labels.is_empty() {
+            let l: Vec<String> = self
+                .flags
+                .node_labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            s.push_str(&format!("# node labels: {}\n", l.join(",")));
+        }
+        s
+    }
+}

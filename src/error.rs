@@ -1,0 +1,45 @@
+//! The top-level error: printed once with its chain, mapped to the process exit code.
+
+use crate::config::ConfigError;
+use crate::config::flags::FlagError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}", flag_list(.0))]
+    Flags(Vec<FlagError>),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("waiting for signals: {0}")]
+    Signals(#[source] nix::Error),
+}
+
+fn flag_list(errs: &[FlagError]) -> String {
+    let mut s = String::from("invalid flags:");
+    for e in errs {
+        s.push_str("\n  ");
+        s.push_str(&e.to_string());
+    }
+    s.push_str("\n(run tinylet --help for the flags)");
+    s
+}
+
+impl Error {
+    /// 2 for usage and configuration errors (the operator must fix something), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Flags(_) | Error::Config(_) => 2,
+            Error::Signals(_) => 1,
+        }
+    }
+
+    /// The error and its sources, one per line.
+    pub fn chain(&self) -> String {
+        let mut s = self.to_string();
+        let mut src = std::error::Error::source(self);
+        while let Some(e) = src {
+            s.push_str(&format!("\n  caused by: {e}"));
+            src = e.source();
+        }
+        s
+    }
+}

@@ -1,0 +1,84 @@
+//! Civil (UTC) date and time from `SystemTime`, for log headers and timestamped file names.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A broken-down UTC time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Civil {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    pub micros: u32,
+}
+
+impl Civil {
+    /// Converts a point in time to UTC; times before 1970 clamp to the epoch.
+    pub fn from_system(t: SystemTime) -> Civil {
+        let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = d.as_secs() as i64;
+        let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+        let sod = secs.rem_euclid(86_400) as u32;
+        Civil {
+            year,
+            month,
+            day,
+            hour: sod / 3600,
+            minute: sod % 3600 / 60,
+            second: sod % 60,
+            micros: d.subsec_micros(),
+        }
+    }
+
+    pub fn now() -> Civil {
+        Civil::from_system(SystemTime::now())
+    }
+}
+
+/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn at(secs: u64) -> Civil {
+        Civil::from_system(UNIX_EPOCH + Duration::from_secs(secs))
+    }
+
+    #[test]
+    fn known_instants() {
+        assert_eq!((at(0).year, at(0).month, at(0).day), (1970, 1, 1));
+        // 2020-02-07T15:38:21Z, the seed's cert file time.
+        let c = at(1_581_089_901);
+        assert_eq!(
+            (c.year, c.month, c.day, c.hour, c.minute, c.second),
+            (2020, 2, 7, 15, 38, 21)
+        );
+        // Leap day and the day after.
+        let c = at(951_782_400); // 2000-02-29T00:00:00Z
+        assert_eq!((c.year, c.month, c.day), (2000, 2, 29));
+        let c = at(951_868_800);
+        assert_eq!((c.year, c.month, c.day), (2000, 3, 1));
+        // 2026-11-28T23:59:59Z
+        let c = at(1_795_910_399);
+        assert_eq!(
+            (c.year, c.month, c.day, c.hour, c.minute, c.second),
+            (2026, 11, 28, 23, 59, 59)
+        );
+    }
+}
