@@ -33,18 +33,31 @@ pub enum KubeconfigError {
 pub struct Kubeconfig {
     #[serde(rename = "apiVersion", default = "v1")]
     pub api_version: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub clusters: Vec<NamedCluster>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub contexts: Vec<NamedContext>,
-    #[serde(rename = "current-context", default)]
+    #[serde(
+        rename = "current-context",
+        default,
+        deserialize_with = "null_as_default"
+    )]
     pub current_context: String,
     #[serde(default = "config_kind")]
     pub kind: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub preferences: serde_yaml::Mapping,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub users: Vec<NamedUser>,
+}
+
+/// kubectl writes `clusters: null` for an empty list; treat null like a missing field.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 fn v1() -> String {

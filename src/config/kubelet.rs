@@ -821,7 +821,7 @@ pub fn decode(ctx: &mut Ctx, mut m: Obj) -> KubeletConfiguration {
     ctx.set(&mut m, "fileCheckFrequency", &mut c.file_check_frequency);
     ctx.set(&mut m, "httpCheckFrequency", &mut c.http_check_frequency);
     ctx.set(&mut m, "staticPodURL", &mut c.static_pod_url);
-    ctx.set(&mut m, "staticPodURLHeader", &mut c.static_pod_url_header);
+    ctx.set_map(&mut m, "staticPodURLHeader", &mut c.static_pod_url_header);
     ctx.set(&mut m, "address", &mut c.address);
     ctx.set(&mut m, "port", &mut c.port);
     ctx.set(&mut m, "readOnlyPort", &mut c.read_only_port);
@@ -929,7 +929,7 @@ pub fn decode(ctx: &mut Ctx, mut m: Obj) -> KubeletConfiguration {
     ctx.set(&mut m, "cgroupsPerQOS", &mut c.cgroups_per_qos);
     ctx.set(&mut m, "cgroupDriver", &mut c.cgroup_driver);
     ctx.set(&mut m, "cpuManagerPolicy", &mut c.cpu_manager_policy);
-    ctx.set(
+    ctx.set_map(
         &mut m,
         "cpuManagerPolicyOptions",
         &mut c.cpu_manager_policy_options,
@@ -950,12 +950,12 @@ pub fn decode(ctx: &mut Ctx, mut m: Obj) -> KubeletConfiguration {
         "topologyManagerScope",
         &mut c.topology_manager_scope,
     );
-    ctx.set(
+    ctx.set_map(
         &mut m,
         "topologyManagerPolicyOptions",
         &mut c.topology_manager_policy_options,
     );
-    ctx.set(&mut m, "qosReserved", &mut c.qos_reserved);
+    ctx.set_map(&mut m, "qosReserved", &mut c.qos_reserved);
     ctx.set(
         &mut m,
         "runtimeRequestTimeout",
@@ -983,9 +983,9 @@ pub fn decode(ctx: &mut Ctx, mut m: Obj) -> KubeletConfiguration {
     ctx.set(&mut m, "kubeAPIQPS", &mut c.kube_api_qps);
     ctx.set(&mut m, "kubeAPIBurst", &mut c.kube_api_burst);
     ctx.set(&mut m, "serializeImagePulls", &mut c.serialize_image_pulls);
-    ctx.set(&mut m, "evictionHard", &mut c.eviction_hard);
-    ctx.set(&mut m, "evictionSoft", &mut c.eviction_soft);
-    ctx.set(
+    ctx.set_map(&mut m, "evictionHard", &mut c.eviction_hard);
+    ctx.set_map(&mut m, "evictionSoft", &mut c.eviction_soft);
+    ctx.set_map(
         &mut m,
         "evictionSoftGracePeriod",
         &mut c.eviction_soft_grace_period,
@@ -1000,7 +1000,7 @@ pub fn decode(ctx: &mut Ctx, mut m: Obj) -> KubeletConfiguration {
         "evictionMaxPodGracePeriod",
         &mut c.eviction_max_pod_grace_period,
     );
-    ctx.set(
+    ctx.set_map(
         &mut m,
         "evictionMinimumReclaim",
         &mut c.eviction_minimum_reclaim,
@@ -1030,7 +1030,7 @@ pub fn decode(ctx: &mut Ctx, mut m: Obj) -> KubeletConfiguration {
         &mut c.iptables_masquerade_bit,
     );
     ctx.set(&mut m, "iptablesDropBit", &mut c.iptables_drop_bit);
-    ctx.set(&mut m, "featureGates", &mut c.feature_gates);
+    ctx.set_map(&mut m, "featureGates", &mut c.feature_gates);
     ctx.set(&mut m, "failSwapOn", &mut c.fail_swap_on);
     if let Some(mut s) = ctx.obj(&mut m, "memorySwap") {
         ctx.set(&mut s, "swapBehavior", &mut c.memory_swap.swap_behavior);
@@ -1057,8 +1057,8 @@ pub fn decode(ctx: &mut Ctx, mut m: Obj) -> KubeletConfiguration {
         "configMapAndSecretChangeDetectionStrategy",
         &mut c.config_map_and_secret_change_detection_strategy,
     );
-    ctx.set(&mut m, "systemReserved", &mut c.system_reserved);
-    ctx.set(&mut m, "kubeReserved", &mut c.kube_reserved);
+    ctx.set_map(&mut m, "systemReserved", &mut c.system_reserved);
+    ctx.set_map(&mut m, "kubeReserved", &mut c.kube_reserved);
     ctx.set(&mut m, "reservedSystemCPUs", &mut c.reserved_system_cpus);
     ctx.set(
         &mut m,

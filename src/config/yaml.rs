@@ -294,6 +294,40 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Decodes a mapping entry by entry, so a bad key or value is reported at its own line
+    /// (`evictionHard.memory.available`). Entries that fail are left out.
+    pub fn set_map<K, V>(
+        &mut self,
+        obj: &mut Obj,
+        key: &str,
+        slot: &mut std::collections::BTreeMap<K, V>,
+    ) where
+        K: DeserializeOwned + Ord,
+        V: DeserializeOwned,
+    {
+        let Some((path, v)) = self.raw(obj, key) else {
+            return;
+        };
+        let Value::Mapping(m) = v else {
+            self.invalid(&path, format!("expected a mapping, found {}", kind(&v)));
+            return;
+        };
+        let mut out = std::collections::BTreeMap::new();
+        for (k, v) in m {
+            let name = match &k {
+                Value::String(s) => s.clone(),
+                other => format!("{other:?}"),
+            };
+            let epath = format!("{path}.{name}");
+            let key = self.decode::<K>(&epath, k);
+            let value = self.decode::<V>(&epath, v);
+            if let (Some(k), Some(v)) = (key, value) {
+                out.insert(k, v);
+            }
+        }
+        *slot = out;
+    }
+
     /// Removes `key` and opens it as a nested mapping.
     pub fn obj(&mut self, obj: &mut Obj, key: &str) -> Option<Obj> {
         let (path, v) = self.raw(obj, key)?;

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Shared helpers for tinylet's scripts; sourced, not run.
+
+die() {
+    echo "$(basename "$0"): $*" >&2
+    exit 1
+}
+
+# The repository root (scripts/..).
+repo_root() {
+    cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd
+}
+
+# Maps `uname -m` to the configs/ directory name.
+host_arch() {
+    case "$(uname -m)" in
+        x86_64 | amd64) echo x86_64 ;;
+        aarch64 | arm64) echo arm64 ;;
+        *) die "unsupported architecture $(uname -m) (want x86_64 or aarch64)" ;;
+    esac
+}
+
+# Variable names assigned in an env file (NAME=value lines).
+env_names() {
+    grep -E '^[A-Z_][A-Z0-9_]*=' "$1" | cut -d= -f1
+}
+
+# Prints the value of NAME from an env file, evaluated as the shell would (quotes, ${...}).
+env_value() {
+    local file=$1 name=$2
+    # shellcheck disable=SC1090
+    (set -a && . "$file" && printenv "$name") || die "$file does not set $name"
+}
+
+# render TEMPLATE ENVFILE: prints TEMPLATE with every ##NAME## replaced by NAME's value in
+# ENVFILE; fails naming any placeholder left unfilled.
+render() {
+    local template=$1 envfile=$2 text name value left
+    [ -r "$template" ] || die "cannot read template $template"
+    [ -r "$envfile" ] || die "cannot read env file $envfile"
+    text=$(cat "$template") || die "cannot read $template"
+    shopt -u patsub_replacement 2>/dev/null || true
+    for name in $(env_names "$envfile"); do
+        value=$(env_value "$envfile" "$name")
+        text=${text//"##${name}##"/$value}
+    done
+    left=$(grep -oE '##[A-Z_][A-Z0-9_]*##' <<<"$text" | sort -u | tr '\n' ' ' || true)
+    [ -z "$left" ] || die "$template: $envfile does not set ${left}"
+    printf '%s\n' "$text"
+}
+
+# Installs a package set with apt-get when a command is missing and we are root.
+need_cmds() {
+    local missing=() pkg cmd
+    for pair in "$@"; do
+        cmd=${pair%%:*}
+        pkg=${pair#*:}
+        command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing ${missing[*]} with apt-get" >&2
+        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; then
+            apt-get update -qq >/dev/null || die "apt-get update failed"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null ||
+                die "apt-get install ${missing[*]} failed"
+        fi
+    else
+        die "missing commands; install the Debian packages: ${missing[*]}"
+    fi
+}
+
+# unit_flags UNIT: prints the flags of a systemd unit's ExecStart= (with its \ continuations),
+# one per line.
+unit_flags() {
+    local line in_exec=0
+    while IFS= read -r line; do
+        if [ $in_exec -eq 0 ]; then
+            case "$line" in ExecStart=*) in_exec=1 ;; *) continue ;; esac
+        fi
+        local word
+        for word in ${line%\\}; do
+            case "$word" in --*) echo "$word" ;; esac
+        done
+        case "$line" in *\\) ;; *) break ;; esac
+    done <"$1"
+}
+
+# seed_render TEMPLATE: fills the seed guide's ${CLUSTER_*} variables and ##NODE_IP## with local
+# demo values (the guide's environment.sh is not ours).
+seed_render() {
+    # shellcheck disable=SC2016 # the ${...} are literal text in the template
+    sed -e 's/##NODE_IP##/127.0.0.1/g' -e 's/${CLUSTER_DNS_DOMAIN}/cluster.local/' \
+        -e 's/${CLUSTER_DNS_SVC_IP}/10.254.0.2/' -e 's|${CLUSTER_CIDR}|172.30.0.0/16|' "$1"
+}

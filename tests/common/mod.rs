@@ -1,0 +1,148 @@
+//! Helpers shared by the integration tests: the built binary, the repo's scripts and fixtures.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tinylet")
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    match cmd.output() {
+        Ok(o) => o,
+        Err(e) => panic!("cannot run {cmd:?}: {e}"),
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs `tinylet ARGS...`.
+pub fn tinylet(args: &[&str]) -> Output {
+    run(Command::new(bin()).args(args))
+}
+
+pub fn write(path: &Path, content: &str) {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    }
+    std::fs::write(path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"))
+}
+
+/// The seed's config template with its variables filled as the guide's environment.sh would.
+pub fn seed_config() -> String {
+    read(&repo().join("tests/fixtures/seed/kubelet-config.yaml.template"))
+        .replace("##NODE_IP##", "127.0.0.1")
+        .replace("${CLUSTER_DNS_DOMAIN}", "cluster.local")
+        .replace("${CLUSTER_DNS_SVC_IP}", "10.254.0.2")
+        .replace("${CLUSTER_CIDR}", "172.30.0.0/16")
+}
+
+/// 1-based line of the first line of `text` that starts with `prefix`.
+pub fn line_of(text: &str, prefix: &str) -> usize {
+    text.lines()
+        .position(|l| l.starts_with(prefix))
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("no line starts with {prefix:?}"))
+}
+
+/// A self-signed CA made with openssl, at `dir/ca.pem`.
+pub fn make_ca(dir: &Path) -> PathBuf {
+    let ca = dir.join("ca.pem");
+    let out = run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=test-ca",
+        ])
+        .arg("-keyout")
+        .arg(dir.join("ca-key.pem"))
+        .arg("-out")
+        .arg(&ca));
+    assert!(out.status.success(), "openssl: {}", text(&out.stderr));
+    ca
+}
+
+/// A bootstrap kubeconfig written by the real kubectl, exactly as the seed guide does.
+pub fn kubectl_bootstrap_kubeconfig(path: &Path, ca: &Path, server: &str, token: &str) {
+    let kc = format!("--kubeconfig={}", path.display());
+    let steps: [Vec<String>; 4] = [
+        vec![
+            "config".into(),
+            "set-cluster".into(),
+            "kubernetes".into(),
+            format!("--certificate-authority={}", ca.display()),
+            "--embed-certs=true".into(),
+            format!("--server={server}"),
+            kc.clone(),
+        ],
+        vec![
+            "config".into(),
+            "set-credentials".into(),
+            "kubelet-bootstrap".into(),
+            format!("--token={token}"),
+            kc.clone(),
+        ],
+        vec![
+            "config".into(),
+            "set-context".into(),
+            "default".into(),
+            "--cluster=kubernetes".into(),
+            "--user=kubelet-bootstrap".into(),
+            kc.clone(),
+        ],
+        vec!["config".into(), "use-context".into(), "default".into(), kc],
+    ];
+    for args in steps {
+        let out = run(Command::new("kubectl").args(&args));
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+/// The flags of a systemd unit's ExecStart (with continuations), as scripts/lib.sh reads them.
+pub fn unit_flags(unit: &str) -> Vec<String> {
+    let mut flags = Vec::new();
+    let mut in_exec = false;
+    for line in unit.lines() {
+        if !in_exec && !line.starts_with("ExecStart=") {
+            continue;
+        }
+        in_exec = true;
+        let body = line.trim_end_matches('\\');
+        flags.extend(
+            body.split_whitespace()
+                .filter(|w| w.starts_with("--"))
+                .map(String::from),
+        );
+        if !line.ends_with('\\') {
+            break;
+        }
+    }
+    flags
+}
