@@ -27,7 +27,7 @@ use auth::User;
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  kube-sim --dir DIR [--listen 127.0.0.1:PORT] [--signing-duration 8760h] [--approve-serving-csrs] [--bookmark-interval 60s]\n  kube-sim token create --kubeconfig FILE [--groups G] [--ttl 24h] [--description D]"
+        "usage:\n  kube-sim --dir DIR [--listen 127.0.0.1:PORT] [--signing-duration 8760h] [--approve-serving-csrs] [--bookmark-interval 60s] [--watch-history 2000]\n  kube-sim token create --kubeconfig FILE [--groups G] [--ttl 24h] [--description D]"
     );
     std::process::exit(2)
 }
@@ -264,7 +264,11 @@ fn serve(args: &[String]) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
 
-        let mut store = store::Store::new();
+        let history: usize = flag(args, "--watch-history")
+            .unwrap_or("2000")
+            .parse()
+            .map_err(|_| "--watch-history: want a number".to_string())?;
+        let mut store = store::Store::new(history);
         controllers::seed(&mut store);
         let state = Arc::new(server::State {
             store: Mutex::new(store),

@@ -1,7 +1,8 @@
 //! OpenAPI v3 discovery for kubectl: the root path index and one document per group-version
 //! whose PATCH operations carry `x-kubernetes-group-version-kind` and the `fieldValidation`
 //! parameter, so kubectl 1.32 leaves validation to the server (`fieldValidation=Strict`).
-//! /openapi/v2 is not served (kubectl only wants it as protobuf, as a fallback).
+//! /openapi/v2 is not served (kubectl only wants it as protobuf, as a fallback); every kind has
+//! a PATCH operation so that fallback is never needed.
 
 use serde_json::{Map, Value, json};
 
@@ -73,9 +74,10 @@ pub fn group_version(path: &str) -> Option<Value> {
             coll,
             json!({"post": op(r, "post", &id("create")), "get": op(r, "list", &id("list"))}),
         );
-        if r.verbs.contains(&"get") {
-            paths.insert(item, json!({"get": op(r, "get", &id("read")), "put": op(r, "put", &id("replace")), "patch": op(r, "patch", &id("patch")), "delete": op(r, "delete", &id("delete"))}));
-        }
+        // Create-only kinds (TokenReview, SubjectAccessReview) get a PATCH entry too: kubectl
+        // looks for fieldValidation support on a PATCH operation of the kind, and would otherwise
+        // fall back to client-side validation with the protobuf-only /openapi/v2.
+        paths.insert(item, json!({"get": op(r, "get", &id("read")), "put": op(r, "put", &id("replace")), "patch": op(r, "patch", &id("patch")), "delete": op(r, "delete", &id("delete"))}));
     }
     Some(json!({
         "openapi": "3.0.0",

@@ -451,4 +451,164 @@ mod tests {
         );
         assert!(to_json(&env[..env.len() - 3]).is_err());
     }
+
+    /// Encodes with k8s-pb's generated types (an independent reading of the upstream .proto
+    /// files) and decodes with the schema tables above.
+    fn envelope<M: prost::Message>(api_version: &str, kind: &str, m: &M) -> Vec<u8> {
+        use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
+        let u = Unknown {
+            type_meta: Some(TypeMeta {
+                api_version: Some(api_version.into()),
+                kind: Some(kind.into()),
+            }),
+            raw: Some(m.encode_to_vec()),
+            content_encoding: Some(String::new()),
+            content_type: Some(String::new()),
+        };
+        let mut out = b"k8s\0".to_vec();
+        out.extend(prost::Message::encode_to_vec(&u));
+        out
+    }
+
+    fn meta(name: &str) -> Option<k8s_pb::apimachinery::pkg::apis::meta::v1::ObjectMeta> {
+        Some(k8s_pb::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(name.into()),
+            labels: [("a".to_string(), "b".to_string())].into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn field_numbers_agree_with_k8s_pb() {
+        use k8s_pb::api::certificates::v1 as c;
+        use k8s_pb::api::core::v1 as core;
+        use k8s_pb::apimachinery::pkg::apis::meta::v1::Time;
+        let csr = c::CertificateSigningRequest {
+            metadata: meta("csr-1"),
+            spec: Some(c::CertificateSigningRequestSpec {
+                request: Some(b"PEM".to_vec()),
+                signer_name: Some("kubernetes.io/kubelet-serving".into()),
+                expiration_seconds: Some(3600),
+                usages: vec!["digital signature".into(), "server auth".into()],
+                username: Some("system:node:n1".into()),
+                groups: vec!["system:nodes".into()],
+                extra: [(
+                    "k".to_string(),
+                    c::ExtraValue {
+                        items: vec!["v".into()],
+                    },
+                )]
+                .into(),
+                ..Default::default()
+            }),
+            status: Some(c::CertificateSigningRequestStatus {
+                conditions: vec![c::CertificateSigningRequestCondition {
+                    r#type: Some("Approved".into()),
+                    status: Some("True".into()),
+                    reason: Some("KubectlApprove".into()),
+                    message: Some("ok".into()),
+                    last_update_time: Some(Time {
+                        seconds: Some(1_700_000_000),
+                        nanos: Some(0),
+                    }),
+                    last_transition_time: None,
+                }],
+                certificate: None,
+            }),
+        };
+        let v = to_json(&envelope(
+            "certificates.k8s.io/v1",
+            "CertificateSigningRequest",
+            &csr,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            v,
+            json!({
+                "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+                "metadata": {"name": "csr-1", "labels": {"a": "b"}},
+                "spec": {"request": "UEVN", "signerName": "kubernetes.io/kubelet-serving", "expirationSeconds": 3600,
+                         "usages": ["digital signature", "server auth"], "username": "system:node:n1", "groups": ["system:nodes"], "extra": {"k": ["v"]}},
+                "status": {"conditions": [{"type": "Approved", "status": "True", "reason": "KubectlApprove", "message": "ok", "lastUpdateTime": "2023-11-14T22:13:20Z"}]}
+            })
+        );
+        let secret = core::Secret {
+            metadata: meta("s"),
+            data: [("k".to_string(), b"\x00\x01".to_vec())].into(),
+            r#type: Some("Opaque".into()),
+            string_data: [("t".to_string(), "x".to_string())].into(),
+            immutable: Some(true),
+        };
+        let v = to_json(&envelope("v1", "Secret", &secret)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            v,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "labels": {"a": "b"}}, "data": {"k": "AAE="}, "type": "Opaque", "stringData": {"t": "x"}, "immutable": true})
+        );
+        use k8s_pb::api::authentication::v1 as authn;
+        let tr = authn::TokenRequest {
+            metadata: meta("sa"),
+            spec: Some(authn::TokenRequestSpec {
+                audiences: vec!["api".into()],
+                expiration_seconds: Some(600),
+                bound_object_ref: None,
+            }),
+            status: None,
+        };
+        let v = to_json(&envelope("authentication.k8s.io/v1", "TokenRequest", &tr))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            v["spec"],
+            json!({"audiences": ["api"], "expirationSeconds": 600})
+        );
+        use k8s_pb::api::authorization::v1 as authz;
+        let ssar = authz::SelfSubjectAccessReview {
+            metadata: None,
+            spec: Some(authz::SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(authz::ResourceAttributes {
+                    namespace: Some("ns".into()),
+                    verb: Some("create".into()),
+                    group: Some("g".into()),
+                    version: Some("v1".into()),
+                    resource: Some("r".into()),
+                    subresource: Some("s".into()),
+                    name: Some("n".into()),
+                    ..Default::default()
+                }),
+                non_resource_attributes: None,
+            }),
+            status: None,
+        };
+        let v = to_json(&envelope(
+            "authorization.k8s.io/v1",
+            "SelfSubjectAccessReview",
+            &ssar,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            v["spec"]["resourceAttributes"],
+            json!({"namespace": "ns", "verb": "create", "group": "g", "version": "v1", "resource": "r", "subresource": "s", "name": "n"})
+        );
+        use k8s_pb::api::rbac::v1 as rbac;
+        let cr = rbac::ClusterRole {
+            metadata: meta("r"),
+            rules: vec![rbac::PolicyRule {
+                verbs: vec!["get".into()],
+                api_groups: vec!["".into()],
+                resources: vec!["nodes/proxy".into()],
+                resource_names: vec![],
+                non_resource_ur_ls: vec!["/x".into()],
+            }],
+            aggregation_rule: None,
+        };
+        let v = to_json(&envelope(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRole",
+            &cr,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            v["rules"],
+            json!([{"verbs": ["get"], "apiGroups": [""], "resources": ["nodes/proxy"], "nonResourceURLs": ["/x"]}])
+        );
+    }
 }

@@ -29,10 +29,8 @@ pub struct Store {
     objects: BTreeMap<Key, Value>,
     history: VecDeque<Arc<Event>>,
     tx: broadcast::Sender<Arc<Event>>,
-    uid_counter: u64,
+    history_len: usize,
 }
-
-const HISTORY: usize = 2000;
 
 pub fn gr(r: &Res) -> String {
     format!("{}/{}", r.group, r.resource)
@@ -43,14 +41,15 @@ pub fn now() -> String {
 }
 
 impl Store {
-    pub fn new() -> Store {
+    /// `history_len`: how many events watches can resume from (older: 410 Gone).
+    pub fn new(history_len: usize) -> Store {
         let (tx, _) = broadcast::channel(4096);
         Store {
             rv: 1,
             objects: BTreeMap::new(),
             history: VecDeque::new(),
             tx,
-            uid_counter: 0,
+            history_len: history_len.max(1),
         }
     }
 
@@ -84,8 +83,7 @@ impl Store {
             .collect()
     }
 
-    fn new_uid(&mut self) -> String {
-        self.uid_counter += 1;
+    fn new_uid() -> String {
         let mut b = [0u8; 16];
         rand::fill(&mut b[..]);
         format!(
@@ -107,7 +105,7 @@ impl Store {
             object,
         });
         self.history.push_back(ev.clone());
-        if self.history.len() > HISTORY {
+        if self.history.len() > self.history_len {
             self.history.pop_front();
         }
         let _ = self.tx.send(ev);
@@ -156,7 +154,7 @@ impl Store {
             return Err(ApiError::already_exists(r, &name));
         }
         self.rv += 1;
-        let uid = self.new_uid();
+        let uid = Self::new_uid();
         meta.insert("uid".into(), json!(uid));
         meta.insert("creationTimestamp".into(), json!(now()));
         meta.insert("resourceVersion".into(), json!(self.rv.to_string()));
