@@ -10,6 +10,7 @@ mod openapi;
 mod patch;
 mod pki;
 mod proto;
+mod proxy;
 mod server;
 mod store;
 mod table;
@@ -211,7 +212,9 @@ fn serve(args: &[String]) -> Result<(), String> {
         "system:kube-controller-manager",
         &[],
     )?;
-    pki::ensure_client_cert(&ca, &dir, "kubernetes", "kubernetes-master", &["k8s"])?;
+    let (kube_c, kube_k) =
+        pki::ensure_client_cert(&ca, &dir, "kubernetes", "kubernetes-master", &["k8s"])?;
+    let kubelet = proxy::KubeletClient::new(&ca.cert_pem, &kube_c, &kube_k)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -271,6 +274,7 @@ fn serve(args: &[String]) -> Result<(), String> {
         let mut store = store::Store::new(history);
         controllers::seed(&mut store);
         let state = Arc::new(server::State {
+            kubelet,
             store: Mutex::new(store),
             tokens: Mutex::new(auth::Tokens::default()),
             ca_pem: ca.cert_pem.clone(),

@@ -1,8 +1,8 @@
 //! OpenAPI v3 discovery for kubectl: the root path index and one document per group-version
 //! whose PATCH operations carry `x-kubernetes-group-version-kind` and the `fieldValidation`
 //! parameter, so kubectl 1.32 leaves validation to the server (`fieldValidation=Strict`).
-//! /openapi/v2 is not served (kubectl only wants it as protobuf, as a fallback); every kind has
-//! a PATCH operation so that fallback is never needed.
+//! /openapi/v2 is served as JSON only (kubectl asks for protobuf, and only as a fallback); every
+//! kind has a PATCH operation so that fallback is never needed.
 
 use serde_json::{Map, Value, json};
 
@@ -85,4 +85,17 @@ pub fn group_version(path: &str) -> Option<Value> {
         "paths": paths,
         "components": {"schemas": {}}
     }))
+}
+
+/// A Swagger 2.0 document listing the same operations (JSON form of /openapi/v2).
+pub fn v2() -> Value {
+    let mut paths = Map::new();
+    for r in RESOURCES {
+        if let Some(Value::Object(doc)) =
+            group_version(&gv_path(r.group, r.version)).map(|d| d["paths"].clone())
+        {
+            paths.extend(doc);
+        }
+    }
+    json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "paths": paths, "definitions": {}})
 }

@@ -26,6 +26,7 @@ pub struct Options {
 }
 
 pub struct State {
+    pub kubelet: crate::proxy::KubeletClient,
     pub store: Mutex<Store>,
     pub tokens: Mutex<Tokens>,
     pub ca_pem: String,
@@ -46,6 +47,8 @@ impl State {
 pub enum Body {
     Full(Option<Bytes>),
     Stream(mpsc::Receiver<Bytes>),
+    /// A kubelet's answer, relayed as it arrives.
+    Incoming(Incoming),
 }
 
 impl hyper::body::Body for Body {
@@ -58,6 +61,19 @@ impl hyper::body::Body for Body {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Stream(rx) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+            Body::Incoming(inc) => match Pin::new(inc).poll_frame(cx) {
+                Poll::Ready(Some(Ok(f))) => match f.into_data() {
+                    Ok(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
+                    // Trailers are not relayed; wake again for the end of the stream.
+                    Err(_) => {
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    }
+                },
+                // A broken backend stream ends the relayed body.
+                Poll::Ready(Some(Err(_))) | Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 }
@@ -124,6 +140,8 @@ fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
 struct Req {
     method: String,
     path: String,
+    raw_query: String,
+    upgrade: Mutex<Option<hyper::upgrade::OnUpgrade>>,
     query: Vec<(String, String)>,
     headers: hyper::HeaderMap,
     body: Bytes,
@@ -159,8 +177,12 @@ impl Req {
 pub async fn handle(
     state: Arc<State>,
     cert_user: Option<User>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<Body> {
+    let upgrade = req
+        .headers()
+        .contains_key("upgrade")
+        .then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
@@ -176,6 +198,8 @@ pub async fn handle(
     let r = Req {
         method: parts.method.as_str().to_string(),
         path: parts.uri.path().to_string(),
+        raw_query: parts.uri.query().unwrap_or("").to_string(),
+        upgrade: Mutex::new(upgrade),
         query: parse_query(parts.uri.query()),
         headers: parts.headers,
         body,
@@ -299,6 +323,20 @@ fn non_resource(state: &State, r: &Req) -> Result<Response<Body>, ApiError> {
             &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": api::groups().iter().map(|g| group_doc(g)).collect::<Vec<_>>()}),
         ),
         "/openapi/v3" => json_resp(200, &openapi::root()),
+        // Served as JSON only; clients asking for the protobuf form alone get 406.
+        "/openapi/v2"
+            if r.header("accept")
+                .is_none_or(|a| a.contains("json") || a.contains("*/*")) =>
+        {
+            json_resp(200, &openapi::v2())
+        }
+        "/openapi/v2" => {
+            return Err(ApiError::new(
+                406,
+                "NotAcceptable",
+                "only application/json is supported",
+            ));
+        }
         _ => {
             if let Some(gv) = p.strip_prefix("/openapi/v3/") {
                 return openapi::group_version(gv)
@@ -473,7 +511,8 @@ async fn resource(
     } else {
         ""
     };
-    if !info.subresource.is_empty() && !res.subresources.contains(&info.subresource.as_str()) {
+    let sub_head = info.subresource.split('/').next().unwrap_or("");
+    if !info.subresource.is_empty() && !res.subresources.contains(&sub_head) {
         return Err(ApiError::new(
             404,
             "NotFound",
@@ -832,13 +871,7 @@ fn create(
             body["status"] = json!({});
         }
         "pods" => {
-            if body["spec"]["serviceAccountName"]
-                .as_str()
-                .unwrap_or("")
-                .is_empty()
-            {
-                body["spec"]["serviceAccountName"] = json!("default");
-            }
+            service_account_admission(&store, ns, &mut body)?;
             if body["status"]["phase"].as_str().is_none() {
                 body["status"] = json!({"phase": "Pending", "qosClass": qos_class(&body["spec"])});
             }
@@ -852,6 +885,78 @@ fn create(
     normalize(res, &mut body);
     let out = store.create(res, ns, body)?;
     Ok((201, out))
+}
+
+/// The ServiceAccount admission plugin: default the ServiceAccount, require it to exist, and mount
+/// its token, the cluster CA and the namespace as the `kube-api-access-*` projected volume.
+fn service_account_admission(store: &Store, ns: &str, pod: &mut Value) -> Result<(), ApiError> {
+    if pod["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string() {
+        return Ok(());
+    }
+    let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let spec = &mut pod["spec"];
+    let sa_name = match spec["serviceAccountName"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+    {
+        Some(s) => s.to_string(),
+        None => "default".to_string(),
+    };
+    spec["serviceAccountName"] = json!(sa_name);
+    spec["serviceAccount"] = json!(sa_name);
+    let sas = api::find("", "v1", "serviceaccounts")
+        .ok_or_else(|| ApiError::bad_request("no serviceaccounts"))?;
+    let Some(sa) = store.get(sas, ns, &sa_name) else {
+        return Err(ApiError::new(
+            403,
+            "Forbidden",
+            format!(
+                "pods \"{name}\" is forbidden: error looking up service account {ns}/{sa_name}: serviceaccount \"{sa_name}\" not found"
+            ),
+        ));
+    };
+    let automount = spec["automountServiceAccountToken"]
+        .as_bool()
+        .or(sa["automountServiceAccountToken"].as_bool())
+        .unwrap_or(true);
+    if !automount {
+        return Ok(());
+    }
+    const MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+    const ALNUM: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let suffix: String = (0..5)
+        .map(|_| ALNUM[rand::random_range(0..ALNUM.len())] as char)
+        .collect();
+    let vol_name = format!("kube-api-access-{suffix}");
+    let volume = json!({"name": vol_name, "projected": {"defaultMode": 420, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+    ]}});
+    let mut used = false;
+    for list in ["initContainers", "containers"] {
+        for c in spec[list].as_array_mut().into_iter().flatten() {
+            if c["volumeMounts"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|m| m["mountPath"] == MOUNT))
+            {
+                continue;
+            }
+            let mount = json!({"name": vol_name, "readOnly": true, "mountPath": MOUNT});
+            match c["volumeMounts"].as_array_mut() {
+                Some(m) => m.push(mount),
+                None => c["volumeMounts"] = json!([mount]),
+            }
+            used = true;
+        }
+    }
+    if used {
+        match spec["volumes"].as_array_mut() {
+            Some(v) => v.push(volume),
+            None => spec["volumes"] = json!([volume]),
+        }
+    }
+    Ok(())
 }
 
 fn qos_class(spec: &Value) -> &'static str {
@@ -1134,12 +1239,109 @@ async fn subresource(
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
             ))
         }
+        ("pods", "log" | "exec" | "attach" | "portforward", _) => {
+            let (endpoint, path) = {
+                let store = state.store();
+                let pod = store
+                    .get(res, ns, &info.name)
+                    .ok_or_else(|| ApiError::not_found(res, &info.name))?;
+                let node_name = pod["spec"]["nodeName"].as_str().unwrap_or("");
+                if node_name.is_empty() {
+                    return Err(ApiError::bad_request(format!(
+                        "pod {} does not have a host assigned",
+                        info.name
+                    )));
+                }
+                let nodes = api::find("", "v1", "nodes")
+                    .ok_or_else(|| ApiError::bad_request("no nodes"))?;
+                let node = store
+                    .get(nodes, "", node_name)
+                    .ok_or_else(|| ApiError::not_found(nodes, node_name))?;
+                let endpoint = crate::proxy::kubelet_endpoint(node)?;
+                let sub = info.subresource.as_str();
+                let path = if sub == "portforward" {
+                    format!("/portForward/{ns}/{}", info.name)
+                } else {
+                    let names: Vec<&str> = pod["spec"]["containers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|c| c["name"].as_str())
+                        .collect();
+                    let container = match r.q("container") {
+                        Some(c) if !c.is_empty() => c.to_string(),
+                        _ if names.len() == 1 => names[0].to_string(),
+                        _ => {
+                            return Err(ApiError::bad_request(format!(
+                                "a container name must be specified for pod {}, choose one of: [{}]",
+                                info.name,
+                                names.join(" ")
+                            )));
+                        }
+                    };
+                    let prefix = match sub {
+                        "log" => "containerLogs",
+                        "exec" => "exec",
+                        _ => "attach",
+                    };
+                    format!("/{prefix}/{ns}/{}/{container}", info.name)
+                };
+                (endpoint, path)
+            };
+            let pq = if r.raw_query.is_empty() {
+                path
+            } else {
+                format!("{path}?{}", r.raw_query)
+            };
+            let up = r.upgrade.lock().unwrap_or_else(|p| p.into_inner()).take();
+            crate::proxy::forward(
+                &state.kubelet,
+                endpoint,
+                &r.method,
+                &pq,
+                &r.headers,
+                r.body.clone(),
+                up,
+            )
+            .await
+        }
+        ("nodes", sub, _) if sub == "proxy" || sub.starts_with("proxy/") => {
+            let endpoint = {
+                let store = state.store();
+                let node = store
+                    .get(res, "", &info.name)
+                    .ok_or_else(|| ApiError::not_found(res, &info.name))?;
+                crate::proxy::kubelet_endpoint(node)?
+            };
+            let rest = sub.strip_prefix("proxy").unwrap_or("");
+            let path = if rest.is_empty() {
+                "/".to_string()
+            } else {
+                rest.to_string()
+            };
+            let pq = if r.raw_query.is_empty() {
+                path
+            } else {
+                format!("{path}?{}", r.raw_query)
+            };
+            let up = r.upgrade.lock().unwrap_or_else(|p| p.into_inner()).take();
+            crate::proxy::forward(
+                &state.kubelet,
+                endpoint,
+                &r.method,
+                &pq,
+                &r.headers,
+                r.body.clone(),
+                up,
+            )
+            .await
+        }
         _ => Err(ApiError::new(
-            503,
-            "ServiceUnavailable",
+            405,
+            "MethodNotAllowed",
             format!(
-                "kube-sim does not proxy {}/{} to kubelets yet",
-                res.resource, info.subresource
+                "{} {}/{} is not supported",
+                info.verb, res.resource, info.subresource
             ),
         )),
     }
