@@ -1,0 +1,402 @@
+//! What a kubelet's own identity may do (the Node authorizer), status subresources, CSR denial,
+//! and restarting kube-sim on the same directory.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Sim {
+    child: Child,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path) -> Sim {
+    let _ = std::fs::remove_file(dir.join("address"));
+    let child = Command::new(env!("CARGO_BIN_EXE_kube-sim"))
+        .arg("--dir")
+        .arg(dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !dir.join("address").exists() {
+        assert!(Instant::now() < deadline, "kube-sim did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Sim { child }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut c = Command::new("kubectl")
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let (Some(s), Some(mut i)) = (stdin, c.stdin.take()) {
+        let _ = i.write_all(s.as_bytes());
+    }
+    c.wait_with_output().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn ok(kc: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let o = kubectl(kc, args, stdin);
+    assert!(o.status.success(), "kubectl {args:?}: {}", text(&o.stderr));
+    text(&o.stdout)
+}
+
+fn openssl(args: &[&str]) {
+    let o = Command::new("openssl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(o.status.success(), "openssl {args:?}: {}", text(&o.stderr));
+}
+
+/// A kubeconfig for `system:node:<node>` with a client cert signed by kube-sim's CA.
+fn node_kubeconfig(dir: &Path, node: &str) -> std::path::PathBuf {
+    let d = |n: &str| dir.join(n).display().to_string();
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        &d(&format!("{node}.key")),
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        &d(&format!("{node}.key")),
+        "-subj",
+        &format!("/O=system:nodes/CN=system:node:{node}"),
+        "-out",
+        &d(&format!("{node}.csr")),
+    ]);
+    std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth\n").unwrap_or_default();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &d(&format!("{node}.csr")),
+        "-CA",
+        &d("ca.pem"),
+        "-CAkey",
+        &d("ca-key.pem"),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        &d("client.cnf"),
+        "-out",
+        &d(&format!("{node}.pem")),
+    ]);
+    let kc = dir.join(format!("{node}.kubeconfig"));
+    let server = std::fs::read_to_string(dir.join("address")).unwrap_or_default();
+    for args in [
+        vec![
+            "config".to_string(),
+            "set-cluster".into(),
+            "c".into(),
+            format!("--server={server}"),
+            format!("--certificate-authority={}", d("ca.pem")),
+            "--embed-certs=true".into(),
+        ],
+        vec![
+            "config".into(),
+            "set-credentials".into(),
+            "u".into(),
+            format!("--client-certificate={}", d(&format!("{node}.pem"))),
+            format!("--client-key={}", d(&format!("{node}.key"))),
+            "--embed-certs=true".into(),
+        ],
+        vec![
+            "config".into(),
+            "set-context".into(),
+            "x".into(),
+            "--cluster=c".into(),
+            "--user=u".into(),
+        ],
+        vec!["config".into(), "use-context".into(), "x".into()],
+    ] {
+        let o = kubectl(
+            &kc,
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            None,
+        );
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+    kc
+}
+
+#[test]
+fn node_authorizer_limits_a_kubelet_to_its_own_objects() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tmp.path();
+    let _sim = start(dir);
+    let admin = dir.join("admin.kubeconfig");
+    let n1 = node_kubeconfig(dir, "n1");
+    // A kubelet registers its own Node and Lease.
+    let node = |name: &str| {
+        serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+            .to_string()
+    };
+    ok(&n1, &["create", "-f", "-"], Some(&node("n1")));
+    ok(&admin, &["create", "-f", "-"], Some(&node("n2")));
+    let lease = serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "n1", "namespace": "kube-node-lease"}, "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 40}}).to_string();
+    ok(&n1, &["create", "-f", "-"], Some(&lease));
+    // Its own status: yes. Another node's: no, with the apiserver's text.
+    let status = "{\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"KubeletReady\",\"message\":\"kubelet is posting ready status\"}]}}";
+    ok(
+        &n1,
+        &[
+            "patch",
+            "node",
+            "n1",
+            "--subresource=status",
+            "--type=strategic",
+            "-p",
+            status,
+        ],
+        None,
+    );
+    assert_eq!(
+        ok(&admin, &["get", "node", "n1", "--no-headers"], None)
+            .split_whitespace()
+            .nth(1),
+        Some("Ready")
+    );
+    let o = kubectl(
+        &n1,
+        &[
+            "patch",
+            "node",
+            "n2",
+            "--subresource=status",
+            "--type=strategic",
+            "-p",
+            status,
+        ],
+        None,
+    );
+    // (kubectl reads the status subresource before patching it; either verb is refused.)
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("nodes \"n2\" is forbidden: User \"system:node:n1\" cannot ")
+            && err.contains(" resource \"nodes/status\" in API group \"\" at the cluster scope"),
+        "{err}"
+    );
+    // Secrets: only those a pod bound to the node uses.
+    ok(
+        &admin,
+        &["create", "secret", "generic", "s1", "--from-literal=a=b"],
+        None,
+    );
+    let o = kubectl(&n1, &["get", "secret", "s1"], None);
+    assert!(text(&o.stderr).contains("secrets \"s1\" is forbidden: User \"system:node:n1\" cannot get resource \"secrets\" in API group \"\" in the namespace \"default\""), "{}", text(&o.stderr));
+    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p1"}, "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox", "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s1", "key": "a"}}}]}]}}).to_string();
+    ok(&admin, &["create", "-f", "-"], Some(&pod));
+    ok(&n1, &["get", "secret", "s1"], None);
+    // The node may patch the status of its own pods only (kubectl patch reads the subresource
+    // first, which the Node authorizer does not allow, so ask with can-i).
+    let can = |pod: &str| {
+        ok(
+            &admin,
+            &[
+                "auth",
+                "can-i",
+                "patch",
+                &format!("pods/{pod}"),
+                "--subresource=status",
+                "--as=system:node:n1",
+                "--as-group=system:nodes",
+            ],
+            None,
+        )
+        .trim()
+        .to_string()
+    };
+    let other = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p2"}, "spec": {"nodeName": "n2", "containers": [{"name": "c", "image": "busybox"}]}}).to_string();
+    ok(&admin, &["create", "-f", "-"], Some(&other));
+    assert_eq!(can("p1"), "yes");
+    assert_eq!(
+        kubectl(
+            &admin,
+            &[
+                "auth",
+                "can-i",
+                "patch",
+                "pods/p2",
+                "--subresource=status",
+                "--as=system:node:n1",
+                "--as-group=system:nodes"
+            ],
+            None
+        )
+        .stdout,
+        b"no\n"
+    );
+    // Pod status through the status subresource; the spec cannot change that way.
+    ok(
+        &admin,
+        &[
+            "patch",
+            "pod",
+            "p1",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            "{\"status\":{\"phase\":\"Running\",\"podIP\":\"10.1.0.5\"},\"spec\":{\"nodeName\":\"n2\"}}",
+        ],
+        None,
+    );
+    assert_eq!(
+        ok(
+            &admin,
+            &[
+                "get",
+                "pod",
+                "p1",
+                "-o",
+                "jsonpath={.status.phase} {.status.podIP} {.spec.nodeName}"
+            ],
+            None
+        ),
+        "Running 10.1.0.5 n1"
+    );
+    // ... and the main resource cannot change the status.
+    ok(
+        &admin,
+        &[
+            "patch",
+            "pod",
+            "p1",
+            "--type=merge",
+            "-p",
+            "{\"status\":{\"phase\":\"Failed\"},\"metadata\":{\"labels\":{\"x\":\"y\"}}}",
+        ],
+        None,
+    );
+    assert_eq!(
+        ok(
+            &admin,
+            &[
+                "get",
+                "pod",
+                "p1",
+                "-o",
+                "jsonpath={.status.phase} {.metadata.labels.x}"
+            ],
+            None
+        ),
+        "Running y"
+    );
+    // The kubelet's final delete of its own pod (grace 0, uid precondition) removes it.
+    let uid = ok(
+        &admin,
+        &["get", "pod", "p1", "-o", "jsonpath={.metadata.uid}"],
+        None,
+    );
+    let o = kubectl(
+        &n1,
+        &[
+            "delete",
+            "--raw",
+            "/api/v1/namespaces/default/pods/p1",
+            "-f",
+            "-",
+        ],
+        Some(&format!(
+            "{{\"kind\":\"DeleteOptions\",\"apiVersion\":\"v1\",\"gracePeriodSeconds\":0,\"preconditions\":{{\"uid\":\"{uid}\"}}}}"
+        )),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        !kubectl(&admin, &["get", "pod", "p1"], None)
+            .status
+            .success()
+    );
+    // Describe reads as on a real cluster.
+    let described = ok(&admin, &["describe", "node", "n1"], None);
+    assert!(
+        described
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq(["Ready", "True"])),
+        "{described}"
+    );
+}
+
+#[test]
+fn denied_csrs_and_restarts_on_the_same_dir() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tmp.path();
+    let sim = start(dir);
+    let admin = dir.join("admin.kubeconfig");
+    let d = |n: &str| dir.join(n).display().to_string();
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        &d("x.key"),
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        &d("x.key"),
+        "-subj",
+        "/O=system:nodes/CN=system:node:x",
+        "-addext",
+        "subjectAltName=IP:10.0.0.9",
+        "-out",
+        &d("x.csr"),
+    ]);
+    use base64::Engine;
+    let req = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(dir.join("x.csr")).unwrap_or_default());
+    let csr = serde_json::json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {"name": "csr-x"}, "spec": {"request": req, "signerName": "kubernetes.io/kubelet-serving", "usages": ["digital signature", "server auth"]}}).to_string();
+    ok(&admin, &["create", "-f", "-"], Some(&csr));
+    assert!(ok(&admin, &["certificate", "deny", "csr-x"], None).contains("csr-x denied"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        ok(&admin, &["get", "csr", "csr-x", "--no-headers"], None)
+            .split_whitespace()
+            .last(),
+        Some("Denied")
+    );
+    assert!(ok(&admin, &["describe", "csr", "csr-x"], None).contains("Denied"));
+    let ca_before = std::fs::read(dir.join("ca.pem")).unwrap_or_default();
+    let admin_before = std::fs::read(dir.join("admin.pem")).unwrap_or_default();
+    drop(sim);
+    let _sim = start(dir);
+    assert_eq!(
+        std::fs::read(dir.join("ca.pem")).unwrap_or_default(),
+        ca_before,
+        "the CA is reused"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("admin.pem")).unwrap_or_default(),
+        admin_before,
+        "client certs are reused"
+    );
+    // Certificates issued before the restart still authenticate.
+    assert!(ok(&admin, &["get", "--raw", "/healthz"], None).contains("ok"));
+}
