@@ -1288,22 +1288,7 @@ async fn subresource(
                 };
                 (endpoint, path)
             };
-            let pq = if r.raw_query.is_empty() {
-                path
-            } else {
-                format!("{path}?{}", r.raw_query)
-            };
-            let up = r.upgrade.lock().unwrap_or_else(|p| p.into_inner()).take();
-            crate::proxy::forward(
-                &state.kubelet,
-                endpoint,
-                &r.method,
-                &pq,
-                &r.headers,
-                r.body.clone(),
-                up,
-            )
-            .await
+            forward(state, r, endpoint, path).await
         }
         ("nodes", sub, _) if sub == "proxy" || sub.starts_with("proxy/") => {
             let endpoint = {
@@ -1319,22 +1304,7 @@ async fn subresource(
             } else {
                 rest.to_string()
             };
-            let pq = if r.raw_query.is_empty() {
-                path
-            } else {
-                format!("{path}?{}", r.raw_query)
-            };
-            let up = r.upgrade.lock().unwrap_or_else(|p| p.into_inner()).take();
-            crate::proxy::forward(
-                &state.kubelet,
-                endpoint,
-                &r.method,
-                &pq,
-                &r.headers,
-                r.body.clone(),
-                up,
-            )
-            .await
+            forward(state, r, endpoint, path).await
         }
         _ => Err(ApiError::new(
             405,
@@ -1345,6 +1315,31 @@ async fn subresource(
             ),
         )),
     }
+}
+
+/// Relays the request to the kubelet at `endpoint` under `path`, with the original query.
+async fn forward(
+    state: &State,
+    r: &Req,
+    endpoint: (std::net::IpAddr, u16),
+    path: String,
+) -> Result<Response<Body>, ApiError> {
+    let pq = if r.raw_query.is_empty() {
+        path
+    } else {
+        format!("{path}?{}", r.raw_query)
+    };
+    let up = r.upgrade.lock().unwrap_or_else(|p| p.into_inner()).take();
+    crate::proxy::forward(
+        &state.kubelet,
+        endpoint,
+        &r.method,
+        &pq,
+        &r.headers,
+        r.body.clone(),
+        up,
+    )
+    .await
 }
 
 trait StrictDecode {

@@ -2,71 +2,21 @@
 //! and the apiserver behaviours a kubelet relies on (strict decoding, conflicts, graceful
 //! deletion, watch, bootstrap-token expiry, CSR approval and signing, node lifecycle).
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-struct Sim {
-    child: Child,
-    dir: tempfile::TempDir,
-    addr: String,
+use common::{Sim, kubectl, openssl, text};
+
+trait SimExt {
+    fn token(&self, extra: &[&str]) -> String;
+    fn bootstrap_kubeconfig(&self, token: &str) -> PathBuf;
 }
 
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Sim {
-    fn start(extra: &[&str]) -> Sim {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let child = Command::new(env!("CARGO_BIN_EXE_kube-sim"))
-            .arg("--dir")
-            .arg(dir.path())
-            .args(extra)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn kube-sim: {e}"));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let addr_file = dir.path().join("address");
-        while !addr_file.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "kube-sim did not write its address"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let addr = std::fs::read_to_string(&addr_file).unwrap_or_default();
-        Sim { child, dir, addr }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn admin(&self) -> String {
-        format!("--kubeconfig={}", self.path("admin.kubeconfig").display())
-    }
-
-    /// kubectl as admin.
-    fn k(&self, args: &[&str]) -> Output {
-        kubectl(&self.admin(), args, None)
-    }
-
-    /// kubectl as admin; must succeed; stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.k(args);
-        assert!(
-            o.status.success(),
-            "kubectl {args:?} failed:\n{}",
-            text(&o.stderr)
-        );
-        text(&o.stdout)
-    }
-
+impl SimExt for Sim {
     fn token(&self, extra: &[&str]) -> String {
         let o = Command::new(env!("CARGO_BIN_EXE_kube-sim"))
             .args(["token", "create", "--kubeconfig"])
@@ -79,7 +29,7 @@ impl Sim {
     }
 
     /// A bootstrap kubeconfig written exactly as the seed guide does.
-    fn bootstrap_kubeconfig(&self, token: &str) -> String {
+    fn bootstrap_kubeconfig(&self, token: &str) -> PathBuf {
         let path = self.path(&format!("bootstrap-{}.kubeconfig", &token[..6]));
         let kc = format!("--kubeconfig={}", path.display());
         let ca = format!("--certificate-authority={}", self.path("ca.pem").display());
@@ -112,54 +62,11 @@ impl Sim {
             ],
             vec!["config", "use-context", "default", kc.as_str()],
         ] {
-            let o = kubectl("", &args, None);
+            let o = kubectl(None, &args, None);
             assert!(o.status.success(), "{}", text(&o.stderr));
         }
-        kc
+        path
     }
-
-    fn wait_for(&self, what: &str, mut f: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !f() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn kubectl(kubeconfig: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new("kubectl");
-    if !kubeconfig.is_empty() {
-        cmd.arg(kubeconfig);
-    }
-    cmd.args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("kubectl: {e}"));
-    if let (Some(input), Some(mut si)) = (stdin, child.stdin.take()) {
-        let _ = si.write_all(input.as_bytes());
-    }
-    child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("kubectl: {e}"))
-}
-
-fn openssl(args: &[&str]) -> String {
-    let o = Command::new("openssl")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("openssl: {e}"));
-    assert!(o.status.success(), "openssl {args:?}: {}", text(&o.stderr));
-    text(&o.stdout)
 }
 
 /// A CSR object (JSON) for `subject`, optionally with SANs, made with openssl.
@@ -234,7 +141,7 @@ fn seed_bootstrap_flow_forbidden_then_auto_approved() {
     );
 
     // Without the kubelet-bootstrap binding: the seed's error, word for word.
-    let o = kubectl(&boot, &["create", "-f", "-"], Some(&csr));
+    let o = kubectl(Some(&boot), &["create", "-f", "-"], Some(&csr));
     assert!(!o.status.success());
     let want = format!(
         "certificatesigningrequests.certificates.k8s.io is forbidden: User \"system:bootstrap:{id}\" cannot create resource \"certificatesigningrequests\" in API group \"certificates.k8s.io\" at the cluster scope"
@@ -270,7 +177,7 @@ fn seed_bootstrap_flow_forbidden_then_auto_approved() {
         "certificatesigningrequests",
     ]);
     assert_eq!(text(&can.stdout).trim(), "yes");
-    let o = kubectl(&boot, &["create", "-f", "-"], Some(&csr));
+    let o = kubectl(Some(&boot), &["create", "-f", "-"], Some(&csr));
     assert!(o.status.success(), "{}", text(&o.stderr));
 
     // Not approved until the nodeclient binding exists.
@@ -376,7 +283,7 @@ fn serving_csrs_wait_for_a_human_unless_told_otherwise() {
         "kubernetes.io/kubelet-serving",
         &["digital signature", "server auth"],
     );
-    let o = kubectl(&sim.admin(), &["create", "-f", "-"], Some(&csr));
+    let o = kubectl(Some(&sim.admin()), &["create", "-f", "-"], Some(&csr));
     assert!(o.status.success(), "{}", text(&o.stderr));
     std::thread::sleep(Duration::from_millis(600));
     let pending = sim.ok(&["get", "csr"]);
@@ -454,7 +361,7 @@ fn serving_csrs_wait_for_a_human_unless_told_otherwise() {
         &["digital signature", "client auth"],
     );
     assert!(
-        kubectl(&sim.admin(), &["create", "-f", "-"], Some(&bad))
+        kubectl(Some(&sim.admin()), &["create", "-f", "-"], Some(&bad))
             .status
             .success()
     );
@@ -473,7 +380,7 @@ fn serving_csrs_wait_for_a_human_unless_told_otherwise() {
         &["digital signature", "server auth"],
     );
     assert!(
-        kubectl(&sim2.admin(), &["create", "-f", "-"], Some(&csr))
+        kubectl(Some(&sim2.admin()), &["create", "-f", "-"], Some(&csr))
             .status
             .success()
     );
@@ -505,7 +412,11 @@ fn service_account_tokens_and_rbac() {
             format!("--token={token}"),
         ];
         a.extend(args.iter().map(|s| s.to_string()));
-        kubectl("", &a.iter().map(String::as_str).collect::<Vec<_>>(), None)
+        kubectl(
+            None,
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+            None,
+        )
     };
     assert!(as_token(&["get", "nodes"]).status.success());
     let pods = as_token(&["get", "pods"]);
@@ -513,7 +424,7 @@ fn service_account_tokens_and_rbac() {
     // TokenReview, as the kubelet's webhook authenticator sends it.
     let review = serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}).to_string();
     let out = kubectl(
-        &sim.admin(),
+        Some(&sim.admin()),
         &["create", "-f", "-", "-o", "json"],
         Some(&review),
     );
@@ -527,7 +438,7 @@ fn service_account_tokens_and_rbac() {
     let sar = |user: &str, sub: &str| {
         let body = serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {"user": user, "groups": ["system:authenticated"], "resourceAttributes": {"verb": "get", "resource": "nodes", "subresource": sub, "name": "n1"}}}).to_string();
         let out = kubectl(
-            &sim.admin(),
+            Some(&sim.admin()),
             &["create", "-f", "-", "-o", "json"],
             Some(&body),
         );
@@ -548,7 +459,7 @@ fn service_account_tokens_and_rbac() {
     );
     // A made-up token is 401.
     let bad = kubectl(
-        "",
+        None,
         &[
             "--kubeconfig=/dev/null",
             &format!("--server={}", sim.addr),
@@ -591,7 +502,7 @@ fn service_account_tokens_and_rbac() {
 fn strict_decoding_names_the_unknown_field() {
     let sim = Sim::start(&[]);
     let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: typo\nspec:\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicyX: Always\n";
-    let o = kubectl(&sim.admin(), &["apply", "-f", "-"], Some(pod));
+    let o = kubectl(Some(&sim.admin()), &["apply", "-f", "-"], Some(pod));
     assert!(!o.status.success());
     assert!(
         text(&o.stderr).contains(
@@ -601,7 +512,7 @@ fn strict_decoding_names_the_unknown_field() {
         text(&o.stderr)
     );
     let o = kubectl(
-        &sim.admin(),
+        Some(&sim.admin()),
         &["create", "-f", "-"],
         Some(&pod.replace(
             "imagePullPolicyX: Always",
@@ -622,7 +533,7 @@ fn pods_tables_conflicts_scheduling_and_graceful_deletion() {
                    "addresses": [{"type": "InternalIP", "address": "10.0.0.5"}], "nodeInfo": {"kubeletVersion": "v1.32.0", "osImage": "Debian", "kernelVersion": "6.1", "containerRuntimeVersion": "containerd://1.6.20", "machineID": "", "systemUUID": "", "bootID": "", "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64"}}});
     assert!(
         kubectl(
-            &sim.admin(),
+            Some(&sim.admin()),
             &["create", "-f", "-"],
             Some(&node.to_string())
         )
@@ -632,7 +543,7 @@ fn pods_tables_conflicts_scheduling_and_graceful_deletion() {
     let lease = serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "n1", "namespace": "kube-node-lease"}, "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 40, "renewTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)}});
     assert!(
         kubectl(
-            &sim.admin(),
+            Some(&sim.admin()),
             &["create", "-f", "-"],
             Some(&lease.to_string())
         )
@@ -703,7 +614,7 @@ fn pods_tables_conflicts_scheduling_and_graceful_deletion() {
     // Optimistic concurrency: an update with a stale resourceVersion is a 409.
     let old = sim.ok(&["get", "pod", "p1", "-o", "json"]);
     sim.ok(&["label", "pod", "p1", "a=b"]);
-    let o = kubectl(&sim.admin(), &["replace", "-f", "-"], Some(&old));
+    let o = kubectl(Some(&sim.admin()), &["replace", "-f", "-"], Some(&old));
     assert!(text(&o.stderr).contains("Operation cannot be fulfilled on pods \"p1\": the object has been modified; please apply your changes to the latest version and try again"), "{}", text(&o.stderr));
 
     // Graceful deletion of a bound pod: marked, not removed, until deleted with grace 0.
@@ -764,7 +675,7 @@ fn pods_tables_conflicts_scheduling_and_graceful_deletion() {
 fn watch_streams_events_and_410_on_a_too_old_version() {
     let sim = Sim::start(&["--watch-history", "5", "--bookmark-interval", "1s"]);
     let mut w = Command::new("kubectl")
-        .arg(sim.admin())
+        .arg(format!("--kubeconfig={}", sim.admin().display()))
         .args([
             "get",
             "configmaps",
@@ -837,9 +748,9 @@ fn expired_bootstrap_tokens_are_refused_and_cleaned_up() {
         "--clusterrole=system:node-bootstrapper",
         "--group=system:bootstrappers",
     ]);
-    assert!(kubectl(&boot, &["get", "csr"], None).status.success());
+    assert!(kubectl(Some(&boot), &["get", "csr"], None).status.success());
     std::thread::sleep(Duration::from_millis(2500));
-    let o = kubectl(&boot, &["get", "csr"], None);
+    let o = kubectl(Some(&boot), &["get", "csr"], None);
     assert!(
         text(&o.stderr).contains("error: You must be logged in to the server (Unauthorized)"),
         "{}",

@@ -1,70 +1,12 @@
 //! What a kubelet's own identity may do (the Node authorizer), status subresources, CSR denial,
 //! and restarting kube-sim on the same directory.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-struct Sim {
-    child: Child,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &Path) -> Sim {
-    let _ = std::fs::remove_file(dir.join("address"));
-    let child = Command::new(env!("CARGO_BIN_EXE_kube-sim"))
-        .arg("--dir")
-        .arg(dir)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !dir.join("address").exists() {
-        assert!(Instant::now() < deadline, "kube-sim did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Sim { child }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut c = Command::new("kubectl")
-        .arg(format!("--kubeconfig={}", kubeconfig.display()))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    if let (Some(s), Some(mut i)) = (stdin, c.stdin.take()) {
-        let _ = i.write_all(s.as_bytes());
-    }
-    c.wait_with_output().unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn ok(kc: &Path, args: &[&str], stdin: Option<&str>) -> String {
-    let o = kubectl(kc, args, stdin);
-    assert!(o.status.success(), "kubectl {args:?}: {}", text(&o.stderr));
-    text(&o.stdout)
-}
-
-fn openssl(args: &[&str]) {
-    let o = Command::new("openssl")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(o.status.success(), "openssl {args:?}: {}", text(&o.stderr));
-}
+use common::{kubectl, ok, openssl, start_in, text};
 
 /// A kubeconfig for `system:node:<node>` with a client cert signed by kube-sim's CA.
 fn node_kubeconfig(dir: &Path, node: &str) -> std::path::PathBuf {
@@ -135,7 +77,7 @@ fn node_kubeconfig(dir: &Path, node: &str) -> std::path::PathBuf {
         vec!["config".into(), "use-context".into(), "x".into()],
     ] {
         let o = kubectl(
-            &kc,
+            Some(&kc),
             &args.iter().map(String::as_str).collect::<Vec<_>>(),
             None,
         );
@@ -148,7 +90,7 @@ fn node_kubeconfig(dir: &Path, node: &str) -> std::path::PathBuf {
 fn node_authorizer_limits_a_kubelet_to_its_own_objects() {
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let dir = tmp.path();
-    let _sim = start(dir);
+    let _sim = start_in(dir, &[]);
     let admin = dir.join("admin.kubeconfig");
     let n1 = node_kubeconfig(dir, "n1");
     // A kubelet registers its own Node and Lease.
@@ -182,7 +124,7 @@ fn node_authorizer_limits_a_kubelet_to_its_own_objects() {
         Some("Ready")
     );
     let o = kubectl(
-        &n1,
+        Some(&n1),
         &[
             "patch",
             "node",
@@ -207,7 +149,7 @@ fn node_authorizer_limits_a_kubelet_to_its_own_objects() {
         &["create", "secret", "generic", "s1", "--from-literal=a=b"],
         None,
     );
-    let o = kubectl(&n1, &["get", "secret", "s1"], None);
+    let o = kubectl(Some(&n1), &["get", "secret", "s1"], None);
     assert!(text(&o.stderr).contains("secrets \"s1\" is forbidden: User \"system:node:n1\" cannot get resource \"secrets\" in API group \"\" in the namespace \"default\""), "{}", text(&o.stderr));
     let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p1"}, "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox", "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s1", "key": "a"}}}]}]}}).to_string();
     ok(&admin, &["create", "-f", "-"], Some(&pod));
@@ -236,7 +178,7 @@ fn node_authorizer_limits_a_kubelet_to_its_own_objects() {
     assert_eq!(can("p1"), "yes");
     assert_eq!(
         kubectl(
-            &admin,
+            Some(&admin),
             &[
                 "auth",
                 "can-i",
@@ -313,7 +255,7 @@ fn node_authorizer_limits_a_kubelet_to_its_own_objects() {
         None,
     );
     let o = kubectl(
-        &n1,
+        Some(&n1),
         &[
             "delete",
             "--raw",
@@ -327,7 +269,7 @@ fn node_authorizer_limits_a_kubelet_to_its_own_objects() {
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(
-        !kubectl(&admin, &["get", "pod", "p1"], None)
+        !kubectl(Some(&admin), &["get", "pod", "p1"], None)
             .status
             .success()
     );
@@ -345,7 +287,7 @@ fn node_authorizer_limits_a_kubelet_to_its_own_objects() {
 fn denied_csrs_and_restarts_on_the_same_dir() {
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let dir = tmp.path();
-    let sim = start(dir);
+    let sim = start_in(dir, &[]);
     let admin = dir.join("admin.kubeconfig");
     let d = |n: &str| dir.join(n).display().to_string();
     openssl(&[
@@ -386,7 +328,7 @@ fn denied_csrs_and_restarts_on_the_same_dir() {
     let ca_before = std::fs::read(dir.join("ca.pem")).unwrap_or_default();
     let admin_before = std::fs::read(dir.join("admin.pem")).unwrap_or_default();
     drop(sim);
-    let _sim = start(dir);
+    let _sim = start_in(dir, &[]);
     assert_eq!(
         std::fs::read(dir.join("ca.pem")).unwrap_or_default(),
         ca_before,

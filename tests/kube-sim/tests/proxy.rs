@@ -4,9 +4,8 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
@@ -15,64 +14,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-struct Sim {
-    child: Child,
-    dir: tempfile::TempDir,
-}
+mod common;
 
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_sim() -> Sim {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let child = Command::new(env!("CARGO_BIN_EXE_kube-sim"))
-        .arg("--dir")
-        .arg(dir.path())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !dir.path().join("address").exists() {
-        assert!(Instant::now() < deadline, "kube-sim did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Sim { child, dir }
-}
-
-fn kubectl(sim: &Sim, args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    use std::io::Write;
-    let mut c = Command::new("kubectl")
-        .arg(format!(
-            "--kubeconfig={}",
-            sim.dir.path().join("admin.kubeconfig").display()
-        ))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    if let (Some(s), Some(mut i)) = (stdin, c.stdin.take()) {
-        let _ = i.write_all(s.as_bytes());
-    }
-    c.wait_with_output().unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn openssl(args: &[&str]) {
-    let o = Command::new("openssl")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(o.status.success(), "openssl {args:?}: {}", text(&o.stderr));
-}
+use common::{Sim, kubectl, openssl, text};
 
 /// A kubelet serving cert for 127.0.0.1 signed by kube-sim's CA (as a kubelet-serving CSR would be).
 fn kubelet_cert(dir: &Path) -> (String, String) {
@@ -229,7 +173,7 @@ async fn fake_kubelet(ca_pem: String, cert: String, key: String) -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_node_proxy_and_upgrades_reach_the_kubelet() {
-    let sim = start_sim();
+    let sim = Sim::start(&[]);
     let dir = sim.dir.path().to_path_buf();
     let (cert, key) = kubelet_cert(&dir);
     let ca = std::fs::read_to_string(dir.join("ca.pem")).unwrap_or_default();
@@ -240,7 +184,7 @@ async fn logs_node_proxy_and_upgrades_reach_the_kubelet() {
     // kubectl blocks; run it off the async workers.
     let run = |args: Vec<String>, stdin: Option<String>| {
         kubectl(
-            &sim,
+            Some(&sim.admin()),
             &args.iter().map(String::as_str).collect::<Vec<_>>(),
             stdin.as_deref(),
         )
@@ -351,10 +295,14 @@ async fn logs_node_proxy_and_upgrades_reach_the_kubelet() {
 
 #[test]
 fn service_account_admission_injects_kube_api_access() {
-    let sim = start_sim();
-    let o = kubectl(&sim, &["run", "p1", "--image=busybox"], None);
+    let sim = Sim::start(&[]);
+    let o = kubectl(Some(&sim.admin()), &["run", "p1", "--image=busybox"], None);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let o = kubectl(&sim, &["get", "pod", "p1", "-o", "json"], None);
+    let o = kubectl(
+        Some(&sim.admin()),
+        &["get", "pod", "p1", "-o", "json"],
+        None,
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
     let vol = &v["spec"]["volumes"][0];
     assert!(
@@ -378,7 +326,7 @@ fn service_account_admission_injects_kube_api_access() {
     assert_eq!(mount["readOnly"], true);
     assert_eq!(v["spec"]["serviceAccountName"], "default");
     let o = kubectl(
-        &sim,
+        Some(&sim.admin()),
         &[
             "run",
             "p2",
