@@ -434,6 +434,15 @@ fn field_match(o: &Value, sel: &str) -> bool {
     })
 }
 
+/// The values of `(a, b, c)` in a set-based selector term.
+fn value_set(s: &str) -> Vec<&str> {
+    s.trim()
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(',')
+        .map(str::trim)
+        .collect()
+}
+
 /// `labelSelector`: `k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`, `k notin (a,b)`.
 fn label_match(o: &Value, sel: &str) -> bool {
     let labels = &o["metadata"]["labels"];
@@ -465,21 +474,9 @@ fn label_match(o: &Value, sel: &str) -> bool {
             } else if let Some(k) = t.strip_prefix('!') {
                 get(k).is_none()
             } else if let Some((k, rest)) = t.split_once(" notin ") {
-                let set: Vec<&str> = rest
-                    .trim()
-                    .trim_matches(|c| c == '(' || c == ')')
-                    .split(',')
-                    .map(str::trim)
-                    .collect();
-                get(k).is_none_or(|v| !set.contains(&v.as_str()))
+                get(k).is_none_or(|v| !value_set(rest).contains(&v.as_str()))
             } else if let Some((k, rest)) = t.split_once(" in ") {
-                let set: Vec<&str> = rest
-                    .trim()
-                    .trim_matches(|c| c == '(' || c == ')')
-                    .split(',')
-                    .map(str::trim)
-                    .collect();
-                get(k).is_some_and(|v| set.contains(&v.as_str()))
+                get(k).is_some_and(|v| value_set(rest).contains(&v.as_str()))
             } else {
                 get(t).is_some()
             }

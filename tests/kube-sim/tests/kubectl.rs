@@ -78,32 +78,7 @@ fn csr_object(
     signer: &str,
     usages: &[&str],
 ) -> String {
-    let key = dir.join(format!("{name}.key"));
-    let req = dir.join(format!("{name}.csr"));
-    openssl(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        &key.display().to_string(),
-    ]);
-    let mut args = vec![
-        "req".to_string(),
-        "-new".into(),
-        "-key".into(),
-        key.display().to_string(),
-        "-subj".into(),
-        subject.into(),
-        "-out".into(),
-        req.display().to_string(),
-    ];
-    if let Some(s) = sans {
-        args.push("-addext".into());
-        args.push(format!("subjectAltName={s}"));
-    }
-    openssl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (_, req) = common::key_and_csr(dir, name, subject, sans);
     use base64::Engine;
     let b64 =
         base64::engine::general_purpose::STANDARD.encode(std::fs::read(&req).unwrap_or_default());

@@ -6,48 +6,18 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{kubectl, ok, openssl, start_in, text};
+use common::{kubectl, ok, start_in, text};
 
 /// A kubeconfig for `system:node:<node>` with a client cert signed by kube-sim's CA.
 fn node_kubeconfig(dir: &Path, node: &str) -> std::path::PathBuf {
     let d = |n: &str| dir.join(n).display().to_string();
-    openssl(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        &d(&format!("{node}.key")),
-    ]);
-    openssl(&[
-        "req",
-        "-new",
-        "-key",
-        &d(&format!("{node}.key")),
-        "-subj",
+    let (_, csr) = common::key_and_csr(
+        dir,
+        node,
         &format!("/O=system:nodes/CN=system:node:{node}"),
-        "-out",
-        &d(&format!("{node}.csr")),
-    ]);
-    std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth\n").unwrap_or_default();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &d(&format!("{node}.csr")),
-        "-CA",
-        &d("ca.pem"),
-        "-CAkey",
-        &d("ca-key.pem"),
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        &d("client.cnf"),
-        "-out",
-        &d(&format!("{node}.pem")),
-    ]);
+        None,
+    );
+    common::sign_with_ca(dir, &csr, node, "extendedKeyUsage=clientAuth\n");
     let kc = dir.join(format!("{node}.kubeconfig"));
     let server = std::fs::read_to_string(dir.join("address")).unwrap_or_default();
     for args in [
@@ -289,31 +259,15 @@ fn denied_csrs_and_restarts_on_the_same_dir() {
     let dir = tmp.path();
     let sim = start_in(dir, &[]);
     let admin = dir.join("admin.kubeconfig");
-    let d = |n: &str| dir.join(n).display().to_string();
-    openssl(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        &d("x.key"),
-    ]);
-    openssl(&[
-        "req",
-        "-new",
-        "-key",
-        &d("x.key"),
-        "-subj",
+    let (_, x_csr) = common::key_and_csr(
+        dir,
+        "x",
         "/O=system:nodes/CN=system:node:x",
-        "-addext",
-        "subjectAltName=IP:10.0.0.9",
-        "-out",
-        &d("x.csr"),
-    ]);
+        Some("IP:10.0.0.9"),
+    );
     use base64::Engine;
-    let req = base64::engine::general_purpose::STANDARD
-        .encode(std::fs::read(dir.join("x.csr")).unwrap_or_default());
+    let req =
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&x_csr).unwrap_or_default());
     let csr = serde_json::json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {"name": "csr-x"}, "spec": {"request": req, "signerName": "kubernetes.io/kubelet-serving", "usages": ["digital signature", "server auth"]}}).to_string();
     ok(&admin, &["create", "-f", "-"], Some(&csr));
     assert!(ok(&admin, &["certificate", "deny", "csr-x"], None).contains("csr-x denied"));

@@ -20,60 +20,26 @@ use common::{Sim, kubectl, openssl, text};
 
 /// A kubelet serving cert for 127.0.0.1 signed by kube-sim's CA (as a kubelet-serving CSR would be).
 fn kubelet_cert(dir: &Path) -> (String, String) {
-    let d = |n: &str| dir.join(n).display().to_string();
-    openssl(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        &d("k.key"),
-    ]);
+    let (key, csr) = common::key_and_csr(dir, "kubelet", "/O=system:nodes/CN=system:node:n1", None);
+    let pkcs8 = dir.join("kubelet-pkcs8.key");
     openssl(&[
         "pkcs8",
         "-topk8",
         "-nocrypt",
         "-in",
-        &d("k.key"),
+        &key.display().to_string(),
         "-out",
-        &d("k8.key"),
+        &pkcs8.display().to_string(),
     ]);
-    openssl(&[
-        "req",
-        "-new",
-        "-key",
-        &d("k.key"),
-        "-subj",
-        "/O=system:nodes/CN=system:node:n1",
-        "-out",
-        &d("k.csr"),
-    ]);
-    std::fs::write(
-        dir.join("ext.cnf"),
+    let cert = common::sign_with_ca(
+        dir,
+        &csr,
+        "kubelet",
         "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap_or_default();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &d("k.csr"),
-        "-CA",
-        &d("ca.pem"),
-        "-CAkey",
-        &d("ca-key.pem"),
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        &d("ext.cnf"),
-        "-out",
-        &d("k.pem"),
-    ]);
+    );
     (
-        std::fs::read_to_string(dir.join("k.pem")).unwrap_or_default(),
-        std::fs::read_to_string(dir.join("k8.key")).unwrap_or_default(),
+        std::fs::read_to_string(cert).unwrap_or_default(),
+        std::fs::read_to_string(pkcs8).unwrap_or_default(),
     )
 }
 

@@ -127,3 +127,59 @@ pub fn openssl(args: &[&str]) -> String {
     assert!(o.status.success(), "openssl {args:?}: {}", text(&o.stderr));
     text(&o.stdout)
 }
+
+/// An EC P-256 key `dir/<name>.key` and a PKCS#10 request `dir/<name>.csr` for `subject`, with
+/// `subjectAltName=<sans>` when given.
+pub fn key_and_csr(
+    dir: &Path,
+    name: &str,
+    subject: &str,
+    sans: Option<&str>,
+) -> (PathBuf, PathBuf) {
+    let key = dir.join(format!("{name}.key"));
+    let csr = dir.join(format!("{name}.csr"));
+    let (k, c) = (key.display().to_string(), csr.display().to_string());
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        &k,
+    ]);
+    let san = sans.map(|s| format!("subjectAltName={s}"));
+    let mut args = vec!["req", "-new", "-key", &k, "-subj", subject, "-out", &c];
+    if let Some(s) = &san {
+        args.extend(["-addext", s.as_str()]);
+    }
+    openssl(&args);
+    (key, csr)
+}
+
+/// Signs `csr` with kube-sim's CA in `dir` (as a human with ca-key.pem would), adding the
+/// extensions in `ext` (openssl extfile lines); writes and returns `dir/<name>.pem`.
+pub fn sign_with_ca(dir: &Path, csr: &Path, name: &str, ext: &str) -> PathBuf {
+    let d = |n: &str| dir.join(n).display().to_string();
+    let extfile = dir.join(format!("{name}.ext"));
+    std::fs::write(&extfile, ext).unwrap_or_else(|e| panic!("{e}"));
+    let out = dir.join(format!("{name}.pem"));
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr.display().to_string(),
+        "-CA",
+        &d("ca.pem"),
+        "-CAkey",
+        &d("ca-key.pem"),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        &extfile.display().to_string(),
+        "-out",
+        &out.display().to_string(),
+    ]);
+    out
+}
