@@ -1,8 +1,10 @@
 //! tinylet: a small Kubernetes node agent for edge boxes, a drop-in for the kubelet.
 #![forbid(unsafe_code)]
 
+pub mod certs;
 pub mod config;
 pub mod error;
+pub mod kube;
 pub mod log;
 pub mod timefmt;
 

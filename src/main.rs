@@ -7,7 +7,7 @@ use nix::sys::signal::{SigSet, Signal};
 use tinylet::config::flags::{self, Command};
 use tinylet::config::{self, Settings, Strictness};
 use tinylet::error::Error;
-use tinylet::{info, log, vinfo, warn};
+use tinylet::{error, info, log, vinfo, warn};
 
 fn main() -> ExitCode {
     match run(std::env::args().skip(1)) {
@@ -52,8 +52,17 @@ fn run(args: impl Iterator<Item = String>) -> Result<(), Error> {
     }
     let settings = config::load(flags, Strictness::Lenient, hostname)?;
     log::set_verbosity(settings.kubelet.logging.verbosity);
+    // Blocked before any thread starts, so every thread inherits the mask and only the main
+    // thread receives the signals (in sigwait).
+    let signals = block_signals()?;
     announce(&settings);
-    wait_for_termination()
+    if settings.bootstrapping {
+        start_bootstrap(&settings);
+    }
+    info!(
+        "running; node registration, pods and the 10250 server are not implemented yet; waiting for SIGTERM or SIGINT"
+    );
+    wait_for_termination(&signals)
 }
 
 /// `tinylet check-config`: strict load, effective YAML on stdout, warnings on stderr.
@@ -93,14 +102,58 @@ fn announce(s: &Settings) {
         Some(a) => info!("api server {} (from {})", a.server, a.file.display()),
         None => info!("no kubeconfig given: standalone mode"),
     }
-    info!("no node subsystems in this build yet; idling until SIGTERM or SIGINT");
 }
 
-fn wait_for_termination() -> Result<(), Error> {
+/// Runs the client-certificate bootstrap on its own thread, retrying with backoff (2 s doubling to
+/// 32 s) and logging one line per failure, as the kubelet's certificate manager does.
+fn start_bootstrap(s: &Settings) {
+    let (Some(api), Some(kubeconfig)) = (s.api_server.clone(), s.flags.kubeconfig.clone()) else {
+        return;
+    };
+    let node = s.node_name.clone();
+    let cert_dir = s.flags.cert_dir.clone();
+    let (qps, burst) = (s.kubelet.kube_api_qps, s.kubelet.kube_api_burst);
+    std::thread::spawn(move || {
+        let b = tinylet::certs::bootstrap::Bootstrap {
+            node_name: &node,
+            cert_dir: &cert_dir,
+            kubeconfig: &kubeconfig,
+            bootstrap: &api,
+            qps,
+            burst,
+            approval_timeout: std::time::Duration::from_secs(3600),
+        };
+        let mut delay = std::time::Duration::from_secs(2);
+        loop {
+            info!("Rotating certificates");
+            match b.run() {
+                Ok(file) => {
+                    info!(
+                        "bootstrap done: client certificate {}, kubeconfig {}",
+                        file.display(),
+                        kubeconfig.display()
+                    );
+                    return;
+                }
+                Err(e) => {
+                    error!("Failed while requesting a signed certificate from the master: {e}");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(std::time::Duration::from_secs(32));
+                }
+            }
+        }
+    });
+}
+
+fn block_signals() -> Result<SigSet, Error> {
     let mut set = SigSet::empty();
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGINT);
     set.thread_block().map_err(Error::Signals)?;
+    Ok(set)
+}
+
+fn wait_for_termination(set: &SigSet) -> Result<(), Error> {
     let sig = set.wait().map_err(Error::Signals)?;
     info!("received {sig:?}, exiting");
     Ok(())

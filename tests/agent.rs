@@ -70,7 +70,7 @@ fn starts_on_the_unfixed_seed_template_and_stops_on_sigterm() {
         "--v=2".into(),
     ]
     .into();
-    let (code, log) = run_until(&args, "idling until SIGTERM", Signal::SIGTERM);
+    let (code, log) = run_until(&args, "waiting for SIGTERM or SIGINT", Signal::SIGTERM);
     assert_eq!(code, Some(0), "{log}");
 
     // klog header on every line: Lmmdd hh:mm:ss.uuuuuu pid file:line] msg
@@ -144,7 +144,7 @@ fn verbosity_gates_flag_lines_and_sigint_also_stops() {
         format!("--config={}", cfg.display()),
         "--hostname-override=n1".to_string(),
     ];
-    let (code, log) = run_until(&args, "idling until SIGTERM", Signal::SIGINT);
+    let (code, log) = run_until(&args, "waiting for SIGTERM or SIGINT", Signal::SIGINT);
     assert_eq!(code, Some(0), "{log}");
     assert!(!log.contains("FLAG:"), "FLAG lines are V(1):\n{log}");
     assert!(!log.contains("unknown field"), "{log}");

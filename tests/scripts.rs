@@ -364,6 +364,10 @@ fn install_node_local_dir_lays_out_a_node() {
                 root.join("etc/kubernetes/kubelet-bootstrap.kubeconfig")
                     .display()
             ))
+            .arg(format!(
+                "--kubeconfig={}",
+                root.join("etc/kubernetes/kubelet.kubeconfig").display()
+            ))
             .arg("--hostname-override=n1"));
         assert!(out.status.success(), "{arch}: {}\n{cfg}", text(&out.stderr));
     }

@@ -30,13 +30,10 @@ pub enum Strictness {
 
 /// Top-level config fields tinylet acts on today. Everything else in [`kubelet::FIELDS`] is
 /// accepted, kept, printed by `check-config`, and reported once at startup when set.
-pub const IMPLEMENTED_FIELDS: &[&str] = &["apiVersion", "kind", "logging"];
+pub const IMPLEMENTED_FIELDS: &[&str] = &["apiVersion", "kind", "logging", "kubeAPIQPS", "kubeAPIBurst"];
 
 /// Supported flags tinylet does not act on yet (parsed and validated only).
 pub const FLAGS_NOT_IMPLEMENTED: &[&str] = &[
-    "kubeconfig",
-    "bootstrap-kubeconfig",
-    "cert-dir",
     "root-dir",
     "node-ip",
     "node-labels",
@@ -53,9 +50,12 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
     /// The node's name: `--hostname-override`, else the lowercased hostname.
     pub node_name: String,
-    /// The API server to talk to: from `--kubeconfig` if it exists, else from
+    /// The API server to talk to: from `--kubeconfig` if it exists (and, when a bootstrap
+    /// kubeconfig is given, its client certificate is valid), else from
     /// `--bootstrap-kubeconfig`; `None` runs standalone.
     pub api_server: Option<ApiServer>,
+    /// `api_server` came from `--bootstrap-kubeconfig`: the TLS bootstrap must run first.
+    pub bootstrapping: bool,
     /// Top-level fields written in the file.
     pub fields_set: Vec<String>,
     /// Unknown fields (warnings in lenient mode).
@@ -146,11 +146,11 @@ pub fn load(
         },
     };
 
-    let api_server = match resolve_api_server(&flags) {
+    let (api_server, bootstrapping) = match resolve_api_server(&flags) {
         Ok(a) => a,
         Err(e) => {
             problems.push(e);
-            None
+            (None, false)
         }
     };
 
@@ -161,6 +161,7 @@ pub fn load(
             kubelet,
             node_name,
             api_server,
+            bootstrapping,
             fields_set,
             unknown_fields,
         })
@@ -204,23 +205,27 @@ fn read_config(path: &Path) -> Result<ReadConfig, Problem> {
     })
 }
 
-/// `--kubeconfig` if the file exists; else `--bootstrap-kubeconfig`, which must then exist;
-/// neither given: standalone.
-fn resolve_api_server(flags: &Flags) -> Result<Option<ApiServer>, String> {
+/// `--kubeconfig` if the file exists and (when there is a bootstrap kubeconfig to fall back on)
+/// its client certificate is valid; else `--bootstrap-kubeconfig`, which must then exist and
+/// needs `--kubeconfig` to know where to write; neither given: standalone. The bool says
+/// whether the bootstrap must run.
+fn resolve_api_server(flags: &Flags) -> Result<(Option<ApiServer>, bool), String> {
     let load = |p: &Path, flag: &str| {
         Kubeconfig::load(p)
             .and_then(|k| k.resolve(p))
-            .map(Some)
             .map_err(|e| format!("--{flag}: {e}"))
     };
     match (&flags.kubeconfig, &flags.bootstrap_kubeconfig) {
-        (Some(k), _) if k.exists() => load(k, "kubeconfig"),
-        (_, Some(b)) => load(b, "bootstrap-kubeconfig"),
+        (Some(k), b) if k.exists() && (b.is_none() || crate::certs::bootstrap::kubeconfig_usable(k)) => {
+            Ok((Some(load(k, "kubeconfig")?), false))
+        }
+        (Some(_), Some(b)) => Ok((Some(load(b, "bootstrap-kubeconfig")?), true)),
+        (None, Some(_)) => Err("--bootstrap-kubeconfig needs --kubeconfig: the path where the client kubeconfig is written after the bootstrap".into()),
         (Some(k), None) => Err(format!(
             "--kubeconfig: {} does not exist and no --bootstrap-kubeconfig was given to create it",
             k.display()
         )),
-        (None, None) => Ok(None),
+        (None, None) => Ok((None, false)),
     }
 }
 

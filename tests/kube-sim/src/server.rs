@@ -637,7 +637,9 @@ fn check_body(res: &Res, ns: &str, name: &str, body: &Value) -> Result<(), ApiEr
     if !body.is_object() {
         return Err(ApiError::bad_request("the body must be a JSON object"));
     }
+    // An empty or missing kind is taken from the URL, as the apiserver's decoder does.
     if let Some(k) = body["kind"].as_str()
+        && !k.is_empty()
         && k != res.kind
     {
         return Err(ApiError::bad_request(format!(

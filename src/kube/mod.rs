@@ -1,0 +1,572 @@
+//! The synchronous Kubernetes API client (ureq + rustls): kubeconfig credentials, JSON, typed
+//! `Status` errors, client-side rate limiting, retries of idempotent calls, and watch.
+
+pub mod types;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+
+use crate::config::kubeconfig::{ApiServer, Credentials, Secret, Source};
+use types::Status;
+
+/// What went wrong talking to the API server. `Api` keeps the server's message verbatim.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("{}", .status.message)]
+    Api {
+        method: &'static str,
+        url: String,
+        status: Status,
+    },
+    #[error("{method} {url}: {source}")]
+    Transport {
+        method: &'static str,
+        url: String,
+        source: ureq::Error,
+    },
+    #[error("{method} {url}: decoding the response: {source}")]
+    Decode {
+        method: &'static str,
+        url: String,
+        source: serde_json::Error,
+    },
+    #[error("{what} {path}: {source}")]
+    Credentials {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what}: {message}")]
+    Tls { what: String, message: String },
+    #[error("watch {url}: the resourceVersion is too old (410 Gone); re-list")]
+    Gone { url: String },
+}
+
+impl KubeError {
+    /// The HTTP status of an API error.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            KubeError::Api { status, .. } => Some(status.code),
+            KubeError::Gone { .. } => Some(410),
+            _ => None,
+        }
+    }
+    pub fn reason(&self) -> &str {
+        match self {
+            KubeError::Api { status, .. } => &status.reason,
+            _ => "",
+        }
+    }
+    /// Worth retrying later: the server or the network, not the request, failed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            KubeError::Transport { .. } => true,
+            KubeError::Api { status, .. } => status.code == 429 || status.code >= 500,
+            _ => false,
+        }
+    }
+}
+
+/// How a PATCH body is to be read.
+#[derive(Debug, Clone, Copy)]
+pub enum PatchKind {
+    Merge,
+    Strategic,
+    Json,
+}
+
+impl PatchKind {
+    fn content_type(self) -> &'static str {
+        match self {
+            PatchKind::Merge => "application/merge-patch+json",
+            PatchKind::Strategic => "application/strategic-merge-patch+json",
+            PatchKind::Json => "application/json-patch+json",
+        }
+    }
+}
+
+/// client-go's token bucket: `qps` tokens a second, at most `burst` saved up.
+struct Bucket {
+    qps: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    /// How long to wait before the next request may go.
+    fn take(&mut self, now: Instant) -> Duration {
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.qps).min(self.burst);
+        self.last = now;
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.qps)
+        }
+    }
+}
+
+pub struct Client {
+    server: String,
+    auth: Credentials,
+    ca: Option<Source>,
+    kubeconfig: PathBuf,
+    agent: RwLock<ureq::Agent>,
+    bucket: Mutex<Bucket>,
+    retries: u32,
+}
+
+fn read_source(
+    s: &Source,
+    what: &'static str,
+    kubeconfig: &std::path::Path,
+) -> Result<Vec<u8>, KubeError> {
+    s.read().map_err(|source| KubeError::Credentials {
+        what,
+        path: match s {
+            Source::File(p) => p.clone(),
+            Source::Inline(_) => kubeconfig.to_path_buf(),
+        },
+        source,
+    })
+}
+
+impl Client {
+    /// A client for the server a kubeconfig names. `qps`/`burst` as kubeAPIQPS/kubeAPIBurst
+    /// (0 means client-go's defaults, 5 and 10).
+    pub fn new(api: &ApiServer, qps: i32, burst: i32) -> Result<Client, KubeError> {
+        let qps = if qps > 0 { f64::from(qps) } else { 5.0 };
+        let burst = if burst > 0 { f64::from(burst) } else { 10.0 };
+        let client = Client {
+            server: api.server.clone(),
+            auth: api.credentials.clone(),
+            ca: api.ca.clone(),
+            kubeconfig: api.file.clone(),
+            agent: RwLock::new(ureq::Agent::new_with_defaults()),
+            bucket: Mutex::new(Bucket {
+                qps,
+                burst,
+                tokens: burst,
+                last: Instant::now(),
+            }),
+            retries: 4,
+        };
+        client.reload()?;
+        Ok(client)
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Re-reads the CA and client certificate and starts a new connection pool, so a rotated
+    /// certificate is used from the next request on; pooled connections with the old one are
+    /// dropped with the old agent.
+    pub fn reload(&self) -> Result<(), KubeError> {
+        let mut tls = TlsConfig::builder()
+            .provider(TlsProvider::Rustls)
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()));
+        if let Some(ca) = &self.ca {
+            let pem = read_source(ca, "certificate-authority", &self.kubeconfig)?;
+            let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                .filter_map(|i| match i {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                return Err(KubeError::Tls {
+                    what: format!("kubeconfig {}", self.kubeconfig.display()),
+                    message: "certificate-authority holds no PEM certificate".into(),
+                });
+            }
+            tls = tls.root_certs(RootCerts::Specific(Arc::new(certs)));
+        }
+        if let Credentials::ClientCert { cert, key } = &self.auth {
+            let cert_pem = read_source(cert, "client-certificate", &self.kubeconfig)?;
+            let key_pem = read_source(key, "client-key", &self.kubeconfig)?;
+            let chain: Vec<Certificate<'static>> = ureq::tls::parse_pem(&cert_pem)
+                .filter_map(|i| match i {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            let key = PrivateKey::from_pem(&key_pem).map_err(|e| KubeError::Tls {
+                what: format!("client-key of kubeconfig {}", self.kubeconfig.display()),
+                message: e.to_string(),
+            })?;
+            if chain.is_empty() {
+                return Err(KubeError::Tls {
+                    what: format!(
+                        "client-certificate of kubeconfig {}",
+                        self.kubeconfig.display()
+                    ),
+                    message: "no PEM certificate".into(),
+                });
+            }
+            tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+        }
+        let config = ureq::Agent::config_builder()
+            .tls_config(tls.build())
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .user_agent(concat!("tinylet/", env!("CARGO_PKG_VERSION")))
+            .build();
+        *self.agent.write().unwrap_or_else(|p| p.into_inner()) = config.into();
+        Ok(())
+    }
+
+    fn bearer(&self) -> Result<Option<String>, KubeError> {
+        Ok(match &self.auth {
+            Credentials::Token(t) => Some(format!("Bearer {}", t.expose())),
+            Credentials::TokenFile(p) => {
+                let t = std::fs::read_to_string(p).map_err(|source| KubeError::Credentials {
+                    what: "tokenFile",
+                    path: p.clone(),
+                    source,
+                })?;
+                Some(format!(
+                    "Bearer {}",
+                    Secret::new(t.trim().to_string()).expose()
+                ))
+            }
+            _ => None,
+        })
+    }
+
+    fn throttle(&self) {
+        let wait = self
+            .bucket
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(Instant::now());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+    }
+
+    /// One request; retried with backoff when it is idempotent (or was never sent) and the
+    /// failure was the network's or the server's.
+    fn send(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<Vec<u8>, KubeError> {
+        let url = format!("{}{path}", self.server);
+        let idempotent = method != "POST" && method != "PATCH";
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.send_once(method, &url, body.as_ref()) {
+                Err(e)
+                    if e.is_transient()
+                        && attempt <= self.retries
+                        && (idempotent || never_sent(&e)) =>
+                {
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn send_once(
+        &self,
+        method: &'static str,
+        url: &str,
+        body: Option<&(&str, Vec<u8>)>,
+    ) -> Result<Vec<u8>, KubeError> {
+        self.throttle();
+        let agent = self.agent.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let transport = |source| KubeError::Transport {
+            method,
+            url: url.to_string(),
+            source,
+        };
+        let bearer = self.bearer()?;
+        let req = ureq::http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("Accept", "application/json");
+        let req = match &bearer {
+            Some(b) => req.header("Authorization", b),
+            None => req,
+        };
+        let resp = match body {
+            Some((ctype, bytes)) => {
+                let r = req
+                    .header("Content-Type", *ctype)
+                    .body(bytes.clone())
+                    .map_err(|e| transport(ureq::Error::Http(e)))?;
+                agent.run(r)
+            }
+            None => {
+                let r = req.body(()).map_err(|e| transport(ureq::Error::Http(e)))?;
+                agent.run(r)
+            }
+        }
+        .map_err(transport)?;
+        let code = resp.status().as_u16();
+        let bytes = resp
+            .into_body()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_vec()
+            .map_err(transport)?;
+        if (200..300).contains(&code) {
+            return Ok(bytes);
+        }
+        let status = serde_json::from_slice::<Status>(&bytes)
+            .ok()
+            .filter(|s| s.code != 0)
+            .unwrap_or_else(|| Status {
+                code,
+                reason: String::new(),
+                message: format!(
+                    "the server responded {code}: {}",
+                    String::from_utf8_lossy(&bytes).trim()
+                ),
+                ..Status::default()
+            });
+        Err(KubeError::Api {
+            method,
+            url: url.to_string(),
+            status,
+        })
+    }
+
+    fn decode<T: DeserializeOwned>(
+        method: &'static str,
+        url: &str,
+        bytes: &[u8],
+    ) -> Result<T, KubeError> {
+        serde_json::from_slice(bytes).map_err(|source| KubeError::Decode {
+            method,
+            url: url.to_string(),
+            source,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server)
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, KubeError> {
+        let b = self.send("GET", path, None)?;
+        Self::decode("GET", &self.url(path), &b)
+    }
+
+    pub fn create<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, KubeError> {
+        let json = serde_json::to_vec(body).map_err(|source| KubeError::Decode {
+            method: "POST",
+            url: self.url(path),
+            source,
+        })?;
+        let b = self.send("POST", path, Some(("application/json", json)))?;
+        Self::decode("POST", &self.url(path), &b)
+    }
+
+    pub fn update<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, KubeError> {
+        let json = serde_json::to_vec(body).map_err(|source| KubeError::Decode {
+            method: "PUT",
+            url: self.url(path),
+            source,
+        })?;
+        let b = self.send("PUT", path, Some(("application/json", json)))?;
+        Self::decode("PUT", &self.url(path), &b)
+    }
+
+    pub fn patch<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        kind: PatchKind,
+        body: &serde_json::Value,
+    ) -> Result<T, KubeError> {
+        let json = serde_json::to_vec(body).map_err(|source| KubeError::Decode {
+            method: "PATCH",
+            url: self.url(path),
+            source,
+        })?;
+        let b = self.send("PATCH", path, Some((kind.content_type(), json)))?;
+        Self::decode("PATCH", &self.url(path), &b)
+    }
+
+    pub fn delete(
+        &self,
+        path: &str,
+        options: &serde_json::Value,
+    ) -> Result<serde_json::Value, KubeError> {
+        let json = serde_json::to_vec(options).map_err(|source| KubeError::Decode {
+            method: "DELETE",
+            url: self.url(path),
+            source,
+        })?;
+        let b = self.send("DELETE", path, Some(("application/json", json)))?;
+        Self::decode("DELETE", &self.url(path), &b)
+    }
+
+    /// Opens a watch: `path` without query; events after `resource_version`, bookmarks on.
+    pub fn watch(
+        &self,
+        path: &str,
+        query: &str,
+        resource_version: &str,
+        timeout: Duration,
+    ) -> Result<Watch, KubeError> {
+        let sep = if query.is_empty() { "" } else { "&" };
+        let url = format!(
+            "{}{path}?{query}{sep}watch=true&allowWatchBookmarks=true&resourceVersion={resource_version}&timeoutSeconds={}",
+            self.server,
+            timeout.as_secs().max(1)
+        );
+        self.throttle();
+        let agent = self.agent.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let transport = |source| KubeError::Transport {
+            method: "GET",
+            url: url.clone(),
+            source,
+        };
+        let mut req = agent.get(&url).header("Accept", "application/json");
+        if let Some(b) = self.bearer()? {
+            req = req.header("Authorization", &b);
+        }
+        let resp = req
+            .config()
+            .timeout_recv_body(None)
+            .timeout_global(None)
+            .build()
+            .call()
+            .map_err(transport)?;
+        let code = resp.status().as_u16();
+        if code != 200 {
+            let bytes = resp.into_body().read_to_vec().map_err(transport)?;
+            let status = serde_json::from_slice::<Status>(&bytes).unwrap_or_else(|_| Status {
+                code,
+                message: String::from_utf8_lossy(&bytes).into_owned(),
+                ..Status::default()
+            });
+            return Err(KubeError::Api {
+                method: "GET",
+                url,
+                status,
+            });
+        }
+        Ok(Watch {
+            reader: BufReader::new(Box::new(resp.into_body().into_reader())),
+            url,
+        })
+    }
+}
+
+fn never_sent(e: &KubeError) -> bool {
+    matches!(
+        e,
+        KubeError::Transport {
+            source: ureq::Error::ConnectionFailed | ureq::Error::HostNotFound,
+            ..
+        }
+    ) || matches!(e, KubeError::Transport { source: ureq::Error::Io(io), .. } if io.kind() == std::io::ErrorKind::ConnectionRefused)
+}
+
+/// A watch stream: line-delimited JSON events.
+pub struct Watch {
+    reader: BufReader<Box<dyn std::io::Read + Send>>,
+    url: String,
+}
+
+impl Iterator for Watch {
+    type Item = Result<types::WatchEvent, KubeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => return None,
+                Ok(_) if line.trim().is_empty() => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    return Some(Err(KubeError::Transport {
+                        method: "GET",
+                        url: self.url.clone(),
+                        source: ureq::Error::Io(e),
+                    }));
+                }
+            }
+        }
+        let ev: types::WatchEvent = match serde_json::from_str(&line) {
+            Ok(e) => e,
+            Err(source) => {
+                return Some(Err(KubeError::Decode {
+                    method: "GET",
+                    url: self.url.clone(),
+                    source,
+                }));
+            }
+        };
+        if ev.kind == "ERROR" {
+            let status: Status = serde_json::from_value(ev.object.clone()).unwrap_or_default();
+            if status.code == 410 {
+                return Some(Err(KubeError::Gone {
+                    url: self.url.clone(),
+                }));
+            }
+            return Some(Err(KubeError::Api {
+                method: "GET",
+                url: self.url.clone(),
+                status,
+            }));
+        }
+        Some(Ok(ev))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_burst_then_paces() {
+        let t0 = Instant::now();
+        let mut b = Bucket {
+            qps: 10.0,
+            burst: 3.0,
+            tokens: 3.0,
+            last: t0,
+        };
+        for _ in 0..3 {
+            assert_eq!(b.take(t0), Duration::ZERO);
+        }
+        let wait = b.take(t0);
+        assert!((wait.as_secs_f64() - 0.1).abs() < 1e-9, "{wait:?}");
+        // A second later the bucket has refilled to its burst.
+        let mut b = Bucket {
+            qps: 10.0,
+            burst: 3.0,
+            tokens: 0.0,
+            last: t0,
+        };
+        assert_eq!(b.take(t0 + Duration::from_secs(1)), Duration::ZERO);
+        assert!((b.tokens - 2.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,430 @@
+//! The seed guide's TLS bootstrap, replayed against kube-sim with the real kubectl: the 403
+//! before the kubelet-bootstrap binding, auto-approval after csr-crb.yaml, the kubelet's file
+//! names, modes and kubeconfig, and a restart that skips the bootstrap.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// kube-sim from the same target directory as the tinylet binary under test (built by
+/// `cargo nextest run --workspace`).
+fn kube_sim_bin() -> PathBuf {
+    let p = Path::new(bin()).with_file_name("kube-sim");
+    assert!(
+        p.exists(),
+        "{} is missing: run the tests with --workspace so kube-sim is built",
+        p.display()
+    );
+    p
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_sim(dir: &Path) -> Proc {
+    let child = Command::new(kube_sim_bin())
+        .arg("--dir")
+        .arg(dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = Proc(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !dir.join("address").exists() {
+        assert!(Instant::now() < deadline, "kube-sim did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    p
+}
+
+fn admin_kubectl(sim: &Path, args: &[&str]) -> String {
+    let out = run(Command::new("kubectl")
+        .arg(format!(
+            "--kubeconfig={}",
+            sim.join("admin.kubeconfig").display()
+        ))
+        .args(args));
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// The agent with its stderr lines arriving on a channel.
+struct Agent {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Agent {
+    fn start(args: &[String]) -> Agent {
+        let mut child = Command::new(bin())
+            .args(args)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        Agent {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle`; returns it.
+    fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.log.push(l.clone());
+                    if l.contains(needle) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line with {needle:?}; log so far:\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn stop(mut self) -> (Option<i32>, Vec<String>) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let status = self.child.wait().unwrap_or_else(|e| panic!("{e}"));
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.log.push(l);
+        }
+        (status.code(), self.log)
+    }
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn seed_bootstrap_end_to_end() {
+    let tmp = tempdir();
+    let sim_dir = tmp.path().join("sim");
+    let _sim = start_sim(&sim_dir);
+    let server = std::fs::read_to_string(sim_dir.join("address")).unwrap_or_default();
+    let node = tmp.path().join("node");
+    std::fs::create_dir_all(&node).unwrap_or_default();
+
+    // Step 1: a bootstrap token and the bootstrap kubeconfig, as the seed guide makes them.
+    let tok = run(Command::new(kube_sim_bin())
+        .args(["token", "create", "--kubeconfig"])
+        .arg(sim_dir.join("admin.kubeconfig"))
+        .args([
+            "--groups",
+            "system:bootstrappers:zhangjun-k8s-01",
+            "--description",
+            "kubelet-bootstrap-token",
+        ]));
+    assert!(tok.status.success(), "{}", text(&tok.stderr));
+    let token = text(&tok.stdout).trim().to_string();
+    let boot = node.join("kubelet-bootstrap.kubeconfig");
+    let out = run(
+        Command::new(repo().join("scripts/make-bootstrap-kubeconfig"))
+            .args([
+                "--node",
+                "zhangjun-k8s-01",
+                "--server",
+                &server,
+                "--token",
+                &token,
+                "--ca",
+            ])
+            .arg(sim_dir.join("ca.pem"))
+            .arg("--out")
+            .arg(&boot),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    write(
+        &node.join("kubelet-config.yaml"),
+        &seed_config().replace("kubeAPIOPS", "kubeAPIQPS"),
+    );
+    let kubeconfig = node.join("kubelet.kubeconfig");
+    let cert_dir = node.join("cert");
+    let args: Vec<String> = vec![
+        format!("--config={}", node.join("kubelet-config.yaml").display()),
+        format!("--bootstrap-kubeconfig={}", boot.display()),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--cert-dir={}", cert_dir.display()),
+        "--hostname-override=zhangjun-k8s-01".into(),
+        "--v=2".into(),
+    ];
+
+    // Without the kubelet-bootstrap binding: the seed's error, and a retry.
+    let mut agent = Agent::start(&args);
+    let line = agent.expect("Failed while requesting a signed certificate from the master");
+    let id = &token[..6];
+    assert!(line.starts_with('E'), "{line}");
+    assert!(line.ends_with(&format!("cannot create certificate signing request: certificatesigningrequests.certificates.k8s.io is forbidden: User \"system:bootstrap:{id}\" cannot create resource \"certificatesigningrequests\" in API group \"certificates.k8s.io\" at the cluster scope")), "{line}");
+    assert!(
+        cert_dir.join("kubelet-client.key.tmp").exists(),
+        "the key in progress is kept"
+    );
+    assert_eq!(mode(&cert_dir.join("kubelet-client.key.tmp")), 0o600);
+
+    // With it, the CSR goes in and waits for approval.
+    admin_kubectl(
+        &sim_dir,
+        &[
+            "create",
+            "clusterrolebinding",
+            "kubelet-bootstrap",
+            "--clusterrole=system:node-bootstrapper",
+            "--group=system:bootstrappers",
+        ],
+    );
+    let sent = agent.expect("sent certificate signing request node-csr-");
+    let name = sent
+        .split_whitespace()
+        .find(|w| w.starts_with("node-csr-"))
+        .unwrap_or_default()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(500));
+    let csrs = admin_kubectl(&sim_dir, &["get", "csr"]);
+    assert!(
+        csrs.lines().any(|l| l.starts_with(&name)
+            && l.contains(&format!("system:bootstrap:{id}"))
+            && l.ends_with("Pending")),
+        "{csrs}"
+    );
+
+    // The seed's csr-crb.yaml lets the controller approve it.
+    admin_kubectl(
+        &sim_dir,
+        &[
+            "apply",
+            "-f",
+            &repo()
+                .join("tests/kube-sim/tests/fixtures/csr-crb.yaml")
+                .display()
+                .to_string(),
+        ],
+    );
+    agent.expect("bootstrap done: client certificate");
+    let (code, log) = agent.stop();
+    assert_eq!(code, Some(0), "{}", log.join("\n"));
+
+    // Files as the kubelet writes them.
+    let current = cert_dir.join("kubelet-client-current.pem");
+    let target = std::fs::read_link(&current).unwrap_or_else(|e| panic!("{e}"));
+    let fname = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        fname.starts_with("kubelet-client-20")
+            && fname.ends_with(".pem")
+            && fname.len() == "kubelet-client-YYYY-MM-DD-HH-MM-SS.pem".len(),
+        "{fname}"
+    );
+    assert!(
+        target.is_absolute() && target.starts_with(&cert_dir),
+        "{target:?}"
+    );
+    assert_eq!(mode(&target), 0o600);
+    assert_eq!(mode(&kubeconfig), 0o600);
+    assert!(!cert_dir.join("kubelet-client.key.tmp").exists());
+    let pem = read(&target);
+    assert!(
+        pem.contains("BEGIN CERTIFICATE") && pem.contains("PRIVATE KEY"),
+        "cert and key in one file"
+    );
+    let x = run(Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-subject",
+            "-ext",
+            "extendedKeyUsage",
+            "-in",
+        ])
+        .arg(&current));
+    let x = text(&x.stdout);
+    assert!(
+        x.contains("subject=O = system:nodes, CN = system:node:zhangjun-k8s-01")
+            && x.contains("TLS Web Client Authentication"),
+        "{x}"
+    );
+    let kc = read(&kubeconfig);
+    for want in [
+        "name: default-cluster",
+        "name: default-auth",
+        "current-context: default-context",
+        &format!("client-certificate: {}", current.display()),
+        &format!("client-key: {}", current.display()),
+    ] {
+        assert!(kc.contains(want), "{want} missing:\n{kc}");
+    }
+    // kubectl authenticates with it, as system:node:zhangjun-k8s-01.
+    let v = run(Command::new("kubectl")
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .args(["get", "--raw", "/version"]));
+    assert!(
+        text(&v.stdout).contains("\"gitVersion\""),
+        "{}",
+        text(&v.stderr)
+    );
+    let who = run(Command::new("kubectl")
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .args([
+            "auth",
+            "can-i",
+            "create",
+            "certificatesigningrequests/selfnodeclient",
+        ]));
+    assert_eq!(
+        text(&who.stdout).trim(),
+        "yes",
+        "the node's renewals are allowed by csr-crb.yaml"
+    );
+
+    // A restart finds a valid kubeconfig and skips the bootstrap.
+    let mut agent = Agent::start(&args);
+    agent.expect("waiting for SIGTERM");
+    let (code, log) = agent.stop();
+    assert_eq!(code, Some(0));
+    assert!(
+        !log.iter().any(|l| l.contains("Rotating certificates")),
+        "{}",
+        log.join("\n")
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains(&format!("(from {})", kubeconfig.display()))),
+        "{}",
+        log.join("\n")
+    );
+}
+
+#[test]
+fn bootstrap_failures_are_logged_and_retried() {
+    let tmp = tempdir();
+    let sim_dir = tmp.path().join("sim");
+    let _sim = start_sim(&sim_dir);
+    let server = std::fs::read_to_string(sim_dir.join("address")).unwrap_or_default();
+    let ca = sim_dir.join("ca.pem");
+    let node = tmp.path().join("node");
+    let make = |name: &str, server: &str, token: &str| {
+        let p = node.join(name);
+        kubectl_bootstrap_kubeconfig(&p, &ca, server, token);
+        p
+    };
+    let agent_args = |boot: &Path, cert_dir: &Path| -> Vec<String> {
+        vec![
+            format!("--bootstrap-kubeconfig={}", boot.display()),
+            format!("--kubeconfig={}", node.join("kubelet.kubeconfig").display()),
+            format!("--cert-dir={}", cert_dir.display()),
+            "--hostname-override=n1".into(),
+        ]
+    };
+    // Unknown token: 401.
+    let unknown = make("unknown.kubeconfig", &server, "abcdef.0123456789abcdef");
+    let mut a = Agent::start(&agent_args(&unknown, &node.join("c1")));
+    let l = a.expect("Failed while requesting a signed certificate");
+    assert!(
+        l.ends_with("cannot create certificate signing request: Unauthorized"),
+        "{l}"
+    );
+    // ... and it retries.
+    a.expect("Rotating certificates");
+    a.expect("Failed while requesting a signed certificate");
+    assert_eq!(a.stop().0, Some(0));
+
+    // Unreachable server.
+    let dead = make(
+        "dead.kubeconfig",
+        "https://127.0.0.1:1",
+        "abcdef.0123456789abcdef",
+    );
+    let mut a = Agent::start(&agent_args(&dead, &node.join("c2")));
+    let l = a.expect("Failed while requesting a signed certificate");
+    assert!(
+        l.contains("https://127.0.0.1:1/apis/certificates.k8s.io/v1/certificatesigningrequests")
+            && l.to_lowercase().contains("connect"),
+        "{l}"
+    );
+    assert_eq!(a.stop().0, Some(0));
+
+    // Cert dir not writable (a path below a regular file).
+    let blocker = node.join("not-a-dir");
+    write(&blocker, "x");
+    let tok = run(Command::new(kube_sim_bin())
+        .args(["token", "create", "--kubeconfig"])
+        .arg(sim_dir.join("admin.kubeconfig")));
+    let good = make("good.kubeconfig", &server, text(&tok.stdout).trim());
+    let mut a = Agent::start(&agent_args(&good, &blocker.join("cert")));
+    let l = a.expect("Failed while requesting a signed certificate");
+    assert!(
+        l.contains(&blocker.join("cert").display().to_string()),
+        "{l}"
+    );
+    assert_eq!(a.stop().0, Some(0));
+
+    // A denied CSR.
+    admin_kubectl(
+        &sim_dir,
+        &[
+            "create",
+            "clusterrolebinding",
+            "kubelet-bootstrap",
+            "--clusterrole=system:node-bootstrapper",
+            "--group=system:bootstrappers",
+        ],
+    );
+    let mut a = Agent::start(&agent_args(&good, &node.join("c4")));
+    let sent = a.expect("sent certificate signing request node-csr-");
+    let name = sent
+        .split_whitespace()
+        .find(|w| w.starts_with("node-csr-"))
+        .unwrap_or_default()
+        .to_string();
+    admin_kubectl(&sim_dir, &["certificate", "deny", &name]);
+    let l = a.expect("is denied");
+    assert!(
+        l.contains(&format!(
+            "certificate signing request {name} is denied, reason: KubectlDeny"
+        )),
+        "{l}"
+    );
+    assert_eq!(a.stop().0, Some(0));
+}
