@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod kube;
 pub mod log;
+pub mod node;
 pub mod timefmt;
 
 /// The Kubernetes version tinylet speaks (reported as the kubelet version).

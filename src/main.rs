@@ -56,9 +56,7 @@ fn run(args: impl Iterator<Item = String>) -> Result<(), Error> {
     // thread receives the signals (in sigwait).
     let signals = block_signals()?;
     announce(&settings);
-    if settings.bootstrapping {
-        start_bootstrap(&settings);
-    }
+    start_certificates(&settings);
     info!(
         "running; node registration, pods and the 10250 server are not implemented yet; waiting for SIGTERM or SIGINT"
     );
@@ -104,43 +102,77 @@ fn announce(s: &Settings) {
     }
 }
 
-/// Runs the client-certificate bootstrap on its own thread, retrying with backoff (2 s doubling to
-/// 32 s) and logging one line per failure, as the kubelet's certificate manager does.
-fn start_bootstrap(s: &Settings) {
-    let (Some(api), Some(kubeconfig)) = (s.api_server.clone(), s.flags.kubeconfig.clone()) else {
+/// The certificate thread: the client-certificate bootstrap when needed (retried with backoff,
+/// one log line per failure, as the kubelet's certificate manager), then the managers that keep
+/// the client (`rotateCertificates`) and serving (`serverTLSBootstrap`) certificates renewed.
+fn start_certificates(s: &Settings) {
+    let Some(kubeconfig) = s.flags.kubeconfig.clone() else {
         return;
+    };
+    let bootstrap_api = if s.bootstrapping {
+        s.api_server.clone()
+    } else {
+        None
     };
     let node = s.node_name.clone();
     let cert_dir = s.flags.cert_dir.clone();
     let (qps, burst) = (s.kubelet.kube_api_qps, s.kubelet.kube_api_burst);
+    let rotate = s.kubelet.rotate_certificates;
+    let serving = s.kubelet.server_tls_bootstrap.then(|| {
+        let ips = tinylet::node::node_ips(
+            &s.flags.node_ip,
+            s.kubelet.address,
+            std::path::Path::new("/proc"),
+        );
+        tinylet::certs::bootstrap::Template::serving(&node, &node, &ips)
+    });
+    let hour = std::time::Duration::from_secs(3600);
     std::thread::spawn(move || {
-        let b = tinylet::certs::bootstrap::Bootstrap {
-            node_name: &node,
-            cert_dir: &cert_dir,
-            kubeconfig: &kubeconfig,
-            bootstrap: &api,
-            qps,
-            burst,
-            approval_timeout: std::time::Duration::from_secs(3600),
-        };
-        let mut delay = std::time::Duration::from_secs(2);
-        loop {
-            info!("Rotating certificates");
-            match b.run() {
-                Ok(file) => {
-                    info!(
-                        "bootstrap done: client certificate {}, kubeconfig {}",
-                        file.display(),
-                        kubeconfig.display()
-                    );
-                    return;
-                }
-                Err(e) => {
-                    error!("Failed while requesting a signed certificate from the master: {e}");
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(std::time::Duration::from_secs(32));
+        if let Some(api) = bootstrap_api {
+            let b = tinylet::certs::bootstrap::Bootstrap {
+                node_name: &node,
+                cert_dir: &cert_dir,
+                kubeconfig: &kubeconfig,
+                bootstrap: &api,
+                qps,
+                burst,
+                approval_timeout: hour,
+            };
+            let mut failures = 0;
+            loop {
+                info!("Rotating certificates");
+                match b.run() {
+                    Ok(file) => {
+                        info!(
+                            "bootstrap done: client certificate {}, kubeconfig {}",
+                            file.display(),
+                            kubeconfig.display()
+                        );
+                        break;
+                    }
+                    Err(e) => {
+                        error!("Failed while requesting a signed certificate from the master: {e}");
+                        failures += 1;
+                        std::thread::sleep(tinylet::certs::manager::backoff(failures));
+                    }
                 }
             }
+        }
+        let manager = |template| tinylet::certs::manager::Manager {
+            template,
+            cert_dir: cert_dir.clone(),
+            kubeconfig: kubeconfig.clone(),
+            qps,
+            burst,
+            approval_timeout: hour,
+            stats: std::sync::Arc::default(),
+        };
+        if let Some(t) = serving {
+            let m = manager(t);
+            std::thread::spawn(move || m.run());
+        }
+        if rotate {
+            manager(tinylet::certs::bootstrap::Template::client(&node)).run();
         }
     });
 }

@@ -4,128 +4,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use common::*;
-
-/// kube-sim from the same target directory as the tinylet binary under test (built by
-/// `cargo nextest run --workspace`).
-fn kube_sim_bin() -> PathBuf {
-    let p = Path::new(bin()).with_file_name("kube-sim");
-    assert!(
-        p.exists(),
-        "{} is missing: run the tests with --workspace so kube-sim is built",
-        p.display()
-    );
-    p
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_sim(dir: &Path) -> Proc {
-    let child = Command::new(kube_sim_bin())
-        .arg("--dir")
-        .arg(dir)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let p = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !dir.join("address").exists() {
-        assert!(Instant::now() < deadline, "kube-sim did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    p
-}
-
-fn admin_kubectl(sim: &Path, args: &[&str]) -> String {
-    let out = run(Command::new("kubectl")
-        .arg(format!(
-            "--kubeconfig={}",
-            sim.join("admin.kubeconfig").display()
-        ))
-        .args(args));
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
-/// The agent with its stderr lines arriving on a channel.
-struct Agent {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    log: Vec<String>,
-}
-
-impl Agent {
-    fn start(args: &[String]) -> Agent {
-        let mut child = Command::new(bin())
-            .args(args)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        Agent {
-            child,
-            lines,
-            log: Vec::new(),
-        }
-    }
-
-    /// Waits for a line containing `needle`; returns it.
-    fn expect(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.log.push(l.clone());
-                    if l.contains(needle) {
-                        return l;
-                    }
-                }
-                Err(_) => panic!(
-                    "no log line with {needle:?}; log so far:\n{}",
-                    self.log.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn stop(mut self) -> (Option<i32>, Vec<String>) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let status = self.child.wait().unwrap_or_else(|e| panic!("{e}"));
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
-            self.log.push(l);
-        }
-        (status.code(), self.log)
-    }
-}
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p)
@@ -186,6 +70,7 @@ fn seed_bootstrap_end_to_end() {
         format!("--kubeconfig={}", kubeconfig.display()),
         format!("--cert-dir={}", cert_dir.display()),
         "--hostname-override=zhangjun-k8s-01".into(),
+        "--node-ip=10.0.0.5".into(),
         "--v=2".into(),
     ];
 
@@ -240,8 +125,57 @@ fn seed_bootstrap_end_to_end() {
         ],
     );
     agent.expect("bootstrap done: client certificate");
+
+    // serverTLSBootstrap: the serving CSR waits for a human, as in the guide.
+    agent.expect("(kubernetes.io/kubelet-serving)");
+    std::thread::sleep(Duration::from_millis(500));
+    let csrs = admin_kubectl(&sim_dir, &["get", "csr"]);
+    let pending: Vec<&str> = csrs.lines().filter(|l| l.contains("Pending")).collect();
+    assert_eq!(pending.len(), 1, "{csrs}");
+    assert!(
+        pending[0].contains("kubernetes.io/kubelet-serving")
+            && pending[0].contains("system:node:zhangjun-k8s-01"),
+        "{csrs}"
+    );
+    assert!(
+        !cert_dir.join("kubelet-server-current.pem").exists(),
+        "no serving cert before approval"
+    );
+    // kubectl get csr | grep Pending | awk '{print $1}' | xargs kubectl certificate approve
+    let serving_csr = pending[0]
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    admin_kubectl(&sim_dir, &["certificate", "approve", &serving_csr]);
+    agent.expect("kubelet-server: certificate rotated");
     let (code, log) = agent.stop();
     assert_eq!(code, Some(0), "{}", log.join("\n"));
+    let server_cert = cert_dir.join("kubelet-server-current.pem");
+    assert!(std::fs::read_link(&server_cert).is_ok_and(|t| {
+        t.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("kubelet-server-20"))
+    }));
+    let x = text(
+        &run(Command::new("openssl")
+            .args([
+                "x509",
+                "-noout",
+                "-subject",
+                "-ext",
+                "subjectAltName,extendedKeyUsage",
+                "-in",
+            ])
+            .arg(&server_cert))
+        .stdout,
+    );
+    assert!(
+        x.contains("subject=O = system:nodes, CN = system:node:zhangjun-k8s-01")
+            && x.contains("DNS:zhangjun-k8s-01, IP Address:10.0.0.5")
+            && x.contains("TLS Web Server Authentication"),
+        "{x}"
+    );
 
     // Files as the kubelet writes them.
     let current = cert_dir.join("kubelet-client-current.pem");

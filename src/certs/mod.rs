@@ -2,6 +2,7 @@
 //! `-current.pem` symlink swaps, key and CSR generation, and the client-certificate bootstrap.
 
 pub mod bootstrap;
+pub mod manager;
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};

@@ -30,7 +30,13 @@ pub enum Strictness {
 
 /// Top-level config fields tinylet acts on today. Everything else in [`kubelet::FIELDS`] is
 /// accepted, kept, printed by `check-config`, and reported once at startup when set.
-pub const IMPLEMENTED_FIELDS: &[&str] = &["apiVersion", "kind", "logging", "kubeAPIQPS", "kubeAPIBurst"];
+pub const IMPLEMENTED_FIELDS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "logging",
+    "kubeAPIQPS",
+    "kubeAPIBurst",
+];
 
 /// Supported flags tinylet does not act on yet (parsed and validated only).
 pub const FLAGS_NOT_IMPLEMENTED: &[&str] = &[

@@ -146,3 +146,129 @@ pub fn unit_flags(unit: &str) -> Vec<String> {
     }
     flags
 }
+
+// ---- kube-sim and the agent as processes (bootstrap and rotation tests) ----
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// kube-sim from the same target directory as the tinylet binary under test (built by
+/// `cargo nextest run --workspace`).
+pub fn kube_sim_bin() -> PathBuf {
+    let p = Path::new(bin()).with_file_name("kube-sim");
+    assert!(
+        p.exists(),
+        "{} is missing: run the tests with --workspace so kube-sim is built",
+        p.display()
+    );
+    p
+}
+
+pub struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn start_sim(dir: &Path) -> Proc {
+    start_sim_with(dir, &[])
+}
+
+pub fn start_sim_with(dir: &Path, extra: &[&str]) -> Proc {
+    let child = Command::new(kube_sim_bin())
+        .arg("--dir")
+        .arg(dir)
+        .args(extra)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = Proc(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !dir.join("address").exists() {
+        assert!(Instant::now() < deadline, "kube-sim did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    p
+}
+
+pub fn admin_kubectl(sim: &Path, args: &[&str]) -> String {
+    let out = run(Command::new("kubectl")
+        .arg(format!(
+            "--kubeconfig={}",
+            sim.join("admin.kubeconfig").display()
+        ))
+        .args(args));
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// The agent with its stderr lines arriving on a channel.
+pub struct Agent {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Agent {
+    pub fn start(args: &[String]) -> Agent {
+        let mut child = Command::new(bin())
+            .args(args)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        Agent {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle`; returns it.
+    pub fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.log.push(l.clone());
+                    if l.contains(needle) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line with {needle:?}; log so far:\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    pub fn stop(mut self) -> (Option<i32>, Vec<String>) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let status = self.child.wait().unwrap_or_else(|e| panic!("{e}"));
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.log.push(l);
+        }
+        (status.code(), self.log)
+    }
+}

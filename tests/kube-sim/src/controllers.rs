@@ -25,7 +25,12 @@ pub async fn run(state: Arc<State>, ca: Arc<Ca>) {
         let mut store = state.store();
         namespaces(&mut store, &state.ca_pem);
         csr_approver(&mut store, state.opts.approve_serving_csrs);
-        csr_signer(&mut store, &ca, state.opts.signing_duration);
+        csr_signer(
+            &mut store,
+            &ca,
+            state.opts.signing_duration,
+            state.opts.backdate,
+        );
         token_cleaner(&mut store);
         node_lifecycle(&mut store);
         scheduler(&mut store);
@@ -276,7 +281,7 @@ fn csr_approver(store: &mut Store, approve_serving: bool) {
     }
 }
 
-fn csr_signer(store: &mut Store, ca: &Ca, max: Duration) {
+fn csr_signer(store: &mut Store, ca: &Ca, max: Duration, backdate: Duration) {
     let approved: Vec<Value> = store
         .list(res("certificates.k8s.io", "certificatesigningrequests"), "")
         .into_iter()
@@ -314,7 +319,7 @@ fn csr_signer(store: &mut Store, ca: &Ca, max: Duration) {
         if let Some(s) = csr["spec"]["expirationSeconds"].as_u64() {
             duration = duration.min(Duration::from_secs(s.max(600)));
         }
-        match ca.sign_csr(&p.pem, &u, duration) {
+        match ca.sign_csr(&p.pem, &u, duration, backdate) {
             Ok(pem) => {
                 let mut next = csr.clone();
                 next["status"]["certificate"] =

@@ -28,7 +28,7 @@ use auth::User;
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  kube-sim --dir DIR [--listen 127.0.0.1:PORT] [--signing-duration 8760h] [--approve-serving-csrs] [--bookmark-interval 60s] [--watch-history 2000]\n  kube-sim token create --kubeconfig FILE [--groups G] [--ttl 24h] [--description D]"
+        "usage:\n  kube-sim --dir DIR [--listen 127.0.0.1:PORT] [--signing-duration 8760h] [--approve-serving-csrs] [--bookmark-interval 60s] [--watch-history 2000] [--backdate 5m]\n  kube-sim token create --kubeconfig FILE [--groups G] [--ttl 24h] [--description D]"
     );
     std::process::exit(2)
 }
@@ -198,6 +198,7 @@ fn serve(args: &[String]) -> Result<(), String> {
     let listen = flag(args, "--listen").unwrap_or("127.0.0.1:0").to_string();
     let signing = parse_duration(flag(args, "--signing-duration").unwrap_or("8760h"))?;
     let bookmark = parse_duration(flag(args, "--bookmark-interval").unwrap_or("60s"))?;
+    let backdate = parse_duration(flag(args, "--backdate").unwrap_or("5m"))?;
     let approve_serving = args.iter().any(|a| a == "--approve-serving-csrs");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let _ = std::fs::remove_file(dir.join("address"));
@@ -281,6 +282,7 @@ fn serve(args: &[String]) -> Result<(), String> {
             address: server_url.clone(),
             opts: server::Options {
                 signing_duration: signing,
+                backdate,
                 approve_serving_csrs: approve_serving,
                 bookmark_interval: bookmark,
             },

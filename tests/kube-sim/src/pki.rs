@@ -100,12 +100,14 @@ impl Ca {
     }
 
     /// Signs a PKCS#10 request as kube-controller-manager's signer does: subject and SANs from
-    /// the request, usages from the CSR object, validity `duration` from now.
+    /// the request, usages from the CSR object, NotBefore `backdate` in the past (KCM: 5
+    /// minutes), NotAfter `duration` from now (its PermissiveSigningPolicy for short-lived certs).
     pub fn sign_csr(
         &self,
         csr_pem: &str,
         usages: &[String],
         duration: Duration,
+        backdate: Duration,
     ) -> Result<String, String> {
         let mut req = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| format!("invalid certificate request: {e}"))?;
@@ -127,8 +129,7 @@ impl Ca {
             }
         }
         let now = OffsetDateTime::now_utc();
-        // kube-controller-manager backdates by 5 minutes for clock skew.
-        p.not_before = now - time::Duration::minutes(5);
+        p.not_before = now - time::Duration::try_from(backdate).map_err(|e| e.to_string())?;
         p.not_after = now + time::Duration::try_from(duration).map_err(|e| e.to_string())?;
         p.use_authority_key_identifier_extension = true;
         let mut serial = [0u8; 16];

@@ -21,6 +21,8 @@ use crate::{openapi, patch, table};
 
 pub struct Options {
     pub signing_duration: Duration,
+    /// How far issued certificates' NotBefore lies in the past (kube-controller-manager: 5m).
+    pub backdate: Duration,
     pub approve_serving_csrs: bool,
     pub bookmark_interval: Duration,
 }
