@@ -362,3 +362,68 @@ fn bootstrap_failures_are_logged_and_retried() {
     );
     assert_eq!(a.stop().0, Some(0));
 }
+
+#[test]
+fn sigkill_while_waiting_for_approval_resumes_the_same_request() {
+    let tmp = tempdir();
+    let sim_dir = tmp.path().join("sim");
+    let _sim = start_sim(&sim_dir);
+    let server = std::fs::read_to_string(sim_dir.join("address")).unwrap_or_default();
+    let tok = run(Command::new(kube_sim_bin())
+        .args(["token", "create", "--kubeconfig"])
+        .arg(sim_dir.join("admin.kubeconfig")));
+    let node = tmp.path().join("node");
+    let boot = node.join("bootstrap.kubeconfig");
+    kubectl_bootstrap_kubeconfig(
+        &boot,
+        &sim_dir.join("ca.pem"),
+        &server,
+        text(&tok.stdout).trim(),
+    );
+    admin_kubectl(
+        &sim_dir,
+        &[
+            "create",
+            "clusterrolebinding",
+            "kubelet-bootstrap",
+            "--clusterrole=system:node-bootstrapper",
+            "--group=system:bootstrappers",
+        ],
+    );
+    let args = vec![
+        format!("--bootstrap-kubeconfig={}", boot.display()),
+        format!("--kubeconfig={}", node.join("kubelet.kubeconfig").display()),
+        format!("--cert-dir={}", node.join("cert").display()),
+        "--hostname-override=n1".into(),
+    ];
+    let mut agent = Agent::start(&args);
+    let sent = agent.expect("sent certificate signing request node-csr-");
+    let name = sent
+        .split_whitespace()
+        .find(|w| w.starts_with("node-csr-"))
+        .unwrap_or_default()
+        .to_string();
+    agent.kill();
+    // Restarted: the kept key names the same CSR, which it waits for instead of sending another.
+    let mut agent = Agent::start(&args);
+    agent.expect(&format!(
+        "certificate signing request {name} exists already; waiting for it"
+    ));
+    admin_kubectl(
+        &sim_dir,
+        &[
+            "apply",
+            "-f",
+            &repo()
+                .join("tests/kube-sim/tests/fixtures/csr-crb.yaml")
+                .display()
+                .to_string(),
+        ],
+    );
+    agent.expect("bootstrap done");
+    assert_eq!(agent.stop().0, Some(0));
+    let csrs = admin_kubectl(&sim_dir, &["get", "csr", "--no-headers"]);
+    assert_eq!(csrs.lines().count(), 1, "one request for one key: {csrs}");
+    assert!(!node.join("cert/kubelet-client.key.tmp").exists());
+    assert!(node.join("cert/kubelet-client-current.pem").exists());
+}

@@ -570,3 +570,80 @@ mod tests {
         assert!((b.tokens - 2.0).abs() < 1e-9);
     }
 }
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A plain-HTTP server that answers 503 `failures` times, then 200 `{}`; counts requests.
+    fn flaky(failures: usize) -> (String, Arc<AtomicUsize>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let addr = l.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let seen = Arc::new(AtomicUsize::new(0));
+        let count = seen.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut s) = conn else { continue };
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                let (code, body) = if n < failures {
+                    (
+                        "503 Service Unavailable",
+                        r#"{"kind":"Status","status":"Failure","message":"etcd is sad","reason":"ServiceUnavailable","code":503}"#,
+                    )
+                } else {
+                    ("200 OK", "{}")
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {code}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (format!("http://{addr}"), seen)
+    }
+
+    fn client(server: &str) -> Client {
+        let api = ApiServer {
+            file: PathBuf::from("/test.kubeconfig"),
+            server: server.into(),
+            ca: None,
+            insecure_skip_tls_verify: false,
+            tls_server_name: None,
+            credentials: Credentials::None,
+        };
+        Client::new(&api, 1000, 1000).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn idempotent_calls_are_retried_and_creates_are_not() {
+        let (url, seen) = flaky(2);
+        let got: serde_json::Value = client(&url)
+            .get("/api/v1/nodes/n1")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got, serde_json::json!({}));
+        assert_eq!(seen.load(Ordering::SeqCst), 3, "two 503s, then the answer");
+
+        let (url, seen) = flaky(2);
+        let err = client(&url)
+            .create::<_, serde_json::Value>(
+                "/api/v1/namespaces/default/events",
+                &serde_json::json!({}),
+            )
+            .err();
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            1,
+            "a POST that reached the server is not repeated"
+        );
+        let err = err.unwrap_or_else(|| panic!("the 503 must surface"));
+        assert_eq!(err.code(), Some(503));
+        assert_eq!(err.to_string(), "etcd is sad");
+        assert!(err.is_transient());
+    }
+}

@@ -260,6 +260,12 @@ impl Agent {
         }
     }
 
+    /// SIGKILL, as a power cut or an OOM kill would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn stop(mut self) -> (Option<i32>, Vec<String>) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),

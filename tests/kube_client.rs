@@ -1,0 +1,71 @@
+//! The API client against kube-sim: a rotated client certificate is used after `reload()` (new
+//! connections with the new identity; the old pool goes with the old agent), and Status errors
+//! keep the server's words.
+
+mod common;
+
+use common::*;
+use tinylet::config::kubeconfig::Kubeconfig;
+use tinylet::kube::Client;
+
+#[test]
+fn reload_switches_to_the_rotated_client_certificate() {
+    let tmp = tempdir();
+    let sim_dir = tmp.path().join("sim");
+    let _sim = start_sim(&sim_dir);
+    let server = std::fs::read_to_string(sim_dir.join("address")).unwrap_or_default();
+    let (cert, key) = (
+        tmp.path().join("client.pem"),
+        tmp.path().join("client-key.pem"),
+    );
+    let use_identity = |name: &str| {
+        std::fs::copy(sim_dir.join(format!("{name}.pem")), &cert).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::copy(sim_dir.join(format!("{name}-key.pem")), &key)
+            .unwrap_or_else(|e| panic!("{e}"));
+    };
+    use_identity("admin");
+    let kc = tmp.path().join("client.kubeconfig");
+    write(
+        &kc,
+        &format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: s\n  cluster:\n    server: {server}\n    certificate-authority: sim/ca.pem\nusers:\n- name: u\n  user:\n    client-certificate: client.pem\n    client-key: client-key.pem\ncontexts:\n- name: c\n  context:\n    cluster: s\n    user: u\n"
+        ),
+    );
+    let api = Kubeconfig::load(&kc)
+        .and_then(|k| k.resolve(&kc))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = Client::new(&api, 50, 100).unwrap_or_else(|e| panic!("{e}"));
+    let path = "/api/v1/namespaces/default/configmaps/kube-root-ca.crt";
+    let get = || client.get::<serde_json::Value>(path);
+    // The controller creates the ConfigMap shortly after start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get().is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "admin cannot read {path}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // A missing object is a 404 with the apiserver's text.
+    let err = client
+        .get::<serde_json::Value>("/api/v1/nodes/nope")
+        .err()
+        .unwrap_or_else(|| panic!("404 expected"));
+    assert_eq!(
+        (err.code(), err.to_string().as_str()),
+        (Some(404), "nodes \"nope\" not found")
+    );
+    // Rotated on disk: the client keeps its loaded identity until told to reload.
+    use_identity("kube-controller-manager");
+    assert!(get().is_ok());
+    client.reload().unwrap_or_else(|e| panic!("{e}"));
+    let err = get()
+        .err()
+        .unwrap_or_else(|| panic!("the new identity may not read it"));
+    assert_eq!(err.code(), Some(403));
+    assert_eq!(err.reason(), "Forbidden");
+    assert_eq!(
+        err.to_string(),
+        "configmaps \"kube-root-ca.crt\" is forbidden: User \"system:kube-controller-manager\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"default\""
+    );
+}
