@@ -426,4 +426,19 @@ fn sigkill_while_waiting_for_approval_resumes_the_same_request() {
     assert_eq!(csrs.lines().count(), 1, "one request for one key: {csrs}");
     assert!(!node.join("cert/kubelet-client.key.tmp").exists());
     assert!(node.join("cert/kubelet-client-current.pem").exists());
+
+    // Killed after the pair was stored but before the kubeconfig was written: the restart
+    // writes the kubeconfig from the stored pair without a new request.
+    std::fs::remove_file(node.join("kubelet.kubeconfig")).unwrap_or_else(|e| panic!("{e}"));
+    let mut agent = Agent::start(&args);
+    agent.expect("using the valid client certificate already in");
+    agent.expect("bootstrap done");
+    assert_eq!(agent.stop().0, Some(0));
+    assert_eq!(
+        admin_kubectl(&sim_dir, &["get", "csr", "--no-headers"])
+            .lines()
+            .count(),
+        1
+    );
+    assert!(node.join("kubelet.kubeconfig").exists());
 }

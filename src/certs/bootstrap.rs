@@ -213,7 +213,19 @@ impl Bootstrap<'_> {
         let client = Client::new(self.bootstrap, self.qps, self.burst)
             .map_err(|e| CsrError::Client(Box::new(e)))?;
         let tmpl = Template::client(self.node_name);
-        let file = obtain(&client, &tmpl, self.cert_dir, self.approval_timeout)?;
+        let store = CertStore::new(self.cert_dir, tmpl.prefix);
+        // A valid pair already in the cert dir (a crash after storing it, before the kubeconfig
+        // was written) is used as it is, as the kubelet's LoadClientCert does.
+        let file = match store.current() {
+            Ok(Some(info)) if info.valid_at(SystemTime::now()) && tmpl.matches(&info) => {
+                crate::info!(
+                    "using the valid client certificate already in {}",
+                    store.current_path().display()
+                );
+                store.current_path()
+            }
+            _ => obtain(&client, &tmpl, self.cert_dir, self.approval_timeout)?,
+        };
         let ca = match &self.bootstrap.ca {
             Some(src) => src.read().map_err(|e| CertError::Io {
                 action: "reading the CA of",
@@ -222,8 +234,7 @@ impl Bootstrap<'_> {
             })?,
             None => Vec::new(),
         };
-        let current = CertStore::new(self.cert_dir, tmpl.prefix).current_path();
-        let kc = Kubeconfig::for_kubelet_client(&self.bootstrap.server, &ca, &current);
+        let kc = Kubeconfig::for_kubelet_client(&self.bootstrap.server, &ca, &store.current_path());
         write_atomic(self.kubeconfig, kc.to_yaml().as_bytes(), 0o600)?;
         Ok(file)
     }
