@@ -69,3 +69,98 @@ fn reload_switches_to_the_rotated_client_certificate() {
         "configmaps \"kube-root-ca.crt\" is forbidden: User \"system:kube-controller-manager\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"default\""
     );
 }
+
+/// Runs `list_watch` on default/configmaps in a thread; events arrive on the channel.
+fn watch_configmaps(
+    sim_dir: &std::path::Path,
+) -> std::sync::mpsc::Receiver<tinylet::kube::watch::Event> {
+    let kc = sim_dir.join("admin.kubeconfig");
+    let api = Kubeconfig::load(&kc)
+        .and_then(|k| k.resolve(&kc))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let client = Client::new(&api, 50, 100).unwrap_or_else(|e| panic!("{e}"));
+        let _ = tinylet::kube::watch::list_watch(
+            &client,
+            "/api/v1/namespaces/default/configmaps",
+            "",
+            std::time::Duration::from_secs(1),
+            |e| tx.send(e).is_ok(),
+        );
+    });
+    rx
+}
+
+fn name_of(e: &tinylet::kube::watch::Event) -> String {
+    use tinylet::kube::watch::Event;
+    match e {
+        Event::Added(o) | Event::Modified(o) | Event::Deleted(o) => {
+            o["metadata"]["name"].as_str().unwrap_or("").to_string()
+        }
+        Event::Listed(items) => format!(
+            "listed:{}",
+            items
+                .iter()
+                .filter_map(|o| o["metadata"]["name"].as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    }
+}
+
+fn next(rx: &std::sync::mpsc::Receiver<tinylet::kube::watch::Event>) -> String {
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .map(|e| name_of(&e))
+        .unwrap_or_else(|_| "<nothing>".into())
+}
+
+#[test]
+fn list_watch_relists_after_410_and_bookmarks_prevent_it() {
+    // History of 3 events, no bookmarks: a quiet watch falls behind and must re-list.
+    let tmp = tempdir();
+    let sim_dir = tmp.path().join("sim");
+    let _sim = start_sim_with(&sim_dir, &["--watch-history", "3"]);
+    std::thread::sleep(std::time::Duration::from_millis(500)); // let kube-root-ca.crt appear
+    let rx = watch_configmaps(&sim_dir);
+    assert_eq!(next(&rx), "listed:kube-root-ca.crt");
+    admin_kubectl(&sim_dir, &["create", "configmap", "a"]);
+    assert_eq!(next(&rx), "a");
+    for i in 0..5 {
+        admin_kubectl(
+            &sim_dir,
+            &["-n", "kube-system", "create", "configmap", &format!("x{i}")],
+        );
+    }
+    assert_eq!(
+        next(&rx),
+        "listed:a,kube-root-ca.crt",
+        "410 Gone -> re-list"
+    );
+    admin_kubectl(&sim_dir, &["create", "configmap", "b"]);
+    assert_eq!(next(&rx), "b");
+
+    // With bookmarks every 200 ms the version keeps up and no re-list is needed.
+    let tmp2 = tempdir();
+    let sim2 = tmp2.path().join("sim");
+    let _sim2 = start_sim_with(
+        &sim2,
+        &["--watch-history", "3", "--bookmark-interval", "200ms"],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let rx = watch_configmaps(&sim2);
+    assert_eq!(next(&rx), "listed:kube-root-ca.crt");
+    for i in 0..5 {
+        admin_kubectl(
+            &sim2,
+            &["-n", "kube-system", "create", "configmap", &format!("x{i}")],
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    admin_kubectl(&sim2, &["create", "configmap", "c"]);
+    assert_eq!(
+        next(&rx),
+        "c",
+        "no re-list: bookmarks carried the version forward"
+    );
+}

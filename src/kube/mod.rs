@@ -2,6 +2,7 @@
 //! `Status` errors, client-side rate limiting, retries of idempotent calls, and watch.
 
 pub mod types;
+pub mod watch;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -1137,8 +1137,10 @@ fn watch(
                 }
                 ev = sub.recv() => {
                     let Ok(ev) = ev else { return };  // lagged or closed: the client re-watches
-                    if ev.gr != gr || (!ns.is_empty() && ev.namespace != ns) || ev.rv <= start_rv && ev.rv <= last_rv { continue; }
+                    if ev.rv <= last_rv { continue; }
+                    // Bookmarks carry the newest version seen, of any object, as the apiserver's do.
                     last_rv = ev.rv;
+                    if ev.gr != gr || (!ns.is_empty() && ev.namespace != ns) { continue; }
                     if !matches(&ev.object) { continue; }
                     if tx.send(line(ev.kind, &ev.object)).await.is_err() { return; }
                 }
