@@ -164,3 +164,73 @@ fn list_watch_relists_after_410_and_bookmarks_prevent_it() {
         "no re-list: bookmarks carried the version forward"
     );
 }
+
+#[test]
+fn create_update_patch_delete_and_conflicts() {
+    use tinylet::kube::PatchKind;
+    let tmp = tempdir();
+    let sim_dir = tmp.path().join("sim");
+    let _sim = start_sim(&sim_dir);
+    let kc = sim_dir.join("admin.kubeconfig");
+    let api = Kubeconfig::load(&kc)
+        .and_then(|k| k.resolve(&kc))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let c = Client::new(&api, 50, 100).unwrap_or_else(|e| panic!("{e}"));
+    let base = "/api/v1/namespaces/default/configmaps";
+    let created: serde_json::Value = c.create(base, &serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"a": "1"}})).unwrap_or_else(|e| panic!("{e}"));
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let path = format!("{base}/cm");
+    let merged: serde_json::Value = c
+        .patch(
+            &path,
+            PatchKind::Merge,
+            &serde_json::json!({"data": {"b": "2"}}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(merged["data"], serde_json::json!({"a": "1", "b": "2"}));
+    let strategic: serde_json::Value = c
+        .patch(
+            &path,
+            PatchKind::Strategic,
+            &serde_json::json!({"metadata": {"labels": {"x": "y"}}}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(strategic["metadata"]["labels"]["x"], "y");
+    // An update with the stale resourceVersion from the create is a conflict.
+    let mut stale = created.clone();
+    stale["data"]["c"] = serde_json::json!("3");
+    let err = c
+        .update::<_, serde_json::Value>(&path, &stale)
+        .err()
+        .unwrap_or_else(|| panic!("409 expected"));
+    assert_eq!(err.code(), Some(409), "{err}");
+    assert!(
+        err.to_string().contains("the object has been modified"),
+        "{err}"
+    );
+    assert_ne!(
+        rv,
+        strategic["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+    );
+    let mut fresh = strategic.clone();
+    fresh["data"]["c"] = serde_json::json!("3");
+    let updated: serde_json::Value = c.update(&path, &fresh).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(updated["data"]["c"], "3");
+    // A field the API does not know is refused, naming it.
+    let err = c.create::<_, serde_json::Value>(base, &serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "dataa": {}})).err().unwrap_or_else(|| panic!("400 expected"));
+    assert_eq!(err.code(), Some(400));
+    assert!(err.to_string().contains("unknown field \"dataa\""), "{err}");
+    c.delete(&path, &serde_json::json!({}))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.get::<serde_json::Value>(&path)
+            .err()
+            .and_then(|e| e.code()),
+        Some(404)
+    );
+}

@@ -130,3 +130,93 @@ fn client_and_serving_certificates_rotate() {
     }
     assert!(client0.as_ref().is_some_and(|p| p.exists()));
 }
+
+#[test]
+fn sigkill_while_the_serving_csr_waits_then_approval_completes_it() {
+    let tmp = tempdir();
+    let sim_dir = tmp.path().join("sim");
+    let _sim = start_sim(&sim_dir);
+    let server = std::fs::read_to_string(sim_dir.join("address")).unwrap_or_default();
+    let tok = run(Command::new(kube_sim_bin())
+        .args(["token", "create", "--kubeconfig"])
+        .arg(sim_dir.join("admin.kubeconfig")));
+    let node = tmp.path().join("node");
+    let boot = node.join("bootstrap.kubeconfig");
+    kubectl_bootstrap_kubeconfig(
+        &boot,
+        &sim_dir.join("ca.pem"),
+        &server,
+        text(&tok.stdout).trim(),
+    );
+    admin_kubectl(
+        &sim_dir,
+        &[
+            "create",
+            "clusterrolebinding",
+            "kubelet-bootstrap",
+            "--clusterrole=system:node-bootstrapper",
+            "--group=system:bootstrappers",
+        ],
+    );
+    admin_kubectl(
+        &sim_dir,
+        &[
+            "apply",
+            "-f",
+            &repo()
+                .join("tests/kube-sim/tests/fixtures/csr-crb.yaml")
+                .display()
+                .to_string(),
+        ],
+    );
+    let cfg = node.join("kubelet-config.yaml");
+    write(
+        &cfg,
+        "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\nserverTLSBootstrap: true\n",
+    );
+    let cert_dir = node.join("cert");
+    let args = vec![
+        format!("--config={}", cfg.display()),
+        format!("--bootstrap-kubeconfig={}", boot.display()),
+        format!("--kubeconfig={}", node.join("kubelet.kubeconfig").display()),
+        format!("--cert-dir={}", cert_dir.display()),
+        "--hostname-override=n1".into(),
+        "--node-ip=10.0.0.8".into(),
+    ];
+    let mut agent = Agent::start(&args);
+    let sent = agent.expect("(kubernetes.io/kubelet-serving)");
+    let name = sent
+        .split_whitespace()
+        .find(|w| w.starts_with("node-csr-"))
+        .unwrap_or_default()
+        .to_string();
+    agent.kill();
+    assert!(
+        cert_dir.join("kubelet-server.key.tmp").exists(),
+        "the key in progress survives the kill"
+    );
+    let client_before = target(&cert_dir.join("kubelet-client-current.pem"));
+    let mut agent = Agent::start(&args);
+    agent.expect(&format!(
+        "certificate signing request {name} exists already; waiting for it"
+    ));
+    admin_kubectl(&sim_dir, &["certificate", "approve", &name]);
+    agent.expect("kubelet-server: certificate rotated");
+    assert_eq!(agent.stop().0, Some(0));
+    assert_eq!(
+        target(&cert_dir.join("kubelet-client-current.pem")),
+        client_before,
+        "the client pair was left alone"
+    );
+    assert!(!cert_dir.join("kubelet-server.key.tmp").exists());
+    let serving: Vec<String> = admin_kubectl(&sim_dir, &["get", "csr", "--no-headers"])
+        .lines()
+        .filter(|l| l.contains("kubelet-serving"))
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        serving.len(),
+        1,
+        "one serving request across the restart: {serving:?}"
+    );
+}

@@ -332,11 +332,9 @@ fn diff(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
                 };
                 match b.get(k) {
                     Some(bv) => diff(v, bv, &p, out),
-                    // Free-form maps (labels, data, ...) round-trip whole; a missing key with a
-                    // null or empty value is just an omitted default.
+                    // A null is an omitted field; anything else the type dropped is unknown,
+                    // empty or not.
                     None if v.is_null() => {}
-                    None if matches!(v, Value::Array(x) if x.is_empty()) => {}
-                    None if matches!(v, Value::Object(x) if x.is_empty()) => {}
                     None => out.push(p),
                 }
             }
@@ -528,6 +526,8 @@ mod tests {
         );
         let ok = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "annotations": {}}, "spec": {"containers": [{"name": "c"}]}, "status": {}});
         assert_eq!(strict::<core::Pod>(&ok), Ok(()));
+        let empty_unknown = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "dataa": {}});
+        assert_eq!(strict::<core::ConfigMap>(&empty_unknown), Err("strict decoding error: unknown field \"dataa\"".into()));
         assert!(strict::<core::Pod>(&json!({"spec": {"containers": "x"}})).is_err());
     }
 
