@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod manager;
+pub mod serving;
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};

@@ -527,7 +527,10 @@ mod tests {
         let ok = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "annotations": {}}, "spec": {"containers": [{"name": "c"}]}, "status": {}});
         assert_eq!(strict::<core::Pod>(&ok), Ok(()));
         let empty_unknown = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "dataa": {}});
-        assert_eq!(strict::<core::ConfigMap>(&empty_unknown), Err("strict decoding error: unknown field \"dataa\"".into()));
+        assert_eq!(
+            strict::<core::ConfigMap>(&empty_unknown),
+            Err("strict decoding error: unknown field \"dataa\"".into())
+        );
         assert!(strict::<core::Pod>(&json!({"spec": {"containers": "x"}})).is_err());
     }
 
