@@ -98,11 +98,7 @@ fn seed_bootstrap_end_to_end() {
         ],
     );
     let sent = agent.expect("sent certificate signing request node-csr-");
-    let name = sent
-        .split_whitespace()
-        .find(|w| w.starts_with("node-csr-"))
-        .unwrap_or_default()
-        .to_string();
+    let name = csr_name_in(&sent);
     std::thread::sleep(Duration::from_millis(500));
     let csrs = admin_kubectl(&sim_dir, &["get", "csr"]);
     assert!(
@@ -347,11 +343,7 @@ fn bootstrap_failures_are_logged_and_retried() {
     );
     let mut a = Agent::start(&agent_args(&good, &node.join("c4")));
     let sent = a.expect("sent certificate signing request node-csr-");
-    let name = sent
-        .split_whitespace()
-        .find(|w| w.starts_with("node-csr-"))
-        .unwrap_or_default()
-        .to_string();
+    let name = csr_name_in(&sent);
     admin_kubectl(&sim_dir, &["certificate", "deny", &name]);
     let l = a.expect("is denied");
     assert!(
@@ -366,63 +358,23 @@ fn bootstrap_failures_are_logged_and_retried() {
 #[test]
 fn sigkill_while_waiting_for_approval_resumes_the_same_request() {
     let tmp = tempdir();
-    let sim_dir = tmp.path().join("sim");
-    let _sim = start_sim(&sim_dir);
-    let server = std::fs::read_to_string(sim_dir.join("address")).unwrap_or_default();
-    let tok = run(Command::new(kube_sim_bin())
-        .args(["token", "create", "--kubeconfig"])
-        .arg(sim_dir.join("admin.kubeconfig")));
-    let node = tmp.path().join("node");
-    let boot = node.join("bootstrap.kubeconfig");
-    kubectl_bootstrap_kubeconfig(
-        &boot,
-        &sim_dir.join("ca.pem"),
-        &server,
-        text(&tok.stdout).trim(),
-    );
-    admin_kubectl(
-        &sim_dir,
-        &[
-            "create",
-            "clusterrolebinding",
-            "kubelet-bootstrap",
-            "--clusterrole=system:node-bootstrapper",
-            "--group=system:bootstrappers",
-        ],
-    );
-    let args = vec![
-        format!("--bootstrap-kubeconfig={}", boot.display()),
-        format!("--kubeconfig={}", node.join("kubelet.kubeconfig").display()),
-        format!("--cert-dir={}", node.join("cert").display()),
-        "--hostname-override=n1".into(),
-    ];
+    let seed = Seed::start(tmp.path(), &[]);
+    seed.bind_bootstrappers();
+    let node = seed.node.clone();
+    let args = seed.agent_args("n1", &[]);
     let mut agent = Agent::start(&args);
     let sent = agent.expect("sent certificate signing request node-csr-");
-    let name = sent
-        .split_whitespace()
-        .find(|w| w.starts_with("node-csr-"))
-        .unwrap_or_default()
-        .to_string();
+    let name = csr_name_in(&sent);
     agent.kill();
     // Restarted: the kept key names the same CSR, which it waits for instead of sending another.
     let mut agent = Agent::start(&args);
     agent.expect(&format!(
         "certificate signing request {name} exists already; waiting for it"
     ));
-    admin_kubectl(
-        &sim_dir,
-        &[
-            "apply",
-            "-f",
-            &repo()
-                .join("tests/kube-sim/tests/fixtures/csr-crb.yaml")
-                .display()
-                .to_string(),
-        ],
-    );
+    seed.apply_csr_crb();
     agent.expect("bootstrap done");
     assert_eq!(agent.stop().0, Some(0));
-    let csrs = admin_kubectl(&sim_dir, &["get", "csr", "--no-headers"]);
+    let csrs = seed.kubectl(&["get", "csr", "--no-headers"]);
     assert_eq!(csrs.lines().count(), 1, "one request for one key: {csrs}");
     assert!(!node.join("cert/kubelet-client.key.tmp").exists());
     assert!(node.join("cert/kubelet-client-current.pem").exists());
@@ -435,7 +387,7 @@ fn sigkill_while_waiting_for_approval_resumes_the_same_request() {
     agent.expect("bootstrap done");
     assert_eq!(agent.stop().0, Some(0));
     assert_eq!(
-        admin_kubectl(&sim_dir, &["get", "csr", "--no-headers"])
+        seed.kubectl(&["get", "csr", "--no-headers"])
             .lines()
             .count(),
         1

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -17,10 +16,9 @@ fn target(link: &Path) -> Option<PathBuf> {
 #[test]
 fn client_and_serving_certificates_rotate() {
     let tmp = tempdir();
-    let sim_dir = tmp.path().join("sim");
     // 30 s certificates, not backdated: renewals fall 21-27 s after issuance.
-    let _sim = start_sim_with(
-        &sim_dir,
+    let seed = Seed::start(
+        tmp.path(),
         &[
             "--signing-duration",
             "30s",
@@ -29,54 +27,22 @@ fn client_and_serving_certificates_rotate() {
             "--approve-serving-csrs",
         ],
     );
-    let server = std::fs::read_to_string(sim_dir.join("address")).unwrap_or_default();
-    let tok = run(Command::new(kube_sim_bin())
-        .args(["token", "create", "--kubeconfig"])
-        .arg(sim_dir.join("admin.kubeconfig")));
-    let node = tmp.path().join("node");
-    let boot = node.join("bootstrap.kubeconfig");
-    kubectl_bootstrap_kubeconfig(
-        &boot,
-        &sim_dir.join("ca.pem"),
-        &server,
-        text(&tok.stdout).trim(),
-    );
-    admin_kubectl(
-        &sim_dir,
-        &[
-            "create",
-            "clusterrolebinding",
-            "kubelet-bootstrap",
-            "--clusterrole=system:node-bootstrapper",
-            "--group=system:bootstrappers",
-        ],
-    );
-    admin_kubectl(
-        &sim_dir,
-        &[
-            "apply",
-            "-f",
-            &repo()
-                .join("tests/kube-sim/tests/fixtures/csr-crb.yaml")
-                .display()
-                .to_string(),
-        ],
-    );
-    let cfg = node.join("kubelet-config.yaml");
+    seed.bind_bootstrappers();
+    seed.apply_csr_crb();
+    let cfg = seed.node.join("kubelet-config.yaml");
     write(
         &cfg,
         "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\nrotateCertificates: true\nserverTLSBootstrap: true\n",
     );
-    let cert_dir = node.join("cert");
-    let args = vec![
-        format!("--config={}", cfg.display()),
-        format!("--bootstrap-kubeconfig={}", boot.display()),
-        format!("--kubeconfig={}", node.join("kubelet.kubeconfig").display()),
-        format!("--cert-dir={}", cert_dir.display()),
-        "--hostname-override=n1".into(),
-        "--node-ip=10.0.0.7".into(),
-        "--v=2".into(),
-    ];
+    let cert_dir = seed.cert_dir();
+    let args = seed.agent_args(
+        "n1",
+        &[
+            format!("--config={}", cfg.display()),
+            "--node-ip=10.0.0.7".into(),
+            "--v=2".into(),
+        ],
+    );
     let mut agent = Agent::start(&args);
     agent.expect("bootstrap done");
     agent.expect("kubelet-server: certificate rotated");
@@ -106,10 +72,7 @@ fn client_and_serving_certificates_rotate() {
     );
 
     // The renewal was requested by the node itself, not with the bootstrap token.
-    let csrs = admin_kubectl(
-        &sim_dir,
-        &["get", "csr", "--sort-by=.metadata.creationTimestamp"],
-    );
+    let csrs = seed.kubectl(&["get", "csr", "--sort-by=.metadata.creationTimestamp"]);
     let client_csrs: Vec<&str> = csrs
         .lines()
         .filter(|l| l.contains("kube-apiserver-client-kubelet"))
@@ -134,62 +97,25 @@ fn client_and_serving_certificates_rotate() {
 #[test]
 fn sigkill_while_the_serving_csr_waits_then_approval_completes_it() {
     let tmp = tempdir();
-    let sim_dir = tmp.path().join("sim");
-    let _sim = start_sim(&sim_dir);
-    let server = std::fs::read_to_string(sim_dir.join("address")).unwrap_or_default();
-    let tok = run(Command::new(kube_sim_bin())
-        .args(["token", "create", "--kubeconfig"])
-        .arg(sim_dir.join("admin.kubeconfig")));
-    let node = tmp.path().join("node");
-    let boot = node.join("bootstrap.kubeconfig");
-    kubectl_bootstrap_kubeconfig(
-        &boot,
-        &sim_dir.join("ca.pem"),
-        &server,
-        text(&tok.stdout).trim(),
-    );
-    admin_kubectl(
-        &sim_dir,
-        &[
-            "create",
-            "clusterrolebinding",
-            "kubelet-bootstrap",
-            "--clusterrole=system:node-bootstrapper",
-            "--group=system:bootstrappers",
-        ],
-    );
-    admin_kubectl(
-        &sim_dir,
-        &[
-            "apply",
-            "-f",
-            &repo()
-                .join("tests/kube-sim/tests/fixtures/csr-crb.yaml")
-                .display()
-                .to_string(),
-        ],
-    );
-    let cfg = node.join("kubelet-config.yaml");
+    let seed = Seed::start(tmp.path(), &[]);
+    seed.bind_bootstrappers();
+    seed.apply_csr_crb();
+    let cfg = seed.node.join("kubelet-config.yaml");
     write(
         &cfg,
         "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\nserverTLSBootstrap: true\n",
     );
-    let cert_dir = node.join("cert");
-    let args = vec![
-        format!("--config={}", cfg.display()),
-        format!("--bootstrap-kubeconfig={}", boot.display()),
-        format!("--kubeconfig={}", node.join("kubelet.kubeconfig").display()),
-        format!("--cert-dir={}", cert_dir.display()),
-        "--hostname-override=n1".into(),
-        "--node-ip=10.0.0.8".into(),
-    ];
+    let cert_dir = seed.cert_dir();
+    let args = seed.agent_args(
+        "n1",
+        &[
+            format!("--config={}", cfg.display()),
+            "--node-ip=10.0.0.8".into(),
+        ],
+    );
     let mut agent = Agent::start(&args);
     let sent = agent.expect("(kubernetes.io/kubelet-serving)");
-    let name = sent
-        .split_whitespace()
-        .find(|w| w.starts_with("node-csr-"))
-        .unwrap_or_default()
-        .to_string();
+    let name = csr_name_in(&sent);
     agent.kill();
     assert!(
         cert_dir.join("kubelet-server.key.tmp").exists(),
@@ -200,7 +126,7 @@ fn sigkill_while_the_serving_csr_waits_then_approval_completes_it() {
     agent.expect(&format!(
         "certificate signing request {name} exists already; waiting for it"
     ));
-    admin_kubectl(&sim_dir, &["certificate", "approve", &name]);
+    seed.kubectl(&["certificate", "approve", &name]);
     agent.expect("kubelet-server: certificate rotated");
     assert_eq!(agent.stop().0, Some(0));
     assert_eq!(
@@ -209,7 +135,8 @@ fn sigkill_while_the_serving_csr_waits_then_approval_completes_it() {
         "the client pair was left alone"
     );
     assert!(!cert_dir.join("kubelet-server.key.tmp").exists());
-    let serving: Vec<String> = admin_kubectl(&sim_dir, &["get", "csr", "--no-headers"])
+    let serving: Vec<String> = seed
+        .kubectl(&["get", "csr", "--no-headers"])
         .lines()
         .filter(|l| l.contains("kubelet-serving"))
         .map(String::from)

@@ -278,3 +278,89 @@ impl Agent {
         (status.code(), self.log)
     }
 }
+
+/// kube-sim plus one node's bootstrap kubeconfig, as the seed guide's step 1 leaves them.
+pub struct Seed {
+    _sim: Proc,
+    pub sim_dir: PathBuf,
+    pub server: String,
+    pub node: PathBuf,
+    pub bootstrap: PathBuf,
+}
+
+impl Seed {
+    /// Starts kube-sim in `<tmp>/sim` (with `sim_args`), makes a bootstrap token and writes
+    /// `<tmp>/node/bootstrap.kubeconfig` with kubectl.
+    pub fn start(tmp: &Path, sim_args: &[&str]) -> Seed {
+        let sim_dir = tmp.join("sim");
+        let sim = start_sim_with(&sim_dir, sim_args);
+        let server = std::fs::read_to_string(sim_dir.join("address")).unwrap_or_default();
+        let tok = run(Command::new(kube_sim_bin())
+            .args(["token", "create", "--kubeconfig"])
+            .arg(sim_dir.join("admin.kubeconfig")));
+        assert!(tok.status.success(), "{}", text(&tok.stderr));
+        let node = tmp.join("node");
+        let bootstrap = node.join("bootstrap.kubeconfig");
+        kubectl_bootstrap_kubeconfig(
+            &bootstrap,
+            &sim_dir.join("ca.pem"),
+            &server,
+            text(&tok.stdout).trim(),
+        );
+        Seed {
+            _sim: sim,
+            sim_dir,
+            server,
+            node,
+            bootstrap,
+        }
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        admin_kubectl(&self.sim_dir, args)
+    }
+
+    /// Step 4: `kubectl create clusterrolebinding kubelet-bootstrap ...`.
+    pub fn bind_bootstrappers(&self) {
+        self.kubectl(&[
+            "create",
+            "clusterrolebinding",
+            "kubelet-bootstrap",
+            "--clusterrole=system:node-bootstrapper",
+            "--group=system:bootstrappers",
+        ]);
+    }
+
+    /// Step 5: `kubectl apply -f csr-crb.yaml`.
+    pub fn apply_csr_crb(&self) {
+        let f = repo().join("tests/kube-sim/tests/fixtures/csr-crb.yaml");
+        self.kubectl(&["apply", "-f", &f.display().to_string()]);
+    }
+
+    pub fn cert_dir(&self) -> PathBuf {
+        self.node.join("cert")
+    }
+
+    /// The agent's flags for this node, plus `extra`.
+    pub fn agent_args(&self, node_name: &str, extra: &[String]) -> Vec<String> {
+        let mut a = vec![
+            format!("--bootstrap-kubeconfig={}", self.bootstrap.display()),
+            format!(
+                "--kubeconfig={}",
+                self.node.join("kubelet.kubeconfig").display()
+            ),
+            format!("--cert-dir={}", self.cert_dir().display()),
+            format!("--hostname-override={node_name}"),
+        ];
+        a.extend(extra.iter().cloned());
+        a
+    }
+}
+
+/// The `node-csr-...` name in a "sent certificate signing request" log line.
+pub fn csr_name_in(line: &str) -> String {
+    line.split_whitespace()
+        .find(|w| w.starts_with("node-csr-"))
+        .unwrap_or_default()
+        .to_string()
+}
