@@ -369,18 +369,30 @@ impl Client {
         Self::decode("GET", &self.url(path), &b)
     }
 
+    /// A request with a JSON body; the JSON answer decoded.
+    fn with_body<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        path: &str,
+        ctype: &str,
+        body: &B,
+    ) -> Result<T, KubeError> {
+        let url = self.url(path);
+        let json = serde_json::to_vec(body).map_err(|source| KubeError::Decode {
+            method,
+            url: url.clone(),
+            source,
+        })?;
+        let b = self.send(method, path, Some((ctype, json)))?;
+        Self::decode(method, &url, &b)
+    }
+
     pub fn create<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
     ) -> Result<T, KubeError> {
-        let json = serde_json::to_vec(body).map_err(|source| KubeError::Decode {
-            method: "POST",
-            url: self.url(path),
-            source,
-        })?;
-        let b = self.send("POST", path, Some(("application/json", json)))?;
-        Self::decode("POST", &self.url(path), &b)
+        self.with_body("POST", path, "application/json", body)
     }
 
     pub fn update<B: Serialize, T: DeserializeOwned>(
@@ -388,13 +400,7 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, KubeError> {
-        let json = serde_json::to_vec(body).map_err(|source| KubeError::Decode {
-            method: "PUT",
-            url: self.url(path),
-            source,
-        })?;
-        let b = self.send("PUT", path, Some(("application/json", json)))?;
-        Self::decode("PUT", &self.url(path), &b)
+        self.with_body("PUT", path, "application/json", body)
     }
 
     pub fn patch<T: DeserializeOwned>(
@@ -403,27 +409,16 @@ impl Client {
         kind: PatchKind,
         body: &serde_json::Value,
     ) -> Result<T, KubeError> {
-        let json = serde_json::to_vec(body).map_err(|source| KubeError::Decode {
-            method: "PATCH",
-            url: self.url(path),
-            source,
-        })?;
-        let b = self.send("PATCH", path, Some((kind.content_type(), json)))?;
-        Self::decode("PATCH", &self.url(path), &b)
+        self.with_body("PATCH", path, kind.content_type(), body)
     }
 
+    /// DELETE with DeleteOptions (grace period, preconditions).
     pub fn delete(
         &self,
         path: &str,
         options: &serde_json::Value,
     ) -> Result<serde_json::Value, KubeError> {
-        let json = serde_json::to_vec(options).map_err(|source| KubeError::Decode {
-            method: "DELETE",
-            url: self.url(path),
-            source,
-        })?;
-        let b = self.send("DELETE", path, Some(("application/json", json)))?;
-        Self::decode("DELETE", &self.url(path), &b)
+        self.with_body("DELETE", path, "application/json", options)
     }
 
     /// Opens a watch: `path` without query; events after `resource_version`, bookmarks on.
