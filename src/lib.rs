@@ -7,6 +7,7 @@ pub mod error;
 pub mod kube;
 pub mod log;
 pub mod node;
+pub mod server;
 pub mod timefmt;
 
 /// The Kubernetes version tinylet speaks (reported as the kubelet version).
