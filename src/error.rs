@@ -11,6 +11,8 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error("waiting for signals: {0}")]
     Signals(#[source] nix::Error),
+    #[error(transparent)]
+    Server(#[from] crate::server::ServerError),
 }
 
 fn flag_list(errs: &[FlagError]) -> String {
@@ -28,7 +30,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Flags(_) | Error::Config(_) => 2,
-            Error::Signals(_) => 1,
+            Error::Signals(_) | Error::Server(_) => 1,
         }
     }
 

@@ -56,7 +56,13 @@ fn run(args: impl Iterator<Item = String>) -> Result<(), Error> {
     // thread receives the signals (in sigwait).
     let signals = block_signals()?;
     announce(&settings);
-    start_certificates(&settings);
+    let client_stats = std::sync::Arc::new(tinylet::certs::manager::Stats::default());
+    let server_stats = std::sync::Arc::new(tinylet::certs::manager::Stats::default());
+    start_certificates(&settings, client_stats.clone(), server_stats.clone());
+    start_servers(
+        &settings,
+        vec![("client", client_stats), ("server", server_stats)],
+    )?;
     info!(
         "running; node registration, pods and the 10250 server are not implemented yet; waiting for SIGTERM or SIGINT"
     );
@@ -105,7 +111,11 @@ fn announce(s: &Settings) {
 /// The certificate thread: the client-certificate bootstrap when needed (retried with backoff,
 /// one log line per failure, as the kubelet's certificate manager), then the managers that keep
 /// the client (`rotateCertificates`) and serving (`serverTLSBootstrap`) certificates renewed.
-fn start_certificates(s: &Settings) {
+fn start_certificates(
+    s: &Settings,
+    client_stats: std::sync::Arc<tinylet::certs::manager::Stats>,
+    server_stats: std::sync::Arc<tinylet::certs::manager::Stats>,
+) {
     let Some(kubeconfig) = s.flags.kubeconfig.clone() else {
         return;
     };
@@ -158,23 +168,89 @@ fn start_certificates(s: &Settings) {
                 }
             }
         }
-        let manager = |template| tinylet::certs::manager::Manager {
+        let manager = |template, stats| tinylet::certs::manager::Manager {
             template,
             cert_dir: cert_dir.clone(),
             kubeconfig: kubeconfig.clone(),
             qps,
             burst,
             approval_timeout: hour,
-            stats: std::sync::Arc::default(),
+            stats,
         };
         if let Some(t) = serving {
-            let m = manager(t);
+            let m = manager(t, server_stats);
             std::thread::spawn(move || m.run());
         }
         if rotate {
-            manager(tinylet::certs::bootstrap::Template::client(&node)).run();
+            manager(
+                tinylet::certs::bootstrap::Template::client(&node),
+                client_stats,
+            )
+            .run();
         }
     });
+}
+
+/// The 10250 API (when a serving certificate source is configured) and the plain-HTTP healthz
+/// endpoint, each on its own threads. A port that cannot be bound is fatal, as for the kubelet.
+fn start_servers(
+    s: &Settings,
+    certificates: Vec<(&'static str, std::sync::Arc<tinylet::certs::manager::Stats>)>,
+) -> Result<(), Error> {
+    use tinylet::server;
+    let k = &s.kubelet;
+    if k.healthz_port != 0 {
+        // As the kubelet: a healthz port that cannot be bound is retried every 5 s, not fatal.
+        let addr = std::net::SocketAddr::new(k.healthz_bind_address, k.healthz_port);
+        std::thread::spawn(move || {
+            let mut logged = false;
+            loop {
+                match std::net::TcpListener::bind(addr) {
+                    Ok(l) => {
+                        info!("healthz on http://{addr}/healthz");
+                        server::serve_healthz(l);
+                    }
+                    Err(e) if !logged => {
+                        error!("Failed to start healthz server on {addr}: {e}; retrying every 5s");
+                        logged = true;
+                    }
+                    Err(_) => {}
+                }
+                std::thread::sleep(std::time::Duration::from_secs(5));
+            }
+        });
+    }
+    if !k.enable_server {
+        return Ok(());
+    }
+    let Some(certs) = tinylet::certs::serving::ServingCerts::new(
+        &s.flags.cert_dir,
+        k.server_tls_bootstrap,
+        &k.tls_cert_file,
+        &k.tls_private_key_file,
+    ) else {
+        warn!(
+            "no serving certificate source (serverTLSBootstrap or tlsCertFile/tlsPrivateKeyFile): the 10250 API is not started"
+        );
+        return Ok(());
+    };
+    let tls = server::tls_config(
+        std::sync::Arc::new(certs),
+        &k.authentication.x509.client_ca_file,
+    )
+    .map_err(Error::Server)?;
+    let addr = std::net::SocketAddr::new(k.address, k.port);
+    let l = std::net::TcpListener::bind(addr)
+        .map_err(|source| Error::Server(server::ServerError::Listen { addr, source }))?;
+    let state = std::sync::Arc::new(server::State {
+        auth: server::auth::Auth::new(&s.node_name, k, s.flags.kubeconfig.clone()),
+        config_json: serde_json::to_value(k).unwrap_or_default(),
+        debugging_handlers: k.enable_debugging_handlers,
+        metrics: server::metrics::Metrics::new(certificates),
+    });
+    std::thread::spawn(move || server::serve(l, tls, state));
+    info!("kubelet API on https://{addr}");
+    Ok(())
 }
 
 fn block_signals() -> Result<SigSet, Error> {

@@ -58,7 +58,7 @@ fn run_until(args: &[String], ready_marker: &str, sig: Signal) -> (Option<i32>, 
 fn starts_on_the_unfixed_seed_template_and_stops_on_sigterm() {
     let dir = tempdir();
     let cfg = dir.path().join("kubelet-config.yaml");
-    let text = seed_config();
+    let text = without_listeners(&seed_config());
     write(&cfg, &text);
     let args: Vec<String> = [
         format!("--config={}", cfg.display()),
@@ -119,7 +119,7 @@ fn starts_on_the_unfixed_seed_template_and_stops_on_sigterm() {
         .filter(|l| l.contains("accepted but not implemented: "))
         .collect();
     assert_eq!(ni.len(), 1, "{log}");
-    for field in ["maxPods", "evictionHard", "serverTLSBootstrap"] {
+    for field in ["maxPods", "evictionHard", "failSwapOn"] {
         assert!(ni[0].contains(field), "{field} not listed: {}", ni[0]);
     }
     assert!(
@@ -139,7 +139,10 @@ fn starts_on_the_unfixed_seed_template_and_stops_on_sigterm() {
 fn verbosity_gates_flag_lines_and_sigint_also_stops() {
     let dir = tempdir();
     let cfg = dir.path().join("kubelet-config.yaml");
-    write(&cfg, &seed_config().replace("kubeAPIOPS", "kubeAPIQPS"));
+    write(
+        &cfg,
+        &without_listeners(&seed_config().replace("kubeAPIOPS", "kubeAPIQPS")),
+    );
     let args = vec![
         format!("--config={}", cfg.display()),
         "--hostname-override=n1".to_string(),

@@ -60,7 +60,7 @@ fn seed_bootstrap_end_to_end() {
 
     write(
         &node.join("kubelet-config.yaml"),
-        &seed_config().replace("kubeAPIOPS", "kubeAPIQPS"),
+        &without_listeners(&seed_config().replace("kubeAPIOPS", "kubeAPIQPS")),
     );
     let kubeconfig = node.join("kubelet.kubeconfig");
     let cert_dir = node.join("cert");

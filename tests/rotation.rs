@@ -32,7 +32,9 @@ fn client_and_serving_certificates_rotate() {
     let cfg = seed.node.join("kubelet-config.yaml");
     write(
         &cfg,
-        "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\nrotateCertificates: true\nserverTLSBootstrap: true\n",
+        &without_listeners(
+            "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\nrotateCertificates: true\nserverTLSBootstrap: true\n",
+        ),
     );
     let cert_dir = seed.cert_dir();
     let args = seed.agent_args(
@@ -103,7 +105,9 @@ fn sigkill_while_the_serving_csr_waits_then_approval_completes_it() {
     let cfg = seed.node.join("kubelet-config.yaml");
     write(
         &cfg,
-        "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\nserverTLSBootstrap: true\n",
+        &without_listeners(
+            "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\nserverTLSBootstrap: true\n",
+        ),
     );
     let cert_dir = seed.cert_dir();
     let args = seed.agent_args(

@@ -389,8 +389,10 @@ fn init_script_starts_reports_and_stops_the_agent() {
     let etc = dir.path().join("etc");
     write(
         &etc.join("kubelet-config.yaml"),
-        &read(&node.join("kubelet-config.yaml"))
-            .replace("/etc/kubernetes/", &format!("{}/", etc.display())),
+        &without_listeners(
+            &read(&node.join("kubelet-config.yaml"))
+                .replace("/etc/kubernetes/", &format!("{}/", etc.display())),
+        ),
     );
     let pidfile = dir.path().join("tinylet.pid");
     let log = dir.path().join("tinylet.log");

@@ -36,6 +36,18 @@ pub const IMPLEMENTED_FIELDS: &[&str] = &[
     "logging",
     "kubeAPIQPS",
     "kubeAPIBurst",
+    "rotateCertificates",
+    "serverTLSBootstrap",
+    "tlsCertFile",
+    "tlsPrivateKeyFile",
+    "enableServer",
+    "address",
+    "port",
+    "healthzPort",
+    "healthzBindAddress",
+    "authentication",
+    "authorization",
+    "enableDebuggingHandlers",
 ];
 
 /// Supported flags tinylet does not act on yet (parsed and validated only).

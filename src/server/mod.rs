@@ -1,3 +1,569 @@
-//! The kubelet API server on port 10250 (in progress): so far the sans-IO HTTP/1.1 core.
+//! The kubelet API on port 10250: TLS (serving certificate hot-swapped, client certificates asked
+//! for but not required), a bounded pool of connection workers over the sans-IO HTTP core, and a
+//! router whose every route is reached only through authentication and authorization.
 
+pub mod auth;
 pub mod http;
+pub mod metrics;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::certs::serving::ServingCerts;
+use auth::{Auth, Decision, User};
+use http::{BodyKind, ChunkDecoder, Limits, Parsed, RequestHead};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("client CA file {path}: {message}")]
+    ClientCa { path: String, message: String },
+}
+
+/// What a handler answers.
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Response {
+    pub fn text(status: u16, body: impl Into<String>) -> Response {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into().into_bytes(),
+            headers: Vec::new(),
+        }
+    }
+    pub fn json(v: &serde_json::Value) -> Response {
+        Response {
+            status: 200,
+            content_type: "application/json",
+            body: serde_json::to_vec(v).unwrap_or_default(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// One request, as a handler sees it (already authenticated and authorized).
+pub struct Request<'a> {
+    pub head: &'a RequestHead,
+    pub body: &'a [u8],
+    pub user: &'a User,
+}
+
+type Handler = fn(&State, &Request) -> Response;
+
+/// A route: a path (exact, or a prefix when it ends with `/`), its methods, whether it is a
+/// debugging handler (405 when `enableDebuggingHandlers: false`), and its handler. Routes are
+/// only ever called from [`dispatch`], after authentication and authorization.
+pub struct Route {
+    pub path: &'static str,
+    pub methods: &'static [&'static str],
+    pub debug: bool,
+    handler: Handler,
+}
+
+fn healthz(_: &State, _: &Request) -> Response {
+    Response::text(200, "ok")
+}
+
+fn pods(_: &State, _: &Request) -> Response {
+    Response::json(
+        &serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []}),
+    )
+}
+
+fn configz(s: &State, _: &Request) -> Response {
+    Response::json(&serde_json::json!({"kubeletconfig": s.config_json}))
+}
+
+fn metrics_route(s: &State, _: &Request) -> Response {
+    Response {
+        status: 200,
+        content_type: "text/plain; version=0.0.4; charset=utf-8",
+        body: s.metrics.render(s).into_bytes(),
+        headers: Vec::new(),
+    }
+}
+
+fn not_yet(_: &State, _: &Request) -> Response {
+    Response::text(404, "404 page not found\n")
+}
+
+/// The route table (pkg/kubelet/server/server.go). Routes of later issues answer 404 after
+/// authentication and authorization until they are implemented.
+pub static ROUTES: &[Route] = &[
+    Route {
+        path: "/healthz",
+        methods: &["GET", "HEAD"],
+        debug: false,
+        handler: healthz,
+    },
+    Route {
+        path: "/healthz/ping",
+        methods: &["GET", "HEAD"],
+        debug: false,
+        handler: healthz,
+    },
+    Route {
+        path: "/healthz/log",
+        methods: &["GET", "HEAD"],
+        debug: false,
+        handler: healthz,
+    },
+    Route {
+        path: "/healthz/syncloop",
+        methods: &["GET", "HEAD"],
+        debug: false,
+        handler: healthz,
+    },
+    Route {
+        path: "/pods",
+        methods: &["GET"],
+        debug: false,
+        handler: pods,
+    },
+    Route {
+        path: "/runningpods/",
+        methods: &["GET"],
+        debug: true,
+        handler: pods,
+    },
+    Route {
+        path: "/metrics",
+        methods: &["GET"],
+        debug: false,
+        handler: metrics_route,
+    },
+    Route {
+        path: "/configz",
+        methods: &["GET"],
+        debug: false,
+        handler: configz,
+    },
+    Route {
+        path: "/metrics/cadvisor",
+        methods: &["GET"],
+        debug: false,
+        handler: not_yet,
+    },
+    Route {
+        path: "/metrics/resource",
+        methods: &["GET"],
+        debug: false,
+        handler: not_yet,
+    },
+    Route {
+        path: "/metrics/probes",
+        methods: &["GET"],
+        debug: false,
+        handler: not_yet,
+    },
+    Route {
+        path: "/stats/",
+        methods: &["GET", "POST"],
+        debug: false,
+        handler: not_yet,
+    },
+    Route {
+        path: "/containerLogs/",
+        methods: &["GET"],
+        debug: true,
+        handler: not_yet,
+    },
+    Route {
+        path: "/exec/",
+        methods: &["GET", "POST"],
+        debug: true,
+        handler: not_yet,
+    },
+    Route {
+        path: "/attach/",
+        methods: &["GET", "POST"],
+        debug: true,
+        handler: not_yet,
+    },
+    Route {
+        path: "/portForward/",
+        methods: &["GET", "POST"],
+        debug: true,
+        handler: not_yet,
+    },
+    Route {
+        path: "/run/",
+        methods: &["POST"],
+        debug: true,
+        handler: not_yet,
+    },
+    Route {
+        path: "/logs/",
+        methods: &["GET"],
+        debug: true,
+        handler: not_yet,
+    },
+];
+
+fn find_route(path: &str) -> Option<&'static Route> {
+    // Exact matches win over prefixes; `/logs` is served like `/logs/`.
+    ROUTES.iter().find(|r| r.path == path).or_else(|| {
+        ROUTES
+            .iter()
+            .filter(|r| r.path.ends_with('/'))
+            .find(|r| path.starts_with(r.path) || path == r.path.trim_end_matches('/'))
+    })
+}
+
+/// Everything the server needs.
+pub struct State {
+    pub auth: Auth,
+    pub config_json: serde_json::Value,
+    pub debugging_handlers: bool,
+    pub metrics: metrics::Metrics,
+}
+
+/// Authentication, authorization, then the route: the only way into a handler.
+pub fn dispatch(
+    state: &State,
+    cert_user: Option<User>,
+    head: &RequestHead,
+    body: &[u8],
+) -> Response {
+    let user = match state.auth.decide(
+        cert_user,
+        head.header("authorization"),
+        &head.method,
+        &head.path,
+    ) {
+        Decision::Allow(u) => u,
+        Decision::Unauthenticated => return Response::text(401, "Unauthorized"),
+        Decision::Forbidden(d) => return Response::text(403, format!("Forbidden ({d})")),
+        Decision::Error(d) => return Response::text(500, format!("Authorization error ({d})")),
+    };
+    let Some(route) = find_route(&head.path) else {
+        return Response::text(404, "404 page not found\n");
+    };
+    if route.debug && !state.debugging_handlers {
+        return Response::text(405, "Debug endpoints are disabled.");
+    }
+    if !route.methods.contains(&head.method.as_str()) {
+        let mut r = Response::text(405, "Method Not Allowed");
+        r.headers.push(("Allow", route.methods.join(", ")));
+        return r;
+    }
+    (route.handler)(
+        state,
+        &Request {
+            head,
+            body,
+            user: &user,
+        },
+    )
+}
+
+/// Picks the current serving certificate for each handshake; none means the handshake fails.
+#[derive(Debug)]
+struct CertResolver {
+    certs: Arc<ServingCerts>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::server::ResolvesServerCert for CertResolver {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let cert = match self.certs.current(SystemTime::now()) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                crate::vinfo!(2, "no serving certificate available for the kubelet");
+                return None;
+            }
+            Err(e) => {
+                crate::error!("loading the serving certificate: {e}");
+                return None;
+            }
+        };
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert.cert_pem)
+            .filter_map(Result::ok)
+            .collect();
+        let key = PrivateKeyDer::from_pem_slice(&cert.key_pem).ok()?;
+        rustls::sign::CertifiedKey::from_der(chain, key, &self.provider)
+            .ok()
+            .map(Arc::new)
+    }
+}
+
+impl std::fmt::Debug for ServingCerts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServingCerts")
+    }
+}
+
+/// The TLS configuration: TLS 1.2+ (rustls has nothing older), client certificates from
+/// `clientCAFile` asked for but optional.
+pub fn tls_config(
+    certs: Arc<ServingCerts>,
+    client_ca_file: &str,
+) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::ClientCa {
+            path: client_ca_file.into(),
+            message: e.to_string(),
+        })?;
+    let builder = if client_ca_file.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let ca_err = |m: String| ServerError::ClientCa {
+            path: client_ca_file.into(),
+            message: m,
+        };
+        let pem = std::fs::read(client_ca_file).map_err(|e| ca_err(e.to_string()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(&pem) {
+            roots
+                .add(c.map_err(|e| ca_err(e.to_string()))?)
+                .map_err(|e| ca_err(e.to_string()))?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| ca_err(e.to_string()))?;
+        builder.with_client_cert_verifier(verifier)
+    };
+    Ok(Arc::new(builder.with_cert_resolver(Arc::new(
+        CertResolver { certs, provider },
+    ))))
+}
+
+fn cert_user(conn: &rustls::ServerConnection) -> Option<User> {
+    let der = conn.peer_certificates()?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let name = cert
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let groups = cert
+        .subject()
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(String::from))
+        .collect();
+    Some(User { name, groups })
+}
+
+const IDLE: Duration = Duration::from_secs(90);
+const HEAD_DEADLINE: Duration = Duration::from_secs(10);
+const MAX_BODY: u64 = 1 << 20;
+const WORKERS: usize = 8;
+const QUEUE: usize = 64;
+
+/// Serves until the process ends: an accept thread and a fixed pool of workers; connections
+/// beyond the queue are closed at once, so abusive clients cannot grow the agent's memory.
+pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: Arc<State>) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<TcpStream>(QUEUE);
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    for i in 0..WORKERS {
+        let (rx, tls, state) = (rx.clone(), tls.clone(), state.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("10250-worker-{i}"))
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                loop {
+                    let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    match next {
+                        Ok(stream) => connection(stream, &tls, &state),
+                        Err(_) => return,
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            crate::error!("starting a 10250 worker: {e}");
+        }
+    }
+    for stream in listener.incoming().flatten() {
+        if tx.try_send(stream).is_err() {
+            state
+                .metrics
+                .rejected_connections
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// One connection: handshake, then requests until close, idle timeout or an error.
+fn connection(tcp: TcpStream, tls: &Arc<rustls::ServerConfig>, state: &State) {
+    let _ = tcp.set_read_timeout(Some(HEAD_DEADLINE));
+    let _ = tcp.set_write_timeout(Some(IDLE));
+    let Ok(conn) = rustls::ServerConnection::new(tls.clone()) else {
+        return;
+    };
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    while s.conn.is_handshaking() {
+        if s.conn.complete_io(&mut s.sock).is_err() {
+            return;
+        }
+    }
+    let user = cert_user(&s.conn);
+    let limits = Limits::default();
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    loop {
+        let started = std::time::Instant::now();
+        let head = loop {
+            match http::parse_head(&buf, &limits) {
+                Ok(Parsed::Complete(h)) => break h,
+                Ok(Parsed::Incomplete) => {}
+                Err(e) => {
+                    let body = e.to_string();
+                    let _ = s.write_all(&http::response_head(
+                        e.status(),
+                        &[("Content-Type", "text/plain; charset=utf-8")],
+                        Some(body.len()),
+                        false,
+                    ));
+                    let _ = s.write_all(body.as_bytes());
+                    let _ = s.flush();
+                    return;
+                }
+            }
+            // Idle between requests may last 90 s; a started head must finish within 10 s.
+            let timeout = if buf.is_empty() {
+                IDLE
+            } else {
+                HEAD_DEADLINE
+                    .saturating_sub(started.elapsed())
+                    .max(Duration::from_millis(1))
+            };
+            let _ = s.sock.set_read_timeout(Some(timeout));
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let _ = s.sock.set_read_timeout(Some(HEAD_DEADLINE));
+        buf.drain(..head.head_len);
+        let body = match read_body(&mut s, &mut buf, &head.body) {
+            Ok(b) => b,
+            Err(e) => {
+                let msg = e.to_string();
+                let _ = s.write_all(&http::response_head(
+                    e.status(),
+                    &[],
+                    Some(msg.len()),
+                    false,
+                ));
+                let _ = s.write_all(msg.as_bytes());
+                return;
+            }
+        };
+        let t0 = std::time::Instant::now();
+        let resp = dispatch(state, user.clone(), &head, &body);
+        state.metrics.observe(&head.path, resp.status, t0.elapsed());
+        let mut headers: Vec<(&str, &str)> = vec![("Content-Type", resp.content_type)];
+        for (k, v) in &resp.headers {
+            headers.push((k, v));
+        }
+        let body_bytes: &[u8] = if head.method == "HEAD" {
+            &[]
+        } else {
+            &resp.body
+        };
+        let out = http::response_head(
+            resp.status,
+            &headers,
+            Some(resp.body.len()),
+            head.keep_alive,
+        );
+        if s.write_all(&out)
+            .and_then(|_| s.write_all(body_bytes))
+            .and_then(|_| s.flush())
+            .is_err()
+            || !head.keep_alive
+        {
+            return;
+        }
+    }
+}
+
+fn read_body(
+    s: &mut impl Read,
+    buf: &mut Vec<u8>,
+    kind: &BodyKind,
+) -> Result<Vec<u8>, http::HttpError> {
+    let mut chunk = [0u8; 8192];
+    match kind {
+        BodyKind::None => Ok(Vec::new()),
+        BodyKind::Length(n) => {
+            if *n > MAX_BODY {
+                return Err(http::HttpError::BodyTooLarge);
+            }
+            let n = *n as usize;
+            while buf.len() < n {
+                match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => {
+                        return Err(http::HttpError::BadRequest("the body ended early".into()));
+                    }
+                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                }
+            }
+            Ok(buf.drain(..n).collect())
+        }
+        BodyKind::Chunked => {
+            let mut d = ChunkDecoder::new(MAX_BODY);
+            let mut out = Vec::new();
+            loop {
+                let used = d.feed(buf, &mut out)?;
+                buf.drain(..used);
+                if d.is_done() {
+                    return Ok(out);
+                }
+                match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => {
+                        return Err(http::HttpError::BadRequest("the body ended early".into()));
+                    }
+                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                }
+            }
+        }
+    }
+}
+
+/// `/healthz` on plain HTTP (healthzBindAddress:healthzPort), answering `ok`.
+pub fn serve_healthz(listener: TcpListener) {
+    for mut stream in listener.incoming().flatten() {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        let (status, body) = match http::parse_head(&buf[..n], &Limits::default()) {
+            Ok(Parsed::Complete(h)) if h.path == "/healthz" => (200, "ok"),
+            Ok(Parsed::Complete(_)) => (404, "404 page not found\n"),
+            _ => (400, "bad request"),
+        };
+        let _ = stream.write_all(&http::response_head(
+            status,
+            &[("Content-Type", "text/plain; charset=utf-8")],
+            Some(body.len()),
+            false,
+        ));
+        let _ = stream.write_all(body.as_bytes());
+    }
+}

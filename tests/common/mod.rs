@@ -52,6 +52,18 @@ pub fn seed_config() -> String {
         .replace("${CLUSTER_CIDR}", "172.30.0.0/16")
 }
 
+/// A config with the agent's listeners off (`enableServer: false`, `healthzPort: 0`), for tests
+/// that run the agent in parallel and are not about the servers.
+pub fn without_listeners(cfg: &str) -> String {
+    let mut out: String = cfg
+        .lines()
+        .filter(|l| !l.starts_with("enableServer:") && !l.starts_with("healthzPort:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    out.push_str("enableServer: false\nhealthzPort: 0\n");
+    out
+}
+
 /// 1-based line of the first line of `text` that starts with `prefix`.
 pub fn line_of(text: &str, prefix: &str) -> usize {
     text.lines()

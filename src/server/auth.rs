@@ -1,0 +1,318 @@
+//! Authentication and authorization for the 10250 API, in the kubelet's order: a verified client
+//! certificate (user = CN, groups = O), else a bearer token checked by TokenReview, else
+//! anonymous when enabled; then SubjectAccessReview on `nodes/<subresource>` for this node, with
+//! the kubelet's TTL caches (successes only for tokens).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::config::kubeconfig::Kubeconfig;
+use crate::config::kubelet::{AuthorizationMode, KubeletConfiguration};
+use crate::kube::Client;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+/// The attributes of a request, as the kubelet maps them (pkg/kubelet/server/auth.go).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attributes {
+    pub verb: &'static str,
+    pub subresource: &'static str,
+}
+
+/// HTTP method -> verb.
+pub fn verb(method: &str) -> &'static str {
+    match method {
+        "POST" => "create",
+        "PUT" => "update",
+        "PATCH" => "patch",
+        "DELETE" => "delete",
+        _ => "get",
+    }
+}
+
+/// Path prefix -> subresource (exact match or followed by `/`).
+pub fn subresource(path: &str) -> &'static str {
+    let under = |p: &str| path == p || path.starts_with(&format!("{p}/"));
+    if under("/stats") {
+        "stats"
+    } else if under("/metrics") {
+        "metrics"
+    } else if under("/logs") {
+        "log"
+    } else if under("/checkpoint") {
+        "checkpoint"
+    } else if under("/spec") {
+        "spec"
+    } else {
+        "proxy"
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow(User),
+    /// 401 `Unauthorized`.
+    Unauthenticated,
+    /// 403 `Forbidden (user=..., verb=..., resource=nodes, subresource=...)`.
+    Forbidden(String),
+    /// 500 `Authorization error (...)`.
+    Error(String),
+}
+
+/// (user, groups, verb, subresource): what an authorization decision is cached under.
+type DecisionKey = (String, Vec<String>, &'static str, &'static str);
+
+#[derive(Default)]
+pub struct Counters {
+    pub authn_cache_hits: std::sync::atomic::AtomicU64,
+    pub authz_cache_hits: std::sync::atomic::AtomicU64,
+}
+
+pub struct Auth {
+    node: String,
+    anonymous: bool,
+    webhook_authn: bool,
+    mode: AuthorizationMode,
+    ttl_authn: Duration,
+    ttl_allowed: Duration,
+    ttl_denied: Duration,
+    kubeconfig: Option<PathBuf>,
+    client: Mutex<Option<Arc<Client>>>,
+    tokens: Mutex<HashMap<String, (User, Instant)>>,
+    decisions: Mutex<HashMap<DecisionKey, (bool, Instant)>>,
+    pub counters: Counters,
+}
+
+fn describe(u: &User, a: &Attributes) -> String {
+    format!(
+        "user={}, verb={}, resource=nodes, subresource={}",
+        u.name, a.verb, a.subresource
+    )
+}
+
+impl Auth {
+    pub fn new(node: &str, c: &KubeletConfiguration, kubeconfig: Option<PathBuf>) -> Auth {
+        Auth {
+            node: node.to_string(),
+            anonymous: c.authentication.anonymous.enabled,
+            webhook_authn: c.authentication.webhook.enabled,
+            mode: c.authorization.mode,
+            ttl_authn: c.authentication.webhook.cache_ttl.as_std(),
+            ttl_allowed: c.authorization.webhook.cache_authorized_ttl.as_std(),
+            ttl_denied: c.authorization.webhook.cache_unauthorized_ttl.as_std(),
+            kubeconfig,
+            client: Mutex::new(None),
+            tokens: Mutex::new(HashMap::new()),
+            decisions: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The API client, built from the agent's kubeconfig on first use (it exists once the
+    /// bootstrap is done) and rebuilt after a failure.
+    fn client(&self) -> Result<Arc<Client>, String> {
+        let mut slot = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let path = self
+            .kubeconfig
+            .as_ref()
+            .ok_or("no kubeconfig to reach the API server")?;
+        let api = Kubeconfig::load(path)
+            .and_then(|k| k.resolve(path))
+            .map_err(|e| e.to_string())?;
+        let c = Arc::new(Client::new(&api, 50, 100).map_err(|e| e.to_string())?);
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    fn forget_client(&self) {
+        *self.client.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Who is asking: the verified certificate's subject, a reviewed token, or anonymous.
+    pub fn authenticate(
+        &self,
+        cert_user: Option<User>,
+        authorization: Option<&str>,
+    ) -> Option<User> {
+        if let Some(u) = cert_user {
+            return Some(u);
+        }
+        if let Some(token) = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            if !self.webhook_authn {
+                return None;
+            }
+            return self.review_token(token);
+        }
+        self.anonymous.then(|| User {
+            name: "system:anonymous".into(),
+            groups: vec!["system:unauthenticated".into()],
+        })
+    }
+
+    fn review_token(&self, token: &str) -> Option<User> {
+        if let Some((u, at)) = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            && at.elapsed() < self.ttl_authn
+        {
+            self.counters
+                .authn_cache_hits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Some(u.clone());
+        }
+        let client = self.client().ok()?;
+        let review = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}});
+        let answer: Value =
+            match client.create("/apis/authentication.k8s.io/v1/tokenreviews", &review) {
+                Ok(v) => v,
+                Err(e) => {
+                    crate::error!("TokenReview failed: {e}");
+                    self.forget_client();
+                    return None;
+                }
+            };
+        if answer["status"]["authenticated"].as_bool() != Some(true) {
+            return None;
+        }
+        let user = User {
+            name: answer["status"]["user"]["username"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            groups: answer["status"]["user"]["groups"]
+                .as_array()
+                .map(|g| {
+                    g.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token.to_string(), (user.clone(), Instant::now()));
+        Some(user)
+    }
+
+    /// The whole decision for one request.
+    pub fn decide(
+        &self,
+        cert_user: Option<User>,
+        authorization: Option<&str>,
+        method: &str,
+        path: &str,
+    ) -> Decision {
+        let Some(user) = self.authenticate(cert_user, authorization) else {
+            return Decision::Unauthenticated;
+        };
+        let attrs = Attributes {
+            verb: verb(method),
+            subresource: subresource(path),
+        };
+        if self.mode == AuthorizationMode::AlwaysAllow {
+            return Decision::Allow(user);
+        }
+        let key = (
+            user.name.clone(),
+            user.groups.clone(),
+            attrs.verb,
+            attrs.subresource,
+        );
+        if let Some((allowed, at)) = self
+            .decisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .copied()
+        {
+            let ttl = if allowed {
+                self.ttl_allowed
+            } else {
+                self.ttl_denied
+            };
+            if at.elapsed() < ttl {
+                self.counters
+                    .authz_cache_hits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return if allowed {
+                    Decision::Allow(user)
+                } else {
+                    Decision::Forbidden(describe(&user, &attrs))
+                };
+            }
+        }
+        let sar = json!({
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {"user": user.name, "groups": user.groups,
+                     "resourceAttributes": {"verb": attrs.verb, "resource": "nodes", "version": "v1", "subresource": attrs.subresource, "name": self.node}}
+        });
+        let answer: Result<Value, String> = self.client().and_then(|c| {
+            c.create("/apis/authorization.k8s.io/v1/subjectaccessreviews", &sar)
+                .map_err(|e| e.to_string())
+        });
+        match answer {
+            Ok(v) => {
+                let allowed = v["status"]["allowed"].as_bool() == Some(true);
+                self.decisions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, (allowed, Instant::now()));
+                if allowed {
+                    Decision::Allow(user)
+                } else {
+                    Decision::Forbidden(describe(&user, &attrs))
+                }
+            }
+            Err(e) => {
+                crate::error!("SubjectAccessReview failed: {e}");
+                self.forget_client();
+                Decision::Error(describe(&user, &attrs))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kubelets_mapping() {
+        assert_eq!(subresource("/metrics"), "metrics");
+        assert_eq!(subresource("/metrics/cadvisor"), "metrics");
+        assert_eq!(subresource("/metricsfoo"), "proxy");
+        assert_eq!(subresource("/stats/summary"), "stats");
+        assert_eq!(subresource("/logs/"), "log");
+        assert_eq!(subresource("/pods"), "proxy");
+        assert_eq!(subresource("/spec"), "spec");
+        assert_eq!(
+            (
+                verb("GET"),
+                verb("HEAD"),
+                verb("POST"),
+                verb("PUT"),
+                verb("PATCH"),
+                verb("DELETE")
+            ),
+            ("get", "get", "create", "update", "patch", "delete")
+        );
+    }
+}

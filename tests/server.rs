@@ -1,0 +1,267 @@
+//! The 10250 API, the seed guide's step 7 with curl: no credentials or a bad token ->
+//! `Unauthorized`; the kube-controller-manager cert -> the seed's `Forbidden (...)`; the admin
+//! cert or a ServiceAccount token bound to system:kubelet-api-admin -> Prometheus text; the same
+//! token refused once the binding is gone and the authorized cache expired. Plus healthz, the
+//! route table walk and malformed requests.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// curl as the seed guide runs it; returns (HTTP code, body).
+fn curl(port: u16, path: &str, ca: &Path, extra: &[String]) -> (String, String) {
+    let out = run(Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "--cacert"])
+        .arg(ca)
+        .args(extra)
+        .arg(format!("https://127.0.0.1:{port}{path}")));
+    let all = text(&out.stdout);
+    let (body, code) = all.rsplit_once('\n').unwrap_or_else(|| {
+        panic!(
+            "curl {path} {extra:?}: {:?} {}",
+            out.status,
+            text(&out.stderr)
+        )
+    });
+    (code.to_string(), body.to_string())
+}
+
+#[test]
+fn seed_step_7_authn_and_authz() {
+    let tmp = tempdir();
+    let seed = Seed::start(tmp.path(), &["--approve-serving-csrs"]);
+    seed.bind_bootstrappers();
+    seed.apply_csr_crb();
+    let (port, hport) = (free_port(), free_port());
+    let ca = seed.sim_dir.join("ca.pem");
+    let cfg = seed.node.join("kubelet-config.yaml");
+    write(
+        &cfg,
+        &format!(
+            "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\naddress: 127.0.0.1\nport: {port}\nhealthzPort: {hport}\nserverTLSBootstrap: true\n\
+             authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n    cacheTTL: 1s\n  x509:\n    clientCAFile: {}\n\
+             authorization:\n  mode: Webhook\n  webhook:\n    cacheAuthorizedTTL: 1s\n    cacheUnauthorizedTTL: 1s\n",
+            ca.display()
+        ),
+    );
+    let mut agent = Agent::start(&seed.agent_args(
+        "n1",
+        &[
+            format!("--config={}", cfg.display()),
+            "--node-ip=127.0.0.1".into(),
+        ],
+    ));
+    agent.expect("kubelet-server: certificate rotated");
+
+    let cert = |name: &str| {
+        vec![
+            "--cert".to_string(),
+            seed.sim_dir
+                .join(format!("{name}.pem"))
+                .display()
+                .to_string(),
+            "--key".to_string(),
+            seed.sim_dir
+                .join(format!("{name}-key.pem"))
+                .display()
+                .to_string(),
+        ]
+    };
+    let bearer = |t: &str| vec!["-H".to_string(), format!("Authorization: Bearer {t}")];
+    assert_eq!(
+        curl(port, "/metrics", &ca, &[]),
+        ("401".into(), "Unauthorized".into())
+    );
+    assert_eq!(
+        curl(port, "/metrics", &ca, &bearer("123456")),
+        ("401".into(), "Unauthorized".into())
+    );
+    assert_eq!(
+        curl(port, "/metrics", &ca, &cert("kube-controller-manager")),
+        ("403".into(), "Forbidden (user=system:kube-controller-manager, verb=get, resource=nodes, subresource=metrics)".into())
+    );
+    let (code, body) = curl(port, "/metrics", &ca, &cert("admin"));
+    assert_eq!(code, "200", "{body}");
+    assert!(
+        body.contains("# TYPE kubelet_http_requests_total counter"),
+        "{body}"
+    );
+    check_prometheus_text(&body);
+
+    // A ServiceAccount token bound to system:kubelet-api-admin, as in the guide.
+    seed.kubectl(&["create", "sa", "kubelet-api-test"]);
+    seed.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "kubelet-api-test",
+        "--clusterrole=system:kubelet-api-admin",
+        "--serviceaccount=default:kubelet-api-test",
+    ]);
+    let token = seed
+        .kubectl(&["create", "token", "kubelet-api-test"])
+        .trim()
+        .to_string();
+    let (code, body) = curl(port, "/metrics", &ca, &bearer(&token));
+    assert_eq!(code, "200", "{body}");
+    assert!(body.contains("process_resident_memory_bytes"), "{body}");
+    seed.kubectl(&["delete", "clusterrolebinding", "kubelet-api-test"]);
+    std::thread::sleep(Duration::from_millis(1300)); // past cacheAuthorizedTTL
+    assert_eq!(
+        curl(port, "/metrics", &ca, &bearer(&token)),
+        ("403".into(), "Forbidden (user=system:serviceaccount:default:kubelet-api-test, verb=get, resource=nodes, subresource=metrics)".into())
+    );
+
+    // Routes: /pods, /configz, a later route (404 after authz), a wrong method (405).
+    let admin = cert("admin");
+    let (code, body) = curl(port, "/pods", &ca, &admin);
+    assert_eq!(
+        (code.as_str(), body.as_str()),
+        (
+            "200",
+            "{\"apiVersion\":\"v1\",\"items\":[],\"kind\":\"PodList\",\"metadata\":{}}"
+        )
+    );
+    let (code, body) = curl(port, "/configz", &ca, &admin);
+    assert!(
+        code == "200"
+            && body.contains("\"kubeletconfig\"")
+            && body.contains(&format!("\"port\":{port}")),
+        "{body}"
+    );
+    assert_eq!(
+        curl(port, "/containerLogs/default/p/c", &ca, &admin).0,
+        "404"
+    );
+    let mut post = admin.clone();
+    post.extend(["-X".to_string(), "POST".to_string()]);
+    assert_eq!(curl(port, "/pods", &ca, &post).0, "405");
+    // Every route answers 401 without credentials: none skips authentication.
+    for r in tinylet::server::ROUTES {
+        let path = if r.path.ends_with('/') {
+            format!("{}x", r.path)
+        } else {
+            r.path.to_string()
+        };
+        assert_eq!(
+            curl(port, &path, &ca, &[]),
+            ("401".into(), "Unauthorized".into()),
+            "{path}"
+        );
+    }
+    // healthz on plain HTTP.
+    let out = run(Command::new("curl").args(["-s", &format!("http://127.0.0.1:{hport}/healthz")]));
+    assert_eq!(text(&out.stdout), "ok");
+
+    // Malformed requests over TLS get 400 and the server keeps serving.
+    let mut s = openssl_client(port, &ca);
+    let _ = s.write_all(b"GARBAGE\r\n\r\n");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.contains("HTTP/1.1 400"), "{answer}");
+    assert_eq!(
+        curl(port, "/healthz", &ca, &admin),
+        ("200".into(), "ok".into())
+    );
+    let (code, log) = agent.stop();
+    assert_eq!(code, Some(0), "{}", log.join("\n"));
+}
+
+/// An `openssl s_client` session to send raw bytes over TLS.
+fn openssl_client(port: u16, ca: &Path) -> std::process::Child {
+    Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-CAfile",
+        ])
+        .arg(ca)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+trait Raw {
+    fn write_all(&mut self, b: &[u8]) -> std::io::Result<()>;
+    fn read_to_string(&mut self, s: &mut String) -> std::io::Result<usize>;
+}
+
+impl Raw for std::process::Child {
+    fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        let r = self
+            .stdin
+            .as_mut()
+            .map(|i| i.write_all(b))
+            .unwrap_or(Ok(()));
+        drop(self.stdin.take());
+        r
+    }
+    fn read_to_string(&mut self, s: &mut String) -> std::io::Result<usize> {
+        let r = self
+            .stdout
+            .as_mut()
+            .map(|o| o.read_to_string(s))
+            .unwrap_or(Ok(0));
+        let _ = self.kill();
+        let _ = self.wait();
+        r
+    }
+}
+
+/// The Prometheus text exposition format, checked line by line: every sample belongs to a family
+/// announced by HELP and TYPE, names and label sets are well-formed, values are numbers.
+fn check_prometheus_text(body: &str) {
+    let mut typed = std::collections::HashSet::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut p = rest.split_whitespace();
+            let name = p.next().unwrap_or("");
+            assert!(
+                matches!(
+                    p.next(),
+                    Some("counter" | "gauge" | "histogram" | "summary" | "untyped")
+                ),
+                "{line}"
+            );
+            typed.insert(name.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        assert!(value.parse::<f64>().is_ok(), "value of {line}");
+        let name = series.split('{').next().unwrap_or("");
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "name in {line}"
+        );
+        assert!(typed.contains(name), "{name} has no TYPE line");
+        if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
+            assert!(
+                labels.starts_with('{') && labels.ends_with('}'),
+                "labels in {line}"
+            );
+        }
+    }
+}
