@@ -29,13 +29,7 @@ fn client_and_serving_certificates_rotate() {
     );
     seed.bind_bootstrappers();
     seed.apply_csr_crb();
-    let cfg = seed.node.join("kubelet-config.yaml");
-    write(
-        &cfg,
-        &without_listeners(
-            "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\nrotateCertificates: true\nserverTLSBootstrap: true\n",
-        ),
-    );
+    let cfg = seed.config("rotateCertificates: true\nserverTLSBootstrap: true\n");
     let cert_dir = seed.cert_dir();
     let args = seed.agent_args(
         "n1",
@@ -102,13 +96,7 @@ fn sigkill_while_the_serving_csr_waits_then_approval_completes_it() {
     let seed = Seed::start(tmp.path(), &[]);
     seed.bind_bootstrappers();
     seed.apply_csr_crb();
-    let cfg = seed.node.join("kubelet-config.yaml");
-    write(
-        &cfg,
-        &without_listeners(
-            "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\nserverTLSBootstrap: true\n",
-        ),
-    );
+    let cfg = seed.config("serverTLSBootstrap: true\n");
     let cert_dir = seed.cert_dir();
     let args = seed.agent_args(
         "n1",

@@ -75,6 +75,31 @@ pub struct Route {
     handler: Handler,
 }
 
+impl Route {
+    const fn new(path: &'static str, methods: &'static [&'static str], handler: Handler) -> Route {
+        Route {
+            path,
+            methods,
+            debug: false,
+            handler,
+        }
+    }
+
+    /// A debugging handler: 405 `Debug endpoints are disabled.` unless enableDebuggingHandlers.
+    const fn debug(
+        path: &'static str,
+        methods: &'static [&'static str],
+        handler: Handler,
+    ) -> Route {
+        Route {
+            path,
+            methods,
+            debug: true,
+            handler,
+        }
+    }
+}
+
 fn healthz(_: &State, _: &Request) -> Response {
     Response::text(200, "ok")
 }
@@ -105,114 +130,24 @@ fn not_yet(_: &State, _: &Request) -> Response {
 /// The route table (pkg/kubelet/server/server.go). Routes of later issues answer 404 after
 /// authentication and authorization until they are implemented.
 pub static ROUTES: &[Route] = &[
-    Route {
-        path: "/healthz",
-        methods: &["GET", "HEAD"],
-        debug: false,
-        handler: healthz,
-    },
-    Route {
-        path: "/healthz/ping",
-        methods: &["GET", "HEAD"],
-        debug: false,
-        handler: healthz,
-    },
-    Route {
-        path: "/healthz/log",
-        methods: &["GET", "HEAD"],
-        debug: false,
-        handler: healthz,
-    },
-    Route {
-        path: "/healthz/syncloop",
-        methods: &["GET", "HEAD"],
-        debug: false,
-        handler: healthz,
-    },
-    Route {
-        path: "/pods",
-        methods: &["GET"],
-        debug: false,
-        handler: pods,
-    },
-    Route {
-        path: "/runningpods/",
-        methods: &["GET"],
-        debug: true,
-        handler: pods,
-    },
-    Route {
-        path: "/metrics",
-        methods: &["GET"],
-        debug: false,
-        handler: metrics_route,
-    },
-    Route {
-        path: "/configz",
-        methods: &["GET"],
-        debug: false,
-        handler: configz,
-    },
-    Route {
-        path: "/metrics/cadvisor",
-        methods: &["GET"],
-        debug: false,
-        handler: not_yet,
-    },
-    Route {
-        path: "/metrics/resource",
-        methods: &["GET"],
-        debug: false,
-        handler: not_yet,
-    },
-    Route {
-        path: "/metrics/probes",
-        methods: &["GET"],
-        debug: false,
-        handler: not_yet,
-    },
-    Route {
-        path: "/stats/",
-        methods: &["GET", "POST"],
-        debug: false,
-        handler: not_yet,
-    },
-    Route {
-        path: "/containerLogs/",
-        methods: &["GET"],
-        debug: true,
-        handler: not_yet,
-    },
-    Route {
-        path: "/exec/",
-        methods: &["GET", "POST"],
-        debug: true,
-        handler: not_yet,
-    },
-    Route {
-        path: "/attach/",
-        methods: &["GET", "POST"],
-        debug: true,
-        handler: not_yet,
-    },
-    Route {
-        path: "/portForward/",
-        methods: &["GET", "POST"],
-        debug: true,
-        handler: not_yet,
-    },
-    Route {
-        path: "/run/",
-        methods: &["POST"],
-        debug: true,
-        handler: not_yet,
-    },
-    Route {
-        path: "/logs/",
-        methods: &["GET"],
-        debug: true,
-        handler: not_yet,
-    },
+    Route::new("/healthz", &["GET", "HEAD"], healthz),
+    Route::new("/healthz/ping", &["GET", "HEAD"], healthz),
+    Route::new("/healthz/log", &["GET", "HEAD"], healthz),
+    Route::new("/healthz/syncloop", &["GET", "HEAD"], healthz),
+    Route::new("/pods", &["GET"], pods),
+    Route::debug("/runningpods/", &["GET"], pods),
+    Route::new("/metrics", &["GET"], metrics_route),
+    Route::new("/configz", &["GET"], configz),
+    Route::new("/metrics/cadvisor", &["GET"], not_yet),
+    Route::new("/metrics/resource", &["GET"], not_yet),
+    Route::new("/metrics/probes", &["GET"], not_yet),
+    Route::new("/stats/", &["GET", "POST"], not_yet),
+    Route::debug("/containerLogs/", &["GET"], not_yet),
+    Route::debug("/exec/", &["GET", "POST"], not_yet),
+    Route::debug("/attach/", &["GET", "POST"], not_yet),
+    Route::debug("/portForward/", &["GET", "POST"], not_yet),
+    Route::debug("/run/", &["POST"], not_yet),
+    Route::debug("/logs/", &["GET"], not_yet),
 ];
 
 fn find_route(path: &str) -> Option<&'static Route> {

@@ -349,6 +349,19 @@ impl Seed {
         self.kubectl(&["apply", "-f", &f.display().to_string()]);
     }
 
+    /// Writes `<node>/kubelet-config.yaml`: a KubeletConfiguration with `fields` (YAML lines) and
+    /// the listeners off; returns its path.
+    pub fn config(&self, fields: &str) -> PathBuf {
+        let cfg = self.node.join("kubelet-config.yaml");
+        write(
+            &cfg,
+            &without_listeners(&format!(
+                "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\n{fields}"
+            )),
+        );
+        cfg
+    }
+
     pub fn cert_dir(&self) -> PathBuf {
         self.node.join("cert")
     }
