@@ -234,9 +234,16 @@ fn start_servers(
         );
         return Ok(());
     };
+    let suites: Vec<String> = k
+        .tls_cipher_suites
+        .iter()
+        .map(|c| c.as_str().to_string())
+        .collect();
     let tls = server::tls_config(
         std::sync::Arc::new(certs),
         &k.authentication.x509.client_ca_file,
+        k.tls_min_version,
+        &suites,
     )
     .map_err(Error::Server)?;
     let addr = std::net::SocketAddr::new(k.address, k.port);

@@ -178,6 +178,44 @@ fn seed_step_7_authn_and_authz() {
     assert_eq!(code, Some(0), "{}", log.join("\n"));
 }
 
+#[test]
+fn tls_files_min_version_anonymous_and_always_allow() {
+    let tmp = tempdir();
+    let seed = Seed::start(tmp.path(), &[]);
+    let (port, ca) = (free_port(), seed.sim_dir.join("ca.pem"));
+    // kube-sim's own serving cert (SAN 127.0.0.1) as tlsCertFile; TLS 1.3 only; anonymous on;
+    // AlwaysAllow: no API server is needed to answer.
+    let cfg = tmp.path().join("kubelet.yaml");
+    write(
+        &cfg,
+        &format!(
+            "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\naddress: 127.0.0.1\nport: {port}\nhealthzPort: 0\n\
+             tlsCertFile: {}\ntlsPrivateKeyFile: {}\ntlsMinVersion: VersionTLS13\n\
+             authentication:\n  anonymous:\n    enabled: true\nauthorization:\n  mode: AlwaysAllow\n",
+            seed.sim_dir.join("apiserver.pem").display(),
+            seed.sim_dir.join("apiserver-key.pem").display()
+        ),
+    );
+    let mut agent = Agent::start(&[
+        format!("--config={}", cfg.display()),
+        "--hostname-override=n1".into(),
+    ]);
+    agent.expect("kubelet API on https://127.0.0.1:");
+    assert_eq!(
+        curl(port, "/pods", &ca, &[]).0,
+        "200",
+        "anonymous + AlwaysAllow"
+    );
+    assert_eq!(
+        curl(port, "/healthz", &ca, &["--tls-max".into(), "1.2".into()]).0,
+        "000",
+        "TLS 1.2 refused with tlsMinVersion VersionTLS13"
+    );
+    let (code, _) = curl(port, "/nope", &ca, &[]);
+    assert_eq!(code, "404");
+    assert_eq!(agent.stop().0, Some(0));
+}
+
 /// An `openssl s_client` session to send raw bytes over TLS.
 fn openssl_client(port: u16, ca: &Path) -> std::process::Child {
     Command::new("openssl")

@@ -40,6 +40,8 @@ pub const IMPLEMENTED_FIELDS: &[&str] = &[
     "serverTLSBootstrap",
     "tlsCertFile",
     "tlsPrivateKeyFile",
+    "tlsMinVersion",
+    "tlsCipherSuites",
     "enableServer",
     "address",
     "port",

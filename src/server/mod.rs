@@ -27,6 +27,8 @@ pub enum ServerError {
     },
     #[error("client CA file {path}: {message}")]
     ClientCa { path: String, message: String },
+    #[error("TLS configuration: {0}")]
+    Tls(String),
 }
 
 /// What a handler answers.
@@ -246,19 +248,96 @@ impl std::fmt::Debug for ServingCerts {
     }
 }
 
-/// The TLS configuration: TLS 1.2+ (rustls has nothing older), client certificates from
-/// `clientCAFile` asked for but optional.
+/// The rustls cipher suites for `tlsCipherSuites` (Go's names). TLS 1.3 suites are always on,
+/// as in Go, where they are not configurable; TLS 1.2 suites rustls lacks (CBC, RSA key
+/// exchange, 3DES, RC4) are dropped with a warning, and a list with none left is an error.
+pub fn cipher_suites(names: &[String]) -> Result<Vec<rustls::SupportedCipherSuite>, String> {
+    let all = rustls::crypto::ring::ALL_CIPHER_SUITES;
+    if names.is_empty() {
+        return Ok(all.to_vec());
+    }
+    let rustls_name = |s: &rustls::SupportedCipherSuite| format!("{:?}", s.suite());
+    let mut out: Vec<rustls::SupportedCipherSuite> = all
+        .iter()
+        .filter(|s| rustls_name(s).starts_with("TLS13_"))
+        .copied()
+        .collect();
+    let mut unsupported = Vec::new();
+    let mut tls12 = 0;
+    for n in names {
+        if let Some(rest) = n
+            .strip_prefix("TLS_")
+            .filter(|r| r.starts_with("AES_") || r.starts_with("CHACHA20_"))
+        {
+            // A TLS 1.3 suite by Go's name: already on.
+            let _ = rest;
+            continue;
+        }
+        let want = if n.ends_with("CHACHA20_POLY1305") {
+            format!("{n}_SHA256")
+        } else {
+            n.clone()
+        };
+        match all.iter().find(|s| rustls_name(s) == want) {
+            Some(s) => {
+                if !out.iter().any(|o| o.suite() == s.suite()) {
+                    out.push(*s);
+                }
+                tls12 += 1;
+            }
+            None => unsupported.push(n.clone()),
+        }
+    }
+    if !unsupported.is_empty() {
+        crate::warn!(
+            "tlsCipherSuites: not supported by tinylet's TLS library (rustls), ignored: {}",
+            unsupported.join(", ")
+        );
+    }
+    if tls12 == 0
+        && names
+            .iter()
+            .any(|n| !n.starts_with("TLS_AES_") && !n.starts_with("TLS_CHACHA20_"))
+    {
+        return Err(format!(
+            "none of tlsCipherSuites is supported for TLS 1.2 (supported: {})",
+            all.iter()
+                .map(rustls_name)
+                .filter(|n| !n.starts_with("TLS13_"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(out)
+}
+
+/// The TLS configuration: `tlsMinVersion` (rustls speaks TLS 1.2 and 1.3 only, so VersionTLS10
+/// and VersionTLS11 mean 1.2), `tlsCipherSuites`, and client certificates from `clientCAFile`
+/// asked for but optional.
 pub fn tls_config(
     certs: Arc<ServingCerts>,
     client_ca_file: &str,
+    min_version: Option<crate::config::kubelet::TlsVersion>,
+    suites: &[String],
 ) -> Result<Arc<rustls::ServerConfig>, ServerError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    use crate::config::kubelet::TlsVersion;
+    let tls_err = |m: String| ServerError::Tls(m);
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites = cipher_suites(suites).map_err(tls_err)?;
+    let provider = Arc::new(provider);
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match min_version {
+        Some(TlsVersion::VersionTLS13) => &[&rustls::version::TLS13],
+        Some(v @ (TlsVersion::VersionTLS10 | TlsVersion::VersionTLS11)) => {
+            crate::warn!(
+                "tlsMinVersion {v:?}: tinylet speaks TLS 1.2 and 1.3 only; the minimum is TLS 1.2"
+            );
+            &[&rustls::version::TLS12, &rustls::version::TLS13]
+        }
+        _ => &[&rustls::version::TLS12, &rustls::version::TLS13],
+    };
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ServerError::ClientCa {
-            path: client_ca_file.into(),
-            message: e.to_string(),
-        })?;
+        .with_protocol_versions(versions)
+        .map_err(|e| tls_err(e.to_string()))?;
     let builder = if client_ca_file.is_empty() {
         builder.with_no_client_auth()
     } else {
@@ -500,5 +579,44 @@ pub fn serve_healthz(listener: TcpListener) {
             false,
         ));
         let _ = stream.write_all(body.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[rustls::SupportedCipherSuite]) -> Vec<String> {
+        v.iter().map(|s| format!("{:?}", s.suite())).collect()
+    }
+
+    #[test]
+    fn go_cipher_names_map_to_rustls() {
+        let got = cipher_suites(&[
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into(),
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305".into(),
+            "TLS_RSA_WITH_AES_128_CBC_SHA".into(),
+            "TLS_AES_128_GCM_SHA256".into(),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let n = names(&got);
+        assert!(
+            n.contains(&"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".to_string()),
+            "{n:?}"
+        );
+        assert!(
+            n.contains(&"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256".to_string()),
+            "{n:?}"
+        );
+        assert!(!n.iter().any(|x| x.contains("CBC")), "{n:?}");
+        assert!(
+            n.iter().filter(|x| x.starts_with("TLS13_")).count() == 3,
+            "TLS 1.3 suites stay on: {n:?}"
+        );
+        assert!(cipher_suites(&["TLS_RSA_WITH_AES_128_CBC_SHA".into()]).is_err());
+        assert_eq!(
+            cipher_suites(&[]).map(|v| v.len()).ok(),
+            Some(rustls::crypto::ring::ALL_CIPHER_SUITES.len())
+        );
     }
 }
