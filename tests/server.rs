@@ -160,6 +160,51 @@ fn seed_step_7_authn_and_authz() {
             "{path}"
         );
     }
+    // The authn/authz matrix: every route x method x credential.
+    seed.kubectl(&["create", "sa", "matrix"]);
+    seed.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "matrix",
+        "--clusterrole=system:kubelet-api-admin",
+        "--serviceaccount=default:matrix",
+    ]);
+    let good_token = seed
+        .kubectl(&["create", "token", "matrix"])
+        .trim()
+        .to_string();
+    for r in tinylet::server::ROUTES {
+        let path = if r.path.ends_with('/') {
+            format!("{}x", r.path)
+        } else {
+            r.path.to_string()
+        };
+        for method in ["GET", "POST"] {
+            let with = |creds: Vec<String>| {
+                let mut a = vec!["-X".to_string(), method.to_string()];
+                a.extend(creds);
+                curl(port, &path, &ca, &a)
+            };
+            assert_eq!(with(vec![]).0, "401", "{method} {path} no credentials");
+            assert_eq!(
+                with(bearer("not-a-token")).0,
+                "401",
+                "{method} {path} bad token"
+            );
+            let (code, body) = with(cert("kube-controller-manager"));
+            assert_eq!(code, "403", "{method} {path} unauthorized cert: {body}");
+            let verb = if method == "GET" { "get" } else { "create" };
+            assert!(body.starts_with(&format!("Forbidden (user=system:kube-controller-manager, verb={verb}, resource=nodes, subresource=")), "{body}");
+            for creds in [cert("admin"), bearer(&good_token)] {
+                let (code, body) = with(creds);
+                assert!(
+                    code != "401" && code != "403",
+                    "{method} {path} authorized: {code} {body}"
+                );
+            }
+        }
+    }
+
     // healthz on plain HTTP.
     let out = run(Command::new("curl").args(["-s", &format!("http://127.0.0.1:{hport}/healthz")]));
     assert_eq!(text(&out.stdout), "ok");
