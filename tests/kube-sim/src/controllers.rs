@@ -206,12 +206,17 @@ fn add_condition(store: &mut Store, csr: &Value, t: &str, reason: &str, message:
         Some(list) => list.push(cond),
         None => next["status"]["conditions"] = json!([cond]),
     }
+    update_csr(store, next);
+}
+
+/// Writes a CSR back (the controllers' own updates; a conflict is retried on the next tick).
+fn update_csr(store: &mut Store, csr: Value) {
     let name = csr["metadata"]["name"].as_str().unwrap_or("").to_string();
     let _ = store.update(
         res("certificates.k8s.io", "certificatesigningrequests"),
         "",
         &name,
-        next,
+        csr,
     );
 }
 
@@ -324,13 +329,7 @@ fn csr_signer(store: &mut Store, ca: &Ca, max: Duration, backdate: Duration) {
                 let mut next = csr.clone();
                 next["status"]["certificate"] =
                     json!(base64::engine::general_purpose::STANDARD.encode(pem));
-                let name = csr["metadata"]["name"].as_str().unwrap_or("").to_string();
-                let _ = store.update(
-                    res("certificates.k8s.io", "certificatesigningrequests"),
-                    "",
-                    &name,
-                    next,
-                );
+                update_csr(store, next);
             }
             Err(e) => add_condition(store, &csr, "Failed", "SignerValidationFailure", &e),
         }

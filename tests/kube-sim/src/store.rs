@@ -214,11 +214,16 @@ impl Store {
         }
         obj["apiVersion"] = json!(r.api_version());
         obj["kind"] = json!(r.kind);
+        Ok(self.store_modified(key, r, ns, obj))
+    }
+
+    /// Stores a changed object under a new resourceVersion and tells the watchers.
+    fn store_modified(&mut self, key: Key, r: &Res, ns: &str, mut obj: Value) -> Value {
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         self.objects.insert(key, obj.clone());
         self.publish("MODIFIED", r, ns, obj.clone());
-        Ok(obj)
+        obj
     }
 
     /// Marks an object as being deleted (deletionTimestamp set by the caller): stored and
@@ -228,17 +233,13 @@ impl Store {
         r: &Res,
         ns: &str,
         name: &str,
-        mut obj: Value,
+        obj: Value,
     ) -> Result<Value, ApiError> {
         let key = Self::key(r, ns, name);
         if !self.objects.contains_key(&key) {
             return Err(ApiError::not_found(r, name));
         }
-        self.rv += 1;
-        obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.objects.insert(key, obj.clone());
-        self.publish("MODIFIED", r, ns, obj.clone());
-        Ok(obj)
+        Ok(self.store_modified(key, r, ns, obj))
     }
 
     /// Removes an object now.
