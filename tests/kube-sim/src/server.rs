@@ -570,6 +570,9 @@ async fn resource(
                 .ok_or_else(|| ApiError::not_found(res, &info.name))?;
             let mut merged = apply_subresource(res, &info.subresource, &cur, body);
             normalize(res, &mut merged);
+            if info.subresource.is_empty() {
+                check_pod_update(res, &info.name, &cur, &merged)?;
+            }
             let out = store.update(res, ns, &info.name, merged)?;
             Ok(json_resp(
                 200,
@@ -610,6 +613,9 @@ async fn resource(
             // A patch may only change what the addressed (sub)resource owns.
             let mut next = apply_subresource(res, &info.subresource, &cur, next);
             normalize(res, &mut next);
+            if info.subresource.is_empty() {
+                check_pod_update(res, &info.name, &cur, &next)?;
+            }
             (res.decode)(&next).map_err(|e| {
                 ApiError::bad_request(format!(
                     "{} in version \"{}\" cannot be handled as a {}: {e}",
@@ -690,6 +696,40 @@ fn normalize(res: &Res, body: &mut Value) {
                 json!(base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or("")));
         }
     }
+}
+
+/// The apiserver's pod update rule: only images, activeDeadlineSeconds, tolerations and
+/// terminationGracePeriodSeconds may change in a pod's spec.
+fn check_pod_update(res: &Res, name: &str, cur: &Value, next: &Value) -> Result<(), ApiError> {
+    if res.resource != "pods" {
+        return Ok(());
+    }
+    let masked = |spec: &Value| {
+        let mut s = spec.clone();
+        for list in ["containers", "initContainers"] {
+            if let Some(cs) = s[list].as_array_mut() {
+                for c in cs {
+                    c["image"] = Value::Null;
+                }
+            }
+        }
+        for k in [
+            "activeDeadlineSeconds",
+            "tolerations",
+            "terminationGracePeriodSeconds",
+        ] {
+            s[k] = Value::Null;
+        }
+        s
+    };
+    if masked(&cur["spec"]) != masked(&next["spec"]) {
+        return Err(ApiError::invalid(
+            res,
+            name,
+            &[("spec", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)".into())],
+        ));
+    }
+    Ok(())
 }
 
 /// Keeps what the addressed (sub)resource does not own from the current object.

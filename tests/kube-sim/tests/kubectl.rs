@@ -644,6 +644,52 @@ fn pods_tables_conflicts_scheduling_and_graceful_deletion() {
         sim.ok(&["describe", "node", "n1"])
             .contains("Name:               n1")
     );
+    // kubectl apply of a pod (client-side apply with the last-applied annotation), then describe.
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: applied\n  labels: {app: demo}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    env:\n    - {name: A, value: \"1\"}\n";
+    let o = kubectl(Some(&sim.admin()), &["apply", "-f", "-"], Some(pod));
+    assert!(
+        text(&o.stdout).contains("pod/applied created"),
+        "{}",
+        text(&o.stderr)
+    );
+    let relabeled = pod.replace("app: demo", "app: demo2");
+    let o = kubectl(Some(&sim.admin()), &["apply", "-f", "-"], Some(&relabeled));
+    assert!(
+        text(&o.stdout).contains("pod/applied configured"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(
+        sim.ok(&[
+            "get",
+            "pod",
+            "applied",
+            "-o",
+            "jsonpath={.metadata.labels.app}"
+        ]),
+        "demo2"
+    );
+    // As on a real cluster, a pod's env cannot change.
+    let o = kubectl(
+        Some(&sim.admin()),
+        &["apply", "-f", "-"],
+        Some(&relabeled.replace("value: \"1\"", "value: \"2\"")),
+    );
+    assert!(
+        !o.status.success()
+            && text(&o.stderr).contains(
+                "pod updates may not change fields other than `spec.containers[*].image`"
+            ),
+        "{}",
+        text(&o.stderr)
+    );
+    let described = sim.ok(&["describe", "pod", "applied"]);
+    assert!(
+        described.contains("Name:             applied")
+            && described.contains("app=demo2")
+            && described.contains("Image:"),
+        "{described}"
+    );
 }
 
 #[test]
