@@ -230,6 +230,14 @@ pub struct Agent {
     log: Vec<String>,
 }
 
+impl Drop for Agent {
+    /// A failing test must not leave the agent running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Agent {
     pub fn start(args: &[String]) -> Agent {
         let mut child = Command::new(bin())
@@ -287,7 +295,7 @@ impl Agent {
         while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
             self.log.push(l);
         }
-        (status.code(), self.log)
+        (status.code(), std::mem::take(&mut self.log))
     }
 }
 
