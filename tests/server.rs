@@ -258,6 +258,25 @@ fn tls_files_min_version_anonymous_and_always_allow() {
     );
     let (code, _) = curl(port, "/nope", &ca, &[]);
     assert_eq!(code, "404");
+    // Twelve idle connections (more than the 8 workers) do not starve a new client: an idle
+    // connection gives its worker up within a second once another one waits.
+    let idle: Vec<std::process::Child> = (0..12).map(|_| openssl_client(port, &ca)).collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let t0 = std::time::Instant::now();
+    assert_eq!(
+        curl(port, "/healthz", &ca, &["--max-time".into(), "8".into()]).0,
+        "200",
+        "a new client is served"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "served after {:?}",
+        t0.elapsed()
+    );
+    for mut c in idle {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
     assert_eq!(agent.stop().0, Some(0));
 }
 

@@ -165,6 +165,8 @@ fn find_route(path: &str) -> Option<&'static Route> {
 /// Everything the server needs.
 pub struct State {
     pub auth: Auth,
+    /// Accepted connections not yet picked up by a worker.
+    pub waiting: Arc<std::sync::atomic::AtomicUsize>,
     pub config_json: serde_json::Value,
     pub debugging_handlers: bool,
     pub metrics: metrics::Metrics,
@@ -385,6 +387,7 @@ fn cert_user(conn: &rustls::ServerConnection) -> Option<User> {
 }
 
 const IDLE: Duration = Duration::from_secs(90);
+const IDLE_SLICE: Duration = Duration::from_secs(1);
 const HEAD_DEADLINE: Duration = Duration::from_secs(10);
 const MAX_BODY: u64 = 1 << 20;
 const WORKERS: usize = 8;
@@ -394,6 +397,7 @@ const QUEUE: usize = 64;
 /// beyond the queue are closed at once, so abusive clients cannot grow the agent's memory.
 pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: Arc<State>) {
     let (tx, rx) = std::sync::mpsc::sync_channel::<TcpStream>(QUEUE);
+    let waiting = state.waiting.clone();
     let rx = Arc::new(std::sync::Mutex::new(rx));
     for i in 0..WORKERS {
         let (rx, tls, state) = (rx.clone(), tls.clone(), state.clone());
@@ -404,7 +408,12 @@ pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: Arc<S
                 loop {
                     let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
                     match next {
-                        Ok(stream) => connection(stream, &tls, &state),
+                        Ok(stream) => {
+                            state
+                                .waiting
+                                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                            connection(stream, &tls, &state)
+                        }
                         Err(_) => return,
                     }
                 }
@@ -414,7 +423,9 @@ pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: Arc<S
         }
     }
     for stream in listener.incoming().flatten() {
+        waiting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if tx.try_send(stream).is_err() {
+            waiting.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             state
                 .metrics
                 .rejected_connections
@@ -459,9 +470,11 @@ fn connection(tcp: TcpStream, tls: &Arc<rustls::ServerConfig>, state: &State) {
                     return;
                 }
             }
-            // Idle between requests may last 90 s; a started head must finish within 10 s.
+            // Idle between requests may last 90 s, but in 1 s slices: an idle connection gives its
+            // worker up as soon as another connection waits for one. A started head must finish
+            // within 10 s.
             let timeout = if buf.is_empty() {
-                IDLE
+                IDLE_SLICE
             } else {
                 HEAD_DEADLINE
                     .saturating_sub(started.elapsed())
@@ -469,8 +482,22 @@ fn connection(tcp: TcpStream, tls: &Arc<rustls::ServerConfig>, state: &State) {
             };
             let _ = s.sock.set_read_timeout(Some(timeout));
             match s.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
+                Ok(0) => return,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if buf.is_empty()
+                        && matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                {
+                    if started.elapsed() >= IDLE
+                        || state.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0
+                    {
+                        return;
+                    }
+                }
+                Err(_) => return,
             }
         };
         let _ = s.sock.set_read_timeout(Some(HEAD_DEADLINE));
