@@ -254,11 +254,11 @@ impl<'a> Ctx<'a> {
         self.problems.push(p);
     }
 
-    fn child_path(obj: &Obj, key: &str) -> String {
-        if obj.path.is_empty() {
+    fn child_path(parent: &str, key: &str) -> String {
+        if parent.is_empty() {
             key.to_string()
         } else {
-            format!("{}.{key}", obj.path)
+            format!("{parent}.{key}")
         }
     }
 
@@ -266,7 +266,7 @@ impl<'a> Ctx<'a> {
     pub fn raw(&mut self, obj: &mut Obj, key: &str) -> Option<(String, Value)> {
         match obj.map.remove(key)? {
             Value::Null => None,
-            v => Some((Self::child_path(obj, key), v)),
+            v => Some((Self::child_path(&obj.path, key), v)),
         }
     }
 
@@ -369,13 +369,7 @@ impl<'a> Ctx<'a> {
                 Value::String(s) => s.clone(),
                 other => format!("{other:?}"),
             };
-            let path = Self::child_path(
-                &Obj {
-                    path: obj.path.clone(),
-                    map: Mapping::new(),
-                },
-                &name,
-            );
+            let path = Self::child_path(&obj.path, &name);
             let mut message = "unknown field".to_string();
             if let Some(s) = closest(&name, known) {
                 message.push_str(&format!(" (did you mean {s:?}?)"));

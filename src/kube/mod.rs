@@ -329,18 +329,7 @@ impl Client {
         if (200..300).contains(&code) {
             return Ok(bytes);
         }
-        let status = serde_json::from_slice::<Status>(&bytes)
-            .ok()
-            .filter(|s| s.code != 0)
-            .unwrap_or_else(|| Status {
-                code,
-                reason: String::new(),
-                message: format!(
-                    "the server responded {code}: {}",
-                    String::from_utf8_lossy(&bytes).trim()
-                ),
-                ..Status::default()
-            });
+        let status = status_of(code, &bytes);
         Err(KubeError::Api {
             method,
             url: url.to_string(),
@@ -456,11 +445,7 @@ impl Client {
         let code = resp.status().as_u16();
         if code != 200 {
             let bytes = resp.into_body().read_to_vec().map_err(transport)?;
-            let status = serde_json::from_slice::<Status>(&bytes).unwrap_or_else(|_| Status {
-                code,
-                message: String::from_utf8_lossy(&bytes).into_owned(),
-                ..Status::default()
-            });
+            let status = status_of(code, &bytes);
             return Err(KubeError::Api {
                 method: "GET",
                 url,
@@ -472,6 +457,21 @@ impl Client {
             url,
         })
     }
+}
+
+/// The `Status` in a failed response, or one made from the code and body when it is not one.
+fn status_of(code: u16, body: &[u8]) -> Status {
+    serde_json::from_slice::<Status>(body)
+        .ok()
+        .filter(|s| s.code != 0)
+        .unwrap_or_else(|| Status {
+            code,
+            message: format!(
+                "the server responded {code}: {}",
+                String::from_utf8_lossy(body).trim()
+            ),
+            ..Status::default()
+        })
 }
 
 fn never_sent(e: &KubeError) -> bool {

@@ -449,13 +449,18 @@ impl ApiError {
             details: None,
         }
     }
+    /// The `details` of a Status about one object.
+    fn about(r: &Res, name: &str) -> Value {
+        json!({"name": name, "group": r.group, "kind": r.resource})
+    }
+
     pub fn not_found(r: &Res, name: &str) -> ApiError {
         let mut e = ApiError::new(
             404,
             "NotFound",
             format!("{} \"{name}\" not found", r.qualified()),
         );
-        e.details = Some(json!({"name": name, "group": r.group, "kind": r.resource}));
+        e.details = Some(Self::about(r, name));
         e
     }
     pub fn already_exists(r: &Res, name: &str) -> ApiError {
@@ -464,7 +469,7 @@ impl ApiError {
             "AlreadyExists",
             format!("{} \"{name}\" already exists", r.qualified()),
         );
-        e.details = Some(json!({"name": name, "group": r.group, "kind": r.resource}));
+        e.details = Some(Self::about(r, name));
         e
     }
     pub fn conflict(r: &Res, name: &str) -> ApiError {
@@ -476,7 +481,7 @@ impl ApiError {
                 r.qualified()
             ),
         );
-        e.details = Some(json!({"name": name, "group": r.group, "kind": r.resource}));
+        e.details = Some(Self::about(r, name));
         e
     }
     pub fn bad_request(message: impl Into<String>) -> ApiError {
