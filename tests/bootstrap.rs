@@ -87,16 +87,7 @@ fn seed_bootstrap_end_to_end() {
     assert_eq!(mode(&cert_dir.join("kubelet-client.key.tmp")), 0o600);
 
     // With it, the CSR goes in and waits for approval.
-    admin_kubectl(
-        &sim_dir,
-        &[
-            "create",
-            "clusterrolebinding",
-            "kubelet-bootstrap",
-            "--clusterrole=system:node-bootstrapper",
-            "--group=system:bootstrappers",
-        ],
-    );
+    bind_bootstrappers(&sim_dir);
     let sent = agent.expect("sent certificate signing request node-csr-");
     let name = csr_name_in(&sent);
     std::thread::sleep(Duration::from_millis(500));
@@ -331,16 +322,7 @@ fn bootstrap_failures_are_logged_and_retried() {
     assert_eq!(a.stop().0, Some(0));
 
     // A denied CSR.
-    admin_kubectl(
-        &sim_dir,
-        &[
-            "create",
-            "clusterrolebinding",
-            "kubelet-bootstrap",
-            "--clusterrole=system:node-bootstrapper",
-            "--group=system:bootstrappers",
-        ],
-    );
+    bind_bootstrappers(&sim_dir);
     let mut a = Agent::start(&agent_args(&good, &node.join("c4")));
     let sent = a.expect("sent certificate signing request node-csr-");
     let name = csr_name_in(&sent);

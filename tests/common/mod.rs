@@ -342,13 +342,7 @@ impl Seed {
 
     /// Step 4: `kubectl create clusterrolebinding kubelet-bootstrap ...`.
     pub fn bind_bootstrappers(&self) {
-        self.kubectl(&[
-            "create",
-            "clusterrolebinding",
-            "kubelet-bootstrap",
-            "--clusterrole=system:node-bootstrapper",
-            "--group=system:bootstrappers",
-        ]);
+        bind_bootstrappers(&self.sim_dir);
     }
 
     /// Step 5: `kubectl apply -f csr-crb.yaml`.
@@ -388,6 +382,21 @@ impl Seed {
         a.extend(extra.iter().cloned());
         a
     }
+}
+
+/// The seed's step 4 as admin: `kubectl create clusterrolebinding kubelet-bootstrap
+/// --clusterrole=system:node-bootstrapper --group=system:bootstrappers`.
+pub fn bind_bootstrappers(sim_dir: &Path) {
+    admin_kubectl(
+        sim_dir,
+        &[
+            "create",
+            "clusterrolebinding",
+            "kubelet-bootstrap",
+            "--clusterrole=system:node-bootstrapper",
+            "--group=system:bootstrappers",
+        ],
+    );
 }
 
 /// The `node-csr-...` name in a "sent certificate signing request" log line.
