@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod config;
+pub mod cri;
 pub mod error;
 pub mod kube;
 pub mod log;

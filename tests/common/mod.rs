@@ -406,3 +406,4 @@ pub fn csr_name_in(line: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+pub mod runtime;
