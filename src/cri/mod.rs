@@ -251,6 +251,10 @@ macro_rules! rpcs {
     }};
     ($($(#[$m:meta])* $name:ident: $transport:ident $method:literal ($req:ty) -> $resp:ty
         $(, deadline($o:ident, $r:ident) $deadline:expr)?;)*) => {
+        /// Every call the client makes: (method path under `runtime.v1.`, request, response).
+        pub const RPCS: &[(&str, &str, &str)] =
+            &[$(($method, stringify!($req), stringify!($resp))),*];
+
         impl Runtime {
             $(
                 $(#[$m])*
