@@ -176,7 +176,7 @@ impl Transport {
             .initial_window_size(1 << 20)
             .initial_connection_window_size(4 << 20)
             .max_header_list_size(64 << 10)
-            .handshake::<_, Bytes>(Io(stream))
+            .handshake::<_, Bytes>(Io::new(stream))
             .await
             .map_err(|e| self.transport(method, e))?;
         let alive = Arc::new(AtomicBool::new(true));
@@ -211,8 +211,22 @@ impl Transport {
     }
 }
 
-/// A smol socket seen through the tokio I/O traits h2 is written against.
-struct Io(Async<UnixStream>);
+/// A smol socket seen through the tokio I/O traits h2 is written against. After a short read
+/// the socket is taken as drained and the next read waits for readiness first, which saves the
+/// `EAGAIN` read that would otherwise end every burst (tokio does the same).
+struct Io {
+    sock: Async<UnixStream>,
+    drained: bool,
+}
+
+impl Io {
+    fn new(sock: Async<UnixStream>) -> Io {
+        Io {
+            sock,
+            drained: false,
+        }
+    }
+}
 
 impl tokio::io::AsyncRead for Io {
     fn poll_read(
@@ -220,14 +234,26 @@ impl tokio::io::AsyncRead for Io {
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let dst = buf.initialize_unfilled();
-        match smol::io::AsyncRead::poll_read(Pin::new(&mut self.0), cx, dst) {
-            Poll::Ready(Ok(n)) => {
-                buf.advance(n);
-                Poll::Ready(Ok(()))
+        loop {
+            if self.drained {
+                match self.sock.poll_readable(cx) {
+                    Poll::Ready(Ok(())) => self.drained = false,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
+            let dst = buf.initialize_unfilled();
+            let want = dst.len();
+            match io::Read::read(&mut self.sock.get_ref(), dst) {
+                Ok(n) => {
+                    buf.advance(n);
+                    self.drained = n < want;
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.drained = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
     }
 }
@@ -238,14 +264,14 @@ impl tokio::io::AsyncWrite for Io {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        smol::io::AsyncWrite::poll_write(Pin::new(&mut self.0), cx, buf)
+        smol::io::AsyncWrite::poll_write(Pin::new(&mut self.sock), cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        smol::io::AsyncWrite::poll_flush(Pin::new(&mut self.0), cx)
+        smol::io::AsyncWrite::poll_flush(Pin::new(&mut self.sock), cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        smol::io::AsyncWrite::poll_close(Pin::new(&mut self.0), cx)
+        smol::io::AsyncWrite::poll_close(Pin::new(&mut self.sock), cx)
     }
 }

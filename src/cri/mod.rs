@@ -199,24 +199,15 @@ impl Runtime {
         let (tx, rx) = mpsc::sync_channel(1);
         let t = transport.clone();
         let ex: Weak<Executor<'static>> = Arc::downgrade(&self.ex);
-        self.ex
-            .spawn(async move {
-                let call = t.unary(&ex, method, Bytes::from(body), timeout);
-                let deadline = async {
-                    smol::Timer::after(timeout).await;
-                    Err(CriError::DeadlineExceeded {
-                        method,
-                        endpoint: t.endpoint.clone(),
-                        timeout,
-                    })
-                };
-                let _ = tx.send(smol::future::or(call, deadline).await);
-            })
-            .detach();
-        // The task enforces the deadline; this wait only guards against a stuck executor.
-        let answer = match rx.recv_timeout(timeout + Duration::from_secs(5)) {
+        let task = self.ex.spawn(async move {
+            let _ = tx.send(t.unary(&ex, method, Bytes::from(body), timeout).await);
+        });
+        // The deadline is kept here, with no timer on the executor: on expiry the task is
+        // dropped, which cancels the call and resets its HTTP/2 stream.
+        let answer = match rx.recv_timeout(timeout) {
             Ok(answer) => answer?,
             Err(RecvTimeoutError::Timeout) => {
+                drop(task);
                 return Err(CriError::DeadlineExceeded {
                     method,
                     endpoint: transport.endpoint.clone(),
