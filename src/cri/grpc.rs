@@ -346,7 +346,8 @@ mod tests {
 
     #[test]
     fn timeout_values() {
-        assert_eq!(timeout_value(Duration::from_secs(120)), "120000000u");
+        assert_eq!(timeout_value(Duration::from_secs(120)), "120000m");
+        assert_eq!(timeout_value(Duration::from_secs(99)), "99000000u");
         assert_eq!(timeout_value(Duration::from_millis(1)), "1000000n");
         assert_eq!(timeout_value(Duration::from_secs(2_000_000)), "2000000S");
         assert_eq!(timeout_value(Duration::from_secs(500_000_000)), "8333334M");
