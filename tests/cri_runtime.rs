@@ -487,6 +487,22 @@ fn sandboxes_containers_exit_codes_logs_exec_sync_and_listing() {
         Ok(r) => panic!("a 30 s command with a 1 s timeout returned {r:?}"),
     }
 
+    // Log rotation: the runtime reopens the running container's log file at the same path.
+    let sleeper_log = PathBuf::from(&cfg.log_directory).join("sleeper/0.log");
+    std::fs::rename(&sleeper_log, sleeper_log.with_extension("rotated"))
+        .unwrap_or_else(|e| panic!("rotate {}: {e}", sleeper_log.display()));
+    ok(
+        rt.reopen_container_log(&ReopenContainerLogRequest {
+            container_id: sleeper.clone(),
+        }),
+        "ReopenContainerLog",
+    );
+    assert!(
+        sleeper_log.exists(),
+        "ReopenContainerLog recreated {}",
+        sleeper_log.display()
+    );
+
     // Listing with filters.
     let all = ok(
         rt.list_containers(&ListContainersRequest::default()),
@@ -550,19 +566,13 @@ fn sandboxes_containers_exit_codes_logs_exec_sync_and_listing() {
     let stopped = status(&rt, &sleeper);
     assert_eq!(stopped.state, ContainerState::ContainerExited as i32);
     assert_eq!(stopped.exit_code, 143, "{stopped:?}");
-    ok(
-        rt.reopen_container_log(&ReopenContainerLogRequest {
+    // An exited container has no log to reopen: the runtime says so.
+    let e = rt
+        .reopen_container_log(&ReopenContainerLogRequest {
             container_id: c.clone(),
         })
-        .or_else(|e| {
-            if e.code() == Code::Unknown {
-                Ok(ReopenContainerLogResponse {})
-            } else {
-                Err(e)
-            }
-        }),
-        "ReopenContainerLog",
-    );
+        .expect_err("ReopenContainerLog on an exited container");
+    assert!(e.to_string().contains("running"), "{e}");
     ok(
         rt.remove_container(&RemoveContainerRequest {
             container_id: c.clone(),
@@ -637,7 +647,6 @@ fn memory_limit_oom_kill_update_resources_and_stats() {
     );
     start(&rt, &idle);
     let mem_file = cgroup_file(
-        &env,
         &cfg,
         &idle,
         "memory",
@@ -742,13 +751,7 @@ fn memory_limit_oom_kill_update_resources_and_stats() {
 }
 
 /// The cgroup file of a container: v1 `<controller>/<parent>/<id>/<file>` or v2 `<parent>/<id>/<file>`.
-fn cgroup_file(
-    _env: &RuntimeEnv,
-    cfg: &PodSandboxConfig,
-    id: &str,
-    controller: &str,
-    names: &[&str],
-) -> PathBuf {
+fn cgroup_file(cfg: &PodSandboxConfig, id: &str, controller: &str, names: &[&str]) -> PathBuf {
     let parent = cfg
         .linux
         .as_ref()
