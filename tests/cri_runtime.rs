@@ -209,6 +209,19 @@ fn version_status_and_unimplemented_calls() {
         "verbose Status carries the runtime config"
     );
 
+    // The kubelet pushes the node's pod CIDR; without a CNI template containerd accepts and
+    // keeps its own config.
+    ok(
+        rt.update_runtime_config(&UpdateRuntimeConfigRequest {
+            runtime_config: Some(RuntimeConfig {
+                network_config: Some(NetworkConfig {
+                    pod_cidr: "10.250.0.0/24".into(),
+                }),
+            }),
+        }),
+        "UpdateRuntimeConfig",
+    );
+
     // containerd 1.6 lacks RuntimeConfig: a typed, recognisable error.
     let e = rt
         .runtime_config(&RuntimeConfigRequest {})
