@@ -99,6 +99,17 @@ fn seed_step_7_authn_and_authz() {
         "{body}"
     );
     check_prometheus_text(&body);
+    let families = parse_with_prometheus_client(&body);
+    for want in [
+        "kubelet_http_requests",
+        "kubernetes_build_info",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(
+            families.iter().any(|f| f == want),
+            "{want} not in {families:?}"
+        );
+    }
 
     // A ServiceAccount token bound to system:kubelet-api-admin, as in the guide.
     seed.kubectl(&["create", "sa", "kubelet-api-test"]);
@@ -323,6 +334,37 @@ impl Raw for std::process::Child {
         let _ = self.wait();
         r
     }
+}
+
+/// Parses the exposition with the Prometheus project's own Python parser (Debian's
+/// python3-prometheus-client, which scripts/test installs) and returns the family names.
+fn parse_with_prometheus_client(body: &str) -> Vec<String> {
+    use std::io::Write;
+    let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\nfor f in p(sys.stdin.read()):\n    print(f.name, f.type, len(f.samples))\n";
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("/usr/bin/python3 (install python3-prometheus-client): {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(body.as_bytes())
+            .unwrap_or_else(|e| panic!("write to the parser: {e}"));
+    }
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("prometheus_client parser: {e}"));
+    assert!(
+        out.status.success(),
+        "prometheus_client refused the exposition (python3-prometheus-client installed?):\n{}\n{body}",
+        common::text(&out.stderr)
+    );
+    common::text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(' ').next().map(str::to_string))
+        .collect()
 }
 
 /// The Prometheus text exposition format, checked line by line: every sample belongs to a family
