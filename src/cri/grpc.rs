@@ -207,11 +207,11 @@ pub fn status(status: Option<&[u8]>, message: Option<&[u8]>) -> Result<Option<St
         .trim()
         .parse()
         .map_err(|_| BadStatus(text.to_string()))?;
-    let mut code = Code::from_number(n);
+    let code = Code::from_number(n);
     let mut message = message.map(percent_decode).unwrap_or_default();
     if code == Code::Unknown && n != 2 {
+        // A number outside the table: keep it for the reader.
         message = format!("grpc-status {n}: {message}");
-        code = Code::Unknown;
     }
     Ok(Some(Status { code, message }))
 }
