@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use tinylet::config::kubelet::RuntimeEndpoint;
-use tinylet::cri::{Options, Runtime};
+use tinylet::cri::{CriError, Options, Runtime};
 
 fn main() {
     let arg = std::env::args().nth(1).unwrap_or_default();
@@ -23,192 +23,155 @@ fn main() {
             std::process::exit(1)
         }
     };
-    let results: Vec<(&str, Result<String, String>)> = vec![
-        (
-            "Version",
-            rt.version(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "Status",
-            rt.status(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "RuntimeConfig",
-            rt.runtime_config(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "ListPodSandbox",
-            rt.list_pod_sandbox(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "PodSandboxStatus",
-            rt.pod_sandbox_status(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "RunPodSandbox",
-            rt.run_pod_sandbox(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "StopPodSandbox",
-            rt.stop_pod_sandbox(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "RemovePodSandbox",
-            rt.remove_pod_sandbox(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "CreateContainer",
-            rt.create_container(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "StartContainer",
-            rt.start_container(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "StopContainer",
-            rt.stop_container(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "RemoveContainer",
-            rt.remove_container(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "ListContainers",
-            rt.list_containers(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "ContainerStatus",
-            rt.container_status(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "UpdateContainerResources",
-            rt.update_container_resources(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "ReopenContainerLog",
-            rt.reopen_container_log(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "ExecSync",
-            rt.exec_sync(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "Exec",
-            rt.exec(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "Attach",
-            rt.attach(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "PortForward",
-            rt.port_forward(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "ContainerStats",
-            rt.container_stats(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "ListContainerStats",
-            rt.list_container_stats(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "PodSandboxStats",
-            rt.pod_sandbox_stats(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "ListPodSandboxStats",
-            rt.list_pod_sandbox_stats(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "UpdateRuntimeConfig",
-            rt.update_runtime_config(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "ListImages",
-            rt.list_images(&Default::default())
-                .map(|r| format!("{} images", r.images.len()))
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "ImageStatus",
-            rt.image_status(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "PullImage",
-            rt.pull_image(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "RemoveImage",
-            rt.remove_image(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-        (
-            "ImageFsInfo",
-            rt.image_fs_info(&Default::default())
-                .map(|_| "ok".to_string())
-                .map_err(|e| e.to_string()),
-        ),
-    ];
-    for (name, r) in results {
-        match r {
-            Ok(v) => println!("{name}: {}", v.chars().take(160).collect::<String>()),
-            Err(e) => println!("{name}: error: {e}"),
-        }
+    show(
+        "Version",
+        rt.version(&Default::default()).map(|_| "ok".to_string()),
+    );
+    show(
+        "Status",
+        rt.status(&Default::default()).map(|_| "ok".to_string()),
+    );
+    show(
+        "RuntimeConfig",
+        rt.runtime_config(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "ListPodSandbox",
+        rt.list_pod_sandbox(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "PodSandboxStatus",
+        rt.pod_sandbox_status(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "RunPodSandbox",
+        rt.run_pod_sandbox(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "StopPodSandbox",
+        rt.stop_pod_sandbox(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "RemovePodSandbox",
+        rt.remove_pod_sandbox(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "CreateContainer",
+        rt.create_container(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "StartContainer",
+        rt.start_container(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "StopContainer",
+        rt.stop_container(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "RemoveContainer",
+        rt.remove_container(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "ListContainers",
+        rt.list_containers(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "ContainerStatus",
+        rt.container_status(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "UpdateContainerResources",
+        rt.update_container_resources(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "ReopenContainerLog",
+        rt.reopen_container_log(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "ExecSync",
+        rt.exec_sync(&Default::default()).map(|_| "ok".to_string()),
+    );
+    show(
+        "Exec",
+        rt.exec(&Default::default()).map(|_| "ok".to_string()),
+    );
+    show(
+        "Attach",
+        rt.attach(&Default::default()).map(|_| "ok".to_string()),
+    );
+    show(
+        "PortForward",
+        rt.port_forward(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "ContainerStats",
+        rt.container_stats(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "ListContainerStats",
+        rt.list_container_stats(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "PodSandboxStats",
+        rt.pod_sandbox_stats(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "ListPodSandboxStats",
+        rt.list_pod_sandbox_stats(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "UpdateRuntimeConfig",
+        rt.update_runtime_config(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "ListImages",
+        rt.list_images(&Default::default())
+            .map(|r| format!("{} images", r.images.len())),
+    );
+    show(
+        "ImageStatus",
+        rt.image_status(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "PullImage",
+        rt.pull_image(&Default::default()).map(|_| "ok".to_string()),
+    );
+    show(
+        "RemoveImage",
+        rt.remove_image(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+    show(
+        "ImageFsInfo",
+        rt.image_fs_info(&Default::default())
+            .map(|_| "ok".to_string()),
+    );
+}
+
+fn show(name: &str, result: Result<String, CriError>) {
+    match result {
+        Ok(v) => println!("{name}: {v}"),
+        Err(e) => println!("{name}: error: {e}"),
     }
 }

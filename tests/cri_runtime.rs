@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -27,15 +27,13 @@ fn image(name: &str) -> Option<ImageSpec> {
     })
 }
 
-/// A sandbox config for pod `name` whose logs go under `logs`.
-fn sandbox_config(
-    env: &RuntimeEnv,
-    name: &str,
-    logs: &Path,
-    host_network: bool,
-) -> PodSandboxConfig {
+/// A sandbox config for pod `name`, its logs under the env's `pod-logs` directory.
+fn sandbox_config(env: &RuntimeEnv, name: &str, host_network: bool) -> PodSandboxConfig {
     let uid = format!("uid-{name}");
-    let log_dir = logs.join(format!("default_{name}_{uid}"));
+    let log_dir = env
+        .dir()
+        .join("pod-logs")
+        .join(format!("default_{name}_{uid}"));
     std::fs::create_dir_all(&log_dir).unwrap_or_else(|e| panic!("{e}"));
     PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
@@ -376,10 +374,9 @@ fn sandboxes_containers_exit_codes_logs_exec_sync_and_listing() {
         return;
     };
     let rt = env.client();
-    let logs = env.dir().join("pod-logs");
 
     // Pod network: an address from the private range.
-    let cfg = sandbox_config(&env, "web", &logs, false);
+    let cfg = sandbox_config(&env, "web", false);
     let sb = run_sandbox(&rt, &cfg);
     let st = ok(
         rt.pod_sandbox_status(&PodSandboxStatusRequest {
@@ -400,7 +397,7 @@ fn sandboxes_containers_exit_codes_logs_exec_sync_and_listing() {
     assert_eq!(st.metadata.map(|m| m.name), Some("web".to_string()));
 
     // Host network: no IP of its own from CNI.
-    let host_cfg = sandbox_config(&env, "hostnet", &logs, true);
+    let host_cfg = sandbox_config(&env, "hostnet", true);
     let host_sb = run_sandbox(&rt, &host_cfg);
     let host_st = ok(
         rt.pod_sandbox_status(&PodSandboxStatusRequest {
@@ -629,8 +626,7 @@ fn memory_limit_oom_kill_update_resources_and_stats() {
         return;
     };
     let rt = env.client();
-    let logs = env.dir().join("pod-logs");
-    let cfg = sandbox_config(&env, "limits", &logs, false);
+    let cfg = sandbox_config(&env, "limits", false);
     let sb = run_sandbox(&rt, &cfg);
 
     let limit = 24 << 20;
@@ -799,8 +795,7 @@ fn exec_url_streams_output_over_websocket() {
         return;
     };
     let rt = env.client();
-    let logs = env.dir().join("pod-logs");
-    let cfg = sandbox_config(&env, "shell", &logs, false);
+    let cfg = sandbox_config(&env, "shell", false);
     let sb = run_sandbox(&rt, &cfg);
     let c = create(
         &rt,
@@ -908,8 +903,7 @@ fn slow_call_does_not_block_others() {
         return;
     };
     let rt = std::sync::Arc::new(env.client());
-    let logs = env.dir().join("pod-logs");
-    let cfg = sandbox_config(&env, "slow", &logs, false);
+    let cfg = sandbox_config(&env, "slow", false);
     let sb = run_sandbox(&rt, &cfg);
     let c = create(
         &rt,
