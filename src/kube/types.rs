@@ -41,6 +41,221 @@ pub struct ObjectMeta {
     pub creation_timestamp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_timestamp: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owner_references: Vec<OwnerReference>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnerReference {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub uid: String,
+}
+
+/// `v1 Node`: what the agent registers and reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Node {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: NodeSpec,
+    #[serde(default)]
+    pub status: NodeStatus,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<crate::config::kubelet::Taint>,
+    #[serde(
+        default,
+        rename = "providerID",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub provider_id: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unschedulable: bool,
+    #[serde(default, rename = "podCIDR", skip_serializing_if = "String::is_empty")]
+    pub pod_cidr: String,
+}
+
+/// Resource name -> quantity text, as `ResourceList`.
+pub type ResourceList = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub capacity: ResourceList,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub allocatable: ResourceList,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<NodeCondition>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<NodeAddress>,
+    #[serde(default)]
+    pub daemon_endpoints: DaemonEndpoints,
+    #[serde(default)]
+    pub node_info: NodeSystemInfo,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ContainerImage>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_heartbeat_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAddress {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DaemonEndpoints {
+    #[serde(default)]
+    pub kubelet_endpoint: DaemonEndpoint,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonEndpoint {
+    #[serde(rename = "Port", default)]
+    pub port: i32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSystemInfo {
+    #[serde(default, rename = "machineID")]
+    pub machine_id: String,
+    #[serde(default, rename = "systemUUID")]
+    pub system_uuid: String,
+    #[serde(default, rename = "bootID")]
+    pub boot_id: String,
+    #[serde(default)]
+    pub kernel_version: String,
+    #[serde(default)]
+    pub os_image: String,
+    #[serde(default)]
+    pub container_runtime_version: String,
+    #[serde(default)]
+    pub kubelet_version: String,
+    /// Deprecated upstream and left empty by kubelets since 1.31; required by the schema.
+    #[serde(default)]
+    pub kube_proxy_version: String,
+    #[serde(default)]
+    pub operating_system: String,
+    #[serde(default)]
+    pub architecture: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerImage {
+    #[serde(default)]
+    pub names: Vec<String>,
+    #[serde(default)]
+    pub size_bytes: i64,
+}
+
+/// `coordination.k8s.io/v1 Lease`: the node's heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lease {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: LeaseSpec,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_identity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_duration_seconds: Option<i32>,
+    /// MicroTime: RFC 3339 with microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_time: Option<String>,
+}
+
+/// `v1 Event` (core/v1, as the kubelet's recorder writes them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub involved_object: ObjectReference,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub source: EventSource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_timestamp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_timestamp: Option<String>,
+    #[serde(default)]
+    pub count: i32,
+    #[serde(default, rename = "type")]
+    pub type_: String,
+    #[serde(default)]
+    pub reporting_component: String,
+    #[serde(default)]
+    pub reporting_instance: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectReference {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventSource {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub component: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host: String,
 }
 
 /// `certificates.k8s.io/v1 CertificateSigningRequest` (build with [`CertificateSigningRequest::new`],
@@ -212,6 +427,114 @@ mod tests {
             },
         };
         round_trip::<_, upstream::CertificateSigningRequest>(&csr);
+    }
+
+    #[test]
+    fn node_lease_and_event_match_k8s_openapi() {
+        let meta = ObjectMeta {
+            name: "n1".into(),
+            uid: "u-1".into(),
+            labels: [("kubernetes.io/os".to_string(), "linux".to_string())].into(),
+            owner_references: vec![OwnerReference {
+                api_version: "v1".into(),
+                kind: "Node".into(),
+                name: "n1".into(),
+                uid: "u-1".into(),
+            }],
+            ..ObjectMeta::default()
+        };
+        let node = Node {
+            api_version: "v1".into(),
+            kind: "Node".into(),
+            metadata: meta.clone(),
+            spec: NodeSpec {
+                taints: vec![crate::config::kubelet::Taint {
+                    key: "edge".into(),
+                    value: "true".into(),
+                    effect: crate::config::kubelet::TaintEffect::NoSchedule,
+                    time_added: None,
+                }],
+                provider_id: "edge://n1".into(),
+                unschedulable: true,
+                pod_cidr: "10.0.0.0/24".into(),
+            },
+            status: NodeStatus {
+                capacity: [("cpu".to_string(), "2".to_string())].into(),
+                allocatable: [("memory".to_string(), "1Gi".to_string())].into(),
+                conditions: vec![NodeCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    reason: "KubeletReady".into(),
+                    message: "kubelet is posting ready status".into(),
+                    last_heartbeat_time: Some("2026-11-29T01:02:03Z".into()),
+                    last_transition_time: Some("2026-11-29T01:02:03Z".into()),
+                }],
+                addresses: vec![NodeAddress {
+                    type_: "InternalIP".into(),
+                    address: "10.0.0.5".into(),
+                }],
+                daemon_endpoints: DaemonEndpoints {
+                    kubelet_endpoint: DaemonEndpoint { port: 10250 },
+                },
+                node_info: NodeSystemInfo {
+                    machine_id: "m".into(),
+                    system_uuid: "s".into(),
+                    boot_id: "b".into(),
+                    kernel_version: "k".into(),
+                    os_image: "o".into(),
+                    container_runtime_version: "containerd://1.6.20".into(),
+                    kubelet_version: "v1.32.0".into(),
+                    kube_proxy_version: "".into(),
+                    operating_system: "linux".into(),
+                    architecture: "arm64".into(),
+                },
+                images: vec![ContainerImage {
+                    names: vec!["busybox:1.36".into()],
+                    size_bytes: 123,
+                }],
+            },
+        };
+        round_trip::<_, k8s_openapi::api::core::v1::Node>(&node);
+        let lease = Lease {
+            api_version: "coordination.k8s.io/v1".into(),
+            kind: "Lease".into(),
+            metadata: meta.clone(),
+            spec: LeaseSpec {
+                holder_identity: Some("n1".into()),
+                lease_duration_seconds: Some(40),
+                renew_time: Some("2026-11-29T01:02:03.123456Z".into()),
+            },
+        };
+        round_trip::<_, k8s_openapi::api::coordination::v1::Lease>(&lease);
+        let event = Event {
+            api_version: "v1".into(),
+            kind: "Event".into(),
+            metadata: ObjectMeta {
+                name: "n1.1872a".into(),
+                namespace: "default".into(),
+                ..ObjectMeta::default()
+            },
+            involved_object: ObjectReference {
+                api_version: "".into(),
+                kind: "Node".into(),
+                namespace: "".into(),
+                name: "n1".into(),
+                uid: "n1".into(),
+            },
+            reason: "Starting".into(),
+            message: "Starting kubelet.".into(),
+            source: EventSource {
+                component: "kubelet".into(),
+                host: "n1".into(),
+            },
+            first_timestamp: Some("2026-11-29T01:02:03Z".into()),
+            last_timestamp: Some("2026-11-29T01:02:03Z".into()),
+            count: 1,
+            type_: "Normal".into(),
+            reporting_component: "kubelet".into(),
+            reporting_instance: "n1".into(),
+        };
+        round_trip::<_, k8s_openapi::api::core::v1::Event>(&event);
     }
 
     #[test]

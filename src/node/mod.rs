@@ -1,5 +1,9 @@
-//! The node's identity on the network: its addresses (`--node-ip`, else a concrete `address`,
-//! else the default-route interface's IP), read with an injected /proc root.
+//! The Node: its addresses (`--node-ip`, else a concrete `address`, else the default-route
+//! interface's IP, read with an injected /proc root) and the modules that register it, report its
+//! status and keep its lease.
+
+pub mod host;
+pub mod status;
 
 use std::net::IpAddr;
 use std::path::Path;

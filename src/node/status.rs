@@ -1,0 +1,883 @@
+//! The Node object's content, computed without I/O: capacity and allocatable from the host's
+//! facts and the config's reservations, the pressure and Ready conditions with their
+//! transitions and events, and the minimal strategic-merge patch between two statuses.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use super::host::{FsStats, Machine, Observations};
+use crate::config::kubelet::{ReservedMap, Signal, Taint, ThresholdMap};
+use crate::config::quantity::ThresholdValue;
+use crate::kube::types::{
+    ContainerImage, DaemonEndpoint, DaemonEndpoints, NodeAddress, NodeCondition, NodeStatus,
+    NodeSystemInfo, ResourceList,
+};
+
+/// What the configuration says about this node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub provider_id: String,
+    pub max_pods: i64,
+    pub pods_per_core: i64,
+    pub system_reserved: ReservedMap,
+    pub kube_reserved: ReservedMap,
+    pub eviction_hard: ThresholdMap,
+    pub eviction_soft: ThresholdMap,
+    pub port: i32,
+    pub kubelet_version: String,
+    /// nodeStatusMaxImages; -1 for no limit.
+    pub max_images: i32,
+}
+
+/// What was observed this round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Facts {
+    pub machine: Machine,
+    /// The filesystem of the root dir (ephemeral-storage).
+    pub rootfs: FsStats,
+    pub addresses: Vec<NodeAddress>,
+    /// `<runtime name>://<version>`, or `<endpoint scheme>://Unknown` before the runtime answered.
+    pub runtime_version: String,
+    /// Why the node is not ready (runtime, network); empty when it is.
+    pub not_ready: Vec<String>,
+    pub pressure: Pressure,
+    /// Largest first, as the runtime reported them.
+    pub images: Vec<ContainerImage>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pressure {
+    pub memory: bool,
+    pub disk: bool,
+    pub pid: bool,
+}
+
+/// An event about the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeEvent {
+    pub warning: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+impl NodeEvent {
+    pub fn normal(reason: &str, message: String) -> NodeEvent {
+        NodeEvent {
+            warning: false,
+            reason: reason.into(),
+            message,
+        }
+    }
+}
+
+/// Kubernetes' canonical text of a byte count (BinarySI): the largest binary suffix that
+/// divides it exactly (`2Gi`, `2048076Ki`), else plain digits.
+pub fn binary_si(bytes: u64) -> String {
+    if bytes == 0 {
+        return "0".into();
+    }
+    let mut v = bytes;
+    let mut i = 0;
+    while v % 1024 == 0 && i < 6 {
+        v /= 1024;
+        i += 1;
+    }
+    format!("{v}{}", ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][i])
+}
+
+/// CPU in millicores as the API writes it (`2`, `1500m`).
+pub fn cpu_text(millis: i64) -> String {
+    if millis % 1000 == 0 {
+        format!("{}", millis / 1000)
+    } else {
+        format!("{millis}m")
+    }
+}
+
+/// The resources the agent reports, in base units (millicores for cpu).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resources {
+    pub cpu_millis: i64,
+    pub memory: i64,
+    pub pods: i64,
+    pub ephemeral: i64,
+    /// (`hugepages-2Mi`, bytes)
+    pub hugepages: Vec<(String, i64)>,
+}
+
+impl Resources {
+    pub fn to_list(&self) -> ResourceList {
+        let mut l = ResourceList::new();
+        l.insert("cpu".into(), cpu_text(self.cpu_millis));
+        l.insert("memory".into(), binary_si(self.memory.max(0) as u64));
+        l.insert("pods".into(), self.pods.to_string());
+        l.insert(
+            "ephemeral-storage".into(),
+            binary_si(self.ephemeral.max(0) as u64),
+        );
+        for (k, v) in &self.hugepages {
+            l.insert(k.clone(), binary_si((*v).max(0) as u64));
+        }
+        l
+    }
+}
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub fn capacity(spec: &Spec, m: &Machine, rootfs: &FsStats) -> Resources {
+    let pods = if spec.pods_per_core > 0 {
+        (i64::from(m.cpus) * spec.pods_per_core).min(spec.max_pods)
+    } else {
+        spec.max_pods
+    };
+    Resources {
+        cpu_millis: i64::from(m.cpus) * 1000,
+        memory: clamp(m.memory_bytes),
+        pods,
+        ephemeral: clamp(rootfs.capacity_bytes),
+        hugepages: m
+            .hugepages
+            .iter()
+            .map(|(size, n)| {
+                (
+                    format!("hugepages-{}", binary_si(*size)),
+                    clamp(size.saturating_mul(*n)),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// A threshold's amount against `capacity` (percentages truncate, as the kubelet's int64 cast).
+fn threshold_amount(t: &ThresholdValue, capacity: i64) -> Option<i64> {
+    match t {
+        ThresholdValue::Quantity(q) => Some(q.value()),
+        ThresholdValue::Percentage(p) => Some((capacity as f64 * (p / 100.0)) as i64),
+        ThresholdValue::Disabled(_) => None,
+    }
+}
+
+/// capacity - systemReserved - kubeReserved - hard eviction thresholds (memory.available from
+/// memory, nodefs.available from ephemeral-storage) - huge pages (from memory), floored at 0.
+pub fn allocatable(spec: &Spec, cap: &Resources) -> Resources {
+    let reserved = |name: &str, milli: bool| -> i64 {
+        [&spec.system_reserved, &spec.kube_reserved]
+            .iter()
+            .filter_map(|m| m.iter().find(|(k, _)| k.as_str() == name).map(|(_, q)| q))
+            .map(|q| {
+                if milli {
+                    q.0.milli_value()
+                } else {
+                    q.0.value()
+                }
+            })
+            .sum()
+    };
+    let eviction = |s: Signal, capacity: i64| {
+        spec.eviction_hard
+            .get(&s)
+            .and_then(|t| threshold_amount(&t.0, capacity))
+            .unwrap_or(0)
+    };
+    let huge: i64 = cap.hugepages.iter().map(|(_, v)| v).sum();
+    Resources {
+        cpu_millis: (cap.cpu_millis - reserved("cpu", true)).max(0),
+        memory: (cap.memory
+            - reserved("memory", false)
+            - eviction(Signal::MemoryAvailable, cap.memory)
+            - huge)
+            .max(0),
+        pods: cap.pods,
+        ephemeral: (cap.ephemeral
+            - reserved("ephemeral-storage", false)
+            - eviction(Signal::NodefsAvailable, cap.ephemeral))
+        .max(0),
+        hugepages: cap
+            .hugepages
+            .iter()
+            .map(|(k, v)| (k.clone(), (v - reserved(k, false)).max(0)))
+            .collect(),
+    }
+}
+
+/// Which pressures the observations show now, against the hard and soft thresholds (a soft
+/// threshold counts from the moment it is crossed, as for the kubelet's conditions).
+/// `imagefs` is the runtime's image filesystem when it is known.
+pub fn pressure(spec: &Spec, o: &Observations, imagefs: Option<&FsStats>) -> Pressure {
+    let below = |s: Signal, observed: u64, capacity: u64| {
+        [&spec.eviction_hard, &spec.eviction_soft]
+            .iter()
+            .filter_map(|m| m.get(&s))
+            .filter_map(|t| threshold_amount(&t.0, clamp(capacity)))
+            .any(|limit| clamp(observed) < limit)
+    };
+    let mut disk = below(
+        Signal::NodefsAvailable,
+        o.nodefs.available_bytes,
+        o.nodefs.capacity_bytes,
+    ) || below(
+        Signal::NodefsInodesFree,
+        o.nodefs.inodes_free,
+        o.nodefs.inodes,
+    );
+    if let Some(i) = imagefs {
+        disk =
+            disk || below(
+                Signal::ImagefsAvailable,
+                i.available_bytes,
+                i.capacity_bytes,
+            ) || below(Signal::ImagefsInodesFree, i.inodes_free, i.inodes);
+    }
+    Pressure {
+        memory: below(
+            Signal::MemoryAvailable,
+            o.memory_available,
+            o.memory_capacity,
+        ),
+        disk,
+        pid: below(
+            Signal::PidAvailable,
+            o.pid_max.saturating_sub(o.processes),
+            o.pid_max,
+        ),
+    }
+}
+
+/// The texts of one pressure condition: (type, [reason, message, event] when false, when true).
+type PressureTexts = (&'static str, [&'static str; 3], [&'static str; 3]);
+
+const MEMORY: PressureTexts = (
+    "MemoryPressure",
+    [
+        "KubeletHasSufficientMemory",
+        "kubelet has sufficient memory available",
+        "NodeHasSufficientMemory",
+    ],
+    [
+        "KubeletHasInsufficientMemory",
+        "kubelet has insufficient memory available",
+        "NodeHasInsufficientMemory",
+    ],
+);
+const DISK: PressureTexts = (
+    "DiskPressure",
+    [
+        "KubeletHasNoDiskPressure",
+        "kubelet has no disk pressure",
+        "NodeHasNoDiskPressure",
+    ],
+    [
+        "KubeletHasDiskPressure",
+        "kubelet has disk pressure",
+        "NodeHasDiskPressure",
+    ],
+);
+const PID: PressureTexts = (
+    "PIDPressure",
+    [
+        "KubeletHasSufficientPID",
+        "kubelet has sufficient PID available",
+        "NodeHasSufficientPID",
+    ],
+    [
+        "KubeletHasInsufficientPID",
+        "kubelet has insufficient PID available",
+        "NodeHasInsufficientPID",
+    ],
+);
+
+fn status_text(b: bool) -> String {
+    if b { "True" } else { "False" }.into()
+}
+
+/// The status for this round, built on `prev` (the node as the API has it; conditions and
+/// capacity others added are kept), and the events its transitions cause.
+pub fn build(spec: &Spec, f: &Facts, prev: &NodeStatus, now: &str) -> (NodeStatus, Vec<NodeEvent>) {
+    let mut events = Vec::new();
+    let node_event = |reason: &str| {
+        NodeEvent::normal(
+            reason,
+            format!("Node {} status is now: {reason}", spec.name),
+        )
+    };
+
+    let cap = capacity(spec, &f.machine, &f.rootfs);
+    let alloc = allocatable(spec, &cap);
+    let mut capacity = prev.capacity.clone();
+    capacity.extend(cap.to_list());
+    let mut allocatable = prev.allocatable.clone();
+    allocatable.retain(|k, _| capacity.contains_key(k));
+    allocatable.extend(alloc.to_list());
+    for (k, v) in &capacity {
+        allocatable.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+
+    let mut conditions = prev.conditions.clone();
+    for ((type_, off, on), value) in [
+        (MEMORY, f.pressure.memory),
+        (DISK, f.pressure.disk),
+        (PID, f.pressure.pid),
+    ] {
+        let texts = if value { on } else { off };
+        let i = match conditions.iter().position(|c| c.type_ == type_) {
+            Some(i) => i,
+            None => {
+                conditions.push(NodeCondition {
+                    type_: type_.into(),
+                    status: "Unknown".into(),
+                    ..NodeCondition::default()
+                });
+                conditions.len() - 1
+            }
+        };
+        let c = &mut conditions[i];
+        c.last_heartbeat_time = Some(now.into());
+        if c.status != status_text(value) {
+            c.status = status_text(value);
+            c.reason = texts[0].into();
+            c.message = texts[1].into();
+            c.last_transition_time = Some(now.into());
+            events.push(node_event(texts[2]));
+        }
+    }
+
+    let (ready, reason, message) = match f.not_ready.as_slice() {
+        [] => (
+            true,
+            "KubeletReady",
+            "kubelet is posting ready status".to_string(),
+        ),
+        [one] => (false, "KubeletNotReady", one.clone()),
+        many => (false, "KubeletNotReady", format!("[{}]", many.join(", "))),
+    };
+    let old_ready = conditions.iter().position(|c| c.type_ == "Ready");
+    let transition = match old_ready.map(|i| conditions.remove(i)) {
+        Some(old) if old.status == status_text(ready) => old.last_transition_time,
+        Some(_) => {
+            events.push(node_event(if ready { "NodeReady" } else { "NodeNotReady" }));
+            Some(now.into())
+        }
+        None => Some(now.into()),
+    };
+    conditions.push(NodeCondition {
+        type_: "Ready".into(),
+        status: status_text(ready),
+        reason: reason.into(),
+        message,
+        last_heartbeat_time: Some(now.into()),
+        last_transition_time: transition,
+    });
+
+    if !prev.node_info.boot_id.is_empty() && prev.node_info.boot_id != f.machine.boot_id {
+        events.push(NodeEvent {
+            warning: true,
+            reason: "Rebooted".into(),
+            message: format!(
+                "Node {} has been rebooted, boot id: {}",
+                spec.name, f.machine.boot_id
+            ),
+        });
+    }
+
+    let mut images = f.images.clone();
+    if spec.max_images >= 0 {
+        images.truncate(spec.max_images as usize);
+    }
+    let status = NodeStatus {
+        capacity,
+        allocatable,
+        conditions,
+        addresses: f.addresses.clone(),
+        daemon_endpoints: DaemonEndpoints {
+            kubelet_endpoint: DaemonEndpoint { port: spec.port },
+        },
+        node_info: NodeSystemInfo {
+            machine_id: f.machine.machine_id.clone(),
+            system_uuid: f.machine.system_uuid.clone(),
+            boot_id: f.machine.boot_id.clone(),
+            kernel_version: f.machine.kernel_version.clone(),
+            os_image: f.machine.os_image.clone(),
+            container_runtime_version: f.runtime_version.clone(),
+            kubelet_version: spec.kubelet_version.clone(),
+            kube_proxy_version: prev.node_info.kube_proxy_version.clone(),
+            operating_system: "linux".into(),
+            architecture: go_arch().into(),
+        },
+        images,
+    };
+    (status, events)
+}
+
+/// GOARCH of the machine tinylet was built for.
+pub fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        "riscv64" => "riscv64",
+        "powerpc64" => "ppc64le",
+        "s390x" => "s390x",
+        other => other,
+    }
+}
+
+/// The node images from a runtime's list: names = digests then tags (at most 5), largest first.
+pub fn images(list: &[crate::cri::api::Image]) -> Vec<ContainerImage> {
+    let mut v: Vec<ContainerImage> = list
+        .iter()
+        .map(|i| ContainerImage {
+            names: i
+                .repo_digests
+                .iter()
+                .chain(&i.repo_tags)
+                .take(5)
+                .cloned()
+                .collect(),
+            size_bytes: clamp(i.size),
+        })
+        .filter(|i| !i.names.is_empty())
+        .collect();
+    v.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes));
+    v
+}
+
+/// Whether two statuses differ in more than heartbeat times.
+pub fn changed(a: &NodeStatus, b: &NodeStatus) -> bool {
+    let strip = |s: &NodeStatus| {
+        let mut s = s.clone();
+        for c in &mut s.conditions {
+            c.last_heartbeat_time = None;
+        }
+        s
+    };
+    strip(a) != strip(b)
+}
+
+/// The merge key of a status list, as the API's `patchMergeKey`.
+fn merge_key(field: &str) -> Option<&'static str> {
+    match field {
+        "conditions" | "addresses" => Some("type"),
+        _ => None,
+    }
+}
+
+/// A two-way strategic merge patch turning `old` into `new` (objects field by field, `null` for
+/// a removed field; keyed lists element by element with `$setElementOrder`; other lists whole);
+/// `None` when nothing differs.
+pub fn diff(old: &Value, new: &Value) -> Option<Value> {
+    let (Value::Object(o), Value::Object(n)) = (old, new) else {
+        return (old != new).then(|| new.clone());
+    };
+    let mut patch = Map::new();
+    for (k, nv) in n {
+        let Some(ov) = o.get(k) else {
+            patch.insert(k.clone(), nv.clone());
+            continue;
+        };
+        if ov == nv {
+            continue;
+        }
+        match (merge_key(k), ov, nv) {
+            (Some(key), Value::Array(oa), Value::Array(na)) => {
+                let find = |v: &Value| oa.iter().find(|x| x.get(key) == v.get(key));
+                let mut items: Vec<Value> = na
+                    .iter()
+                    .filter_map(|e| match find(e) {
+                        None => Some(e.clone()),
+                        Some(old) => diff(old, e).map(|mut d| {
+                            if let (Value::Object(m), Some(kv)) = (&mut d, e.get(key)) {
+                                m.insert(key.into(), kv.clone());
+                            }
+                            d
+                        }),
+                    })
+                    .collect();
+                for e in oa {
+                    if !na.iter().any(|x| x.get(key) == e.get(key)) {
+                        items.push(json!({key: e.get(key), "$patch": "delete"}));
+                    }
+                }
+                let order: Vec<Value> = na.iter().map(|e| json!({key: e.get(key)})).collect();
+                patch.insert(format!("$setElementOrder/{k}"), Value::Array(order));
+                patch.insert(k.clone(), Value::Array(items));
+            }
+            (None, Value::Object(_), Value::Object(_)) => {
+                if let Some(d) = diff(ov, nv) {
+                    patch.insert(k.clone(), d);
+                }
+            }
+            _ => {
+                patch.insert(k.clone(), nv.clone());
+            }
+        }
+    }
+    for k in o.keys() {
+        if !n.contains_key(k) {
+            patch.insert(k.clone(), Value::Null);
+        }
+    }
+    (!patch.is_empty()).then_some(Value::Object(patch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::kubelet::{ReservedResource, T};
+    use crate::config::quantity::Quantity;
+
+    fn q(s: &str) -> crate::config::kubelet::Q {
+        serde_json::from_value(json!(s)).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn reserved(pairs: &[(&str, &str)]) -> ReservedMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                let k: ReservedResource =
+                    serde_json::from_value(json!(k)).unwrap_or_else(|e| panic!("{e}"));
+                (k, q(v))
+            })
+            .collect()
+    }
+
+    fn t(s: &str) -> T {
+        T(ThresholdValue::parse(s).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    fn spec() -> Spec {
+        Spec {
+            name: "n1".into(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            taints: vec![],
+            provider_id: String::new(),
+            max_pods: 220,
+            pods_per_core: 0,
+            system_reserved: reserved(&[("cpu", "250m"), ("memory", "256Mi")]),
+            kube_reserved: reserved(&[("memory", "128Mi"), ("ephemeral-storage", "1Gi")]),
+            eviction_hard: [
+                (Signal::MemoryAvailable, t("100Mi")),
+                (Signal::NodefsAvailable, t("10%")),
+                (Signal::NodefsInodesFree, t("5%")),
+            ]
+            .into(),
+            eviction_soft: ThresholdMap::new(),
+            port: 10250,
+            kubelet_version: "v1.32.0".into(),
+            max_images: 50,
+        }
+    }
+
+    fn machine() -> Machine {
+        Machine {
+            cpus: 4,
+            memory_bytes: 4 << 30,
+            hugepages: vec![(2 << 20, 16), (1 << 30, 0)],
+            machine_id: "m".into(),
+            system_uuid: String::new(),
+            boot_id: "boot-1".into(),
+            kernel_version: "6.1.0".into(),
+            os_image: "Debian GNU/Linux 12 (bookworm)".into(),
+        }
+    }
+
+    fn facts() -> Facts {
+        Facts {
+            machine: machine(),
+            rootfs: FsStats {
+                capacity_bytes: 100 << 30,
+                available_bytes: 50 << 30,
+                inodes: 1000,
+                inodes_free: 900,
+            },
+            addresses: vec![NodeAddress {
+                type_: "InternalIP".into(),
+                address: "10.0.0.5".into(),
+            }],
+            runtime_version: "containerd://1.6.20".into(),
+            not_ready: vec![],
+            pressure: Pressure::default(),
+            images: vec![],
+        }
+    }
+
+    #[test]
+    fn quantities_print_as_the_api_does() {
+        assert_eq!(binary_si(0), "0");
+        assert_eq!(binary_si(4 << 30), "4Gi");
+        assert_eq!(binary_si(2048076 * 1024), "2048076Ki");
+        assert_eq!(binary_si(1000), "1000");
+        assert_eq!(cpu_text(4000), "4");
+        assert_eq!(cpu_text(3750), "3750m");
+        assert_eq!(cpu_text(0), "0");
+    }
+
+    #[test]
+    fn allocatable_subtracts_reservations_evictions_and_huge_pages() {
+        let s = spec();
+        let cap = capacity(&s, &machine(), &facts().rootfs);
+        let a = allocatable(&s, &cap).to_list();
+        assert_eq!(cap.to_list()["memory"], "4Gi");
+        assert_eq!(cap.to_list()["hugepages-2Mi"], "32Mi");
+        assert_eq!(cap.to_list()["hugepages-1Gi"], "0");
+        assert_eq!(a["cpu"], "3750m");
+        // 4096Mi - 256Mi - 128Mi - 100Mi (eviction) - 32Mi (huge pages)
+        assert_eq!(a["memory"], "3580Mi");
+        assert_eq!(a["pods"], "220");
+        // 100Gi - 1Gi - 10% of 100Gi (truncated to bytes)
+        let ten = ((100u64 << 30) as f64 * 0.1) as u64;
+        assert_eq!(a["ephemeral-storage"], binary_si((99u64 << 30) - ten));
+        // Floored at zero, and podsPerCore caps pods.
+        let mut big = spec();
+        big.system_reserved = reserved(&[("cpu", "10"), ("memory", "100Gi")]);
+        big.pods_per_core = 10;
+        let cap = capacity(&big, &machine(), &facts().rootfs);
+        let a = allocatable(&big, &cap).to_list();
+        assert_eq!((a["cpu"].as_str(), a["memory"].as_str()), ("0", "0"));
+        assert_eq!(cap.pods, 40);
+    }
+
+    #[test]
+    fn pressure_from_thresholds() {
+        let s = spec();
+        let o = |mem_avail: u64, disk_avail: u64, inodes_free: u64, procs: u64| Observations {
+            memory_capacity: 4 << 30,
+            memory_available: mem_avail,
+            nodefs: FsStats {
+                capacity_bytes: 100 << 30,
+                available_bytes: disk_avail,
+                inodes: 1000,
+                inodes_free,
+            },
+            pid_max: 1000,
+            processes: procs,
+        };
+        let none = Pressure::default();
+        assert_eq!(pressure(&s, &o(1 << 30, 50 << 30, 900, 10), None), none);
+        let p = pressure(&s, &o(99 << 20, 50 << 30, 900, 10), None);
+        assert!(p.memory && !p.disk && !p.pid);
+        let p = pressure(&s, &o(1 << 30, 9 << 30, 900, 10), None);
+        assert!(p.disk && !p.memory);
+        let p = pressure(&s, &o(1 << 30, 50 << 30, 49, 10), None);
+        assert!(p.disk, "inodes below 5%");
+        let full = FsStats {
+            capacity_bytes: 100,
+            available_bytes: 1,
+            inodes: 10,
+            inodes_free: 10,
+        };
+        assert!(!pressure(&s, &o(1 << 30, 50 << 30, 900, 10), Some(&full)).disk);
+        let mut with_image = spec();
+        with_image
+            .eviction_hard
+            .insert(Signal::ImagefsAvailable, t("15%"));
+        with_image
+            .eviction_soft
+            .insert(Signal::PidAvailable, t("10%"));
+        assert!(pressure(&with_image, &o(1 << 30, 50 << 30, 900, 10), Some(&full)).disk);
+        assert!(pressure(&with_image, &o(1 << 30, 50 << 30, 900, 950), None).pid);
+        assert!(!pressure(&with_image, &o(1 << 30, 50 << 30, 900, 850), None).pid);
+        let _ = Quantity::mebibytes(1);
+    }
+
+    fn cond<'a>(s: &'a NodeStatus, t: &str) -> &'a NodeCondition {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .unwrap_or_else(|| panic!("no {t}"))
+    }
+
+    #[test]
+    fn conditions_transition_only_on_change_and_ready_is_last() {
+        let s = spec();
+        let (first, ev) = build(&s, &facts(), &NodeStatus::default(), "t1");
+        let types: Vec<&str> = first.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(
+            types,
+            ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]
+        );
+        let reasons: Vec<&str> = ev.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "NodeHasSufficientMemory",
+                "NodeHasNoDiskPressure",
+                "NodeHasSufficientPID"
+            ]
+        );
+        assert_eq!(
+            ev[0].message,
+            "Node n1 status is now: NodeHasSufficientMemory"
+        );
+        let r = cond(&first, "Ready");
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str(), r.message.as_str()),
+            ("True", "KubeletReady", "kubelet is posting ready status")
+        );
+        assert_eq!(
+            first.node_info.container_runtime_version,
+            "containerd://1.6.20"
+        );
+        assert_eq!(first.daemon_endpoints.kubelet_endpoint.port, 10250);
+
+        // Same facts later: heartbeats move, nothing else; no events.
+        let (second, ev) = build(&s, &facts(), &first, "t2");
+        assert!(ev.is_empty(), "{ev:?}");
+        assert!(!changed(&first, &second));
+        assert_eq!(
+            cond(&second, "Ready").last_heartbeat_time.as_deref(),
+            Some("t2")
+        );
+        assert_eq!(
+            cond(&second, "Ready").last_transition_time.as_deref(),
+            Some("t1")
+        );
+
+        // The runtime goes away: NotReady with its reason, one event.
+        let mut down = facts();
+        down.not_ready = vec!["container runtime is down".into()];
+        down.pressure.memory = true;
+        let (third, ev) = build(&s, &down, &second, "t3");
+        assert!(changed(&second, &third));
+        let r = cond(&third, "Ready");
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str(), r.message.as_str()),
+            ("False", "KubeletNotReady", "container runtime is down")
+        );
+        assert_eq!(r.last_transition_time.as_deref(), Some("t3"));
+        let m = cond(&third, "MemoryPressure");
+        assert_eq!(
+            (m.status.as_str(), m.reason.as_str()),
+            ("True", "KubeletHasInsufficientMemory")
+        );
+        let reasons: Vec<&str> = ev.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(reasons, ["NodeHasInsufficientMemory", "NodeNotReady"]);
+        down.not_ready
+            .push("container runtime network not ready: x".into());
+        let (fourth, _) = build(&s, &down, &third, "t4");
+        assert_eq!(
+            cond(&fourth, "Ready").message,
+            "[container runtime is down, container runtime network not ready: x]"
+        );
+        assert_eq!(
+            cond(&fourth, "Ready").last_transition_time.as_deref(),
+            Some("t3")
+        );
+    }
+
+    #[test]
+    fn foreign_conditions_and_capacity_survive_and_reboots_are_noticed() {
+        let s = spec();
+        let mut prev = NodeStatus::default();
+        prev.conditions.push(NodeCondition {
+            type_: "Ready".into(),
+            status: "Unknown".into(),
+            ..NodeCondition::default()
+        });
+        prev.conditions.push(NodeCondition {
+            type_: "NetworkUnavailable".into(),
+            status: "False".into(),
+            ..NodeCondition::default()
+        });
+        prev.capacity
+            .insert("example.com/dongle".into(), "2".into());
+        prev.node_info.boot_id = "boot-0".into();
+        let (st, ev) = build(&s, &facts(), &prev, "t1");
+        let types: Vec<&str> = st.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "NetworkUnavailable",
+                "MemoryPressure",
+                "DiskPressure",
+                "PIDPressure",
+                "Ready"
+            ]
+        );
+        assert_eq!(st.capacity["example.com/dongle"], "2");
+        assert_eq!(st.allocatable["example.com/dongle"], "2");
+        let reboot = ev
+            .iter()
+            .find(|e| e.reason == "Rebooted")
+            .unwrap_or_else(|| panic!("{ev:?}"));
+        assert!(reboot.warning);
+        assert_eq!(reboot.message, "Node n1 has been rebooted, boot id: boot-1");
+        assert!(
+            ev.iter().any(|e| e.reason == "NodeReady"),
+            "Unknown -> True"
+        );
+    }
+
+    #[test]
+    fn images_are_largest_first_with_at_most_five_names() {
+        let img = |id: &str, size: u64, tags: usize| crate::cri::api::Image {
+            id: id.into(),
+            repo_tags: (0..tags).map(|i| format!("{id}:{i}")).collect(),
+            repo_digests: vec![format!("{id}@sha256:00")],
+            size,
+            ..Default::default()
+        };
+        let v = images(&[img("a", 10, 1), img("b", 30, 7), img("c", 20, 0)]);
+        let order: Vec<i64> = v.iter().map(|i| i.size_bytes).collect();
+        assert_eq!(order, [30, 20, 10]);
+        assert_eq!(v[0].names.len(), 5);
+        assert_eq!(v[0].names[0], "b@sha256:00");
+        let mut s = spec();
+        s.max_images = 2;
+        let mut f = facts();
+        f.images = v;
+        assert_eq!(build(&s, &f, &NodeStatus::default(), "t").0.images.len(), 2);
+    }
+
+    #[test]
+    fn patches_carry_only_what_changed() {
+        let s = spec();
+        let (a, _) = build(&s, &facts(), &NodeStatus::default(), "t1");
+        let (b, _) = build(&s, &facts(), &a, "t2");
+        let va = serde_json::to_value(&a).unwrap_or_default();
+        let vb = serde_json::to_value(&b).unwrap_or_default();
+        assert_eq!(diff(&va, &va), None);
+        let p = diff(&va, &vb).unwrap_or_default();
+        let keys: Vec<&String> = p
+            .as_object()
+            .map(|m| m.keys().collect())
+            .unwrap_or_default();
+        assert_eq!(keys, ["$setElementOrder/conditions", "conditions"]);
+        assert_eq!(
+            p["conditions"][3],
+            json!({"type": "Ready", "lastHeartbeatTime": "t2"})
+        );
+        assert_eq!(
+            p["$setElementOrder/conditions"][3],
+            json!({"type": "Ready"})
+        );
+
+        let mut f = facts();
+        f.addresses[0].address = "10.0.0.6".into();
+        f.machine.memory_bytes = 8 << 30;
+        let (c, _) = build(&s, &f, &b, "t3");
+        let vc = serde_json::to_value(&c).unwrap_or_default();
+        let p = diff(&vb, &vc).unwrap_or_default();
+        assert_eq!(p["capacity"], json!({"memory": "8Gi"}));
+        assert_eq!(
+            p["addresses"],
+            json!([{"type": "InternalIP", "address": "10.0.0.6"}])
+        );
+        assert!(p.get("nodeInfo").is_none());
+        // Removed fields and list elements are spelled out.
+        let p = diff(
+            &json!({"x": 1, "conditions": [{"type": "A"}, {"type": "B"}]}),
+            &json!({"conditions": [{"type": "B"}]}),
+        )
+        .unwrap_or_default();
+        assert_eq!(p["x"], Value::Null);
+        assert_eq!(p["conditions"], json!([{"type": "A", "$patch": "delete"}]));
+    }
+}
