@@ -13,6 +13,14 @@ pub enum Error {
     Signals(#[source] nix::Error),
     #[error(transparent)]
     Server(#[from] crate::server::ServerError),
+    #[error(transparent)]
+    Startup(#[from] crate::node::startup::StartupError),
+    #[error("container runtime client: {0}")]
+    Runtime(#[source] crate::cri::CriError),
+    #[error("starting the {0} thread: {1}")]
+    Thread(&'static str, #[source] std::io::Error),
+    #[error("imageServiceEndpoint: {0}")]
+    ImageEndpoint(String),
 }
 
 fn flag_list(errs: &[FlagError]) -> String {
@@ -30,7 +38,12 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Flags(_) | Error::Config(_) => 2,
-            Error::Signals(_) | Error::Server(_) => 1,
+            Error::ImageEndpoint(_) => 2,
+            Error::Signals(_)
+            | Error::Server(_)
+            | Error::Startup(_)
+            | Error::Runtime(_)
+            | Error::Thread(..) => 1,
         }
     }
 

@@ -56,6 +56,14 @@ fn run(args: impl Iterator<Item = String>) -> Result<(), Error> {
     // thread receives the signals (in sigwait).
     let signals = block_signals()?;
     announce(&settings);
+    tinylet::node::startup::check_swap(
+        settings.kubelet.fail_swap_on,
+        &tinylet::node::host::Roots::host(),
+    )?;
+    tinylet::node::startup::data_dirs(
+        &settings.flags.root_dir,
+        std::path::Path::new(&settings.kubelet.pod_logs_dir),
+    )?;
     let client_stats = std::sync::Arc::new(tinylet::certs::manager::Stats::default());
     let server_stats = std::sync::Arc::new(tinylet::certs::manager::Stats::default());
     start_certificates(&settings, client_stats.clone(), server_stats.clone());
@@ -63,10 +71,96 @@ fn run(args: impl Iterator<Item = String>) -> Result<(), Error> {
         &settings,
         vec![("client", client_stats), ("server", server_stats)],
     )?;
-    info!(
-        "running; node registration, pods and the 10250 server are not implemented yet; waiting for SIGTERM or SIGINT"
+    let stop = std::sync::Arc::new(tinylet::node::agent::Stop::default());
+    let node_threads = start_node(&settings, stop.clone())?;
+    info!("running; pods are not implemented yet; waiting for SIGTERM or SIGINT");
+    wait_for_termination(&signals)?;
+    // Heartbeats stop cleanly; containers are left running, as the kubelet leaves them.
+    stop.stop();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    for t in node_threads {
+        while !t.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// The container runtime client, the node loop (registration and status), the lease renewer
+/// and the event sender. Without a kubeconfig (standalone) only the runtime is opened.
+fn start_node(
+    s: &Settings,
+    stop: std::sync::Arc<tinylet::node::agent::Stop>,
+) -> Result<Vec<std::thread::JoinHandle<()>>, Error> {
+    use std::sync::Arc;
+    use tinylet::node::agent;
+    let k = &s.kubelet;
+    let image = match k.image_service_endpoint.as_str() {
+        "" => None,
+        e => Some(
+            tinylet::config::kubelet::RuntimeEndpoint::parse(e).map_err(Error::ImageEndpoint)?,
+        ),
+    };
+    let runtime = Arc::new(
+        tinylet::cri::Runtime::new(
+            &k.container_runtime_endpoint,
+            image.as_ref(),
+            tinylet::cri::Options::new(k.runtime_request_timeout.as_std()),
+        )
+        .map_err(Error::Runtime)?,
     );
-    wait_for_termination(&signals)
+    info!("container runtime endpoint {}", runtime.endpoint());
+    if s.flags.kubeconfig.is_none() {
+        notify_ready();
+        return Ok(vec![]);
+    }
+    let cfg = Arc::new(agent::Config::from_settings(s));
+    let client = Arc::new(tinylet::kube::Lazy::new(
+        s.flags.kubeconfig.clone(),
+        k.kube_api_qps,
+        k.kube_api_burst,
+    ));
+    let uid = Arc::new(std::sync::Mutex::new(String::new()));
+    let (recorder, sender) = agent::recorder(&cfg, client.clone(), stop.clone());
+    let mut threads = vec![spawn("events", move || sender.run())?];
+    {
+        let (cfg, client, uid, stop) = (cfg.clone(), client.clone(), uid.clone(), stop.clone());
+        threads.push(spawn("lease", move || {
+            agent::run_lease(&cfg, &client, &uid, &stop)
+        })?);
+    }
+    threads.push(spawn("node", move || {
+        agent::run(
+            &cfg,
+            &client,
+            Some(&runtime),
+            &recorder,
+            &stop,
+            &uid,
+            notify_ready,
+        )
+    })?);
+    Ok(threads)
+}
+
+fn spawn(
+    name: &'static str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, Error> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| Error::Thread(name, e))
+}
+
+/// systemd `Type=notify`: READY=1 once the node is registered (or at once when standalone).
+fn notify_ready() {
+    match tinylet::node::startup::sd_notify("READY=1") {
+        Ok(true) => vinfo!(2, "notified systemd: READY=1"),
+        Ok(false) => {}
+        Err(e) => warn!("sd_notify READY=1: {e}"),
+    }
 }
 
 /// `tinylet check-config`: strict load, effective YAML on stdout, warnings on stderr.

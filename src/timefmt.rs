@@ -35,6 +35,22 @@ impl Civil {
     pub fn now() -> Civil {
         Civil::from_system(SystemTime::now())
     }
+
+    /// `metav1.Time`: RFC 3339 in seconds (`2026-11-29T01:02:03Z`).
+    pub fn rfc3339(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+
+    /// `metav1.MicroTime`: RFC 3339 with microseconds (`2026-11-29T01:02:03.000456Z`).
+    pub fn rfc3339_micros(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second, self.micros
+        )
+    }
 }
 
 /// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
@@ -58,6 +74,13 @@ mod tests {
 
     fn at(secs: u64) -> Civil {
         Civil::from_system(UNIX_EPOCH + Duration::from_secs(secs))
+    }
+
+    #[test]
+    fn api_time_texts() {
+        let c = Civil::from_system(UNIX_EPOCH + Duration::from_micros(1_795_910_399_000_456));
+        assert_eq!(c.rfc3339(), "2026-11-28T23:59:59Z");
+        assert_eq!(c.rfc3339_micros(), "2026-11-28T23:59:59.000456Z");
     }
 
     #[test]

@@ -61,8 +61,10 @@ fn client_and_serving_certificates_rotate() {
     assert_ne!(client1, client0);
     let (code, log) = agent.stop();
     assert_eq!(code, Some(0));
+    // No runtime listens here: its sanity-check errors are expected, nothing else.
     assert!(
-        !log.iter().any(|l| l.starts_with('E')),
+        !log.iter()
+            .any(|l| l.starts_with('E') && !l.contains("Container runtime sanity check failed")),
         "no errors expected:\n{}",
         log.join("\n")
     );

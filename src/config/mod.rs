@@ -50,17 +50,28 @@ pub const IMPLEMENTED_FIELDS: &[&str] = &[
     "authentication",
     "authorization",
     "enableDebuggingHandlers",
+    "failSwapOn",
+    "containerRuntimeEndpoint",
+    "imageServiceEndpoint",
+    "runtimeRequestTimeout",
+    "registerNode",
+    "registerWithTaints",
+    "providerID",
+    "enableControllerAttachDetach",
+    "nodeStatusUpdateFrequency",
+    "nodeStatusReportFrequency",
+    "nodeStatusMaxImages",
+    "nodeLeaseDurationSeconds",
+    "maxPods",
+    "podsPerCore",
+    "systemReserved",
+    "kubeReserved",
+    "eventRecordQPS",
+    "eventBurst",
 ];
 
 /// Supported flags tinylet does not act on yet (parsed and validated only).
-pub const FLAGS_NOT_IMPLEMENTED: &[&str] = &[
-    "root-dir",
-    "node-ip",
-    "node-labels",
-    "register-with-taints",
-    "container-runtime-endpoint",
-    "volume-plugin-dir",
-];
+pub const FLAGS_NOT_IMPLEMENTED: &[&str] = &["volume-plugin-dir"];
 
 /// The loaded configuration.
 #[derive(Debug, Clone)]

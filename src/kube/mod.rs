@@ -115,6 +115,48 @@ impl Bucket {
     }
 }
 
+/// The agent's API client, built from its kubeconfig on first use (the file exists once the
+/// bootstrap is done) and rebuilt after [`Lazy::forget`], so a rotated client certificate or a
+/// rewritten kubeconfig is picked up.
+pub struct Lazy {
+    kubeconfig: Option<PathBuf>,
+    qps: i32,
+    burst: i32,
+    slot: Mutex<Option<Arc<Client>>>,
+}
+
+impl Lazy {
+    pub fn new(kubeconfig: Option<PathBuf>, qps: i32, burst: i32) -> Lazy {
+        Lazy {
+            kubeconfig,
+            qps,
+            burst,
+            slot: Mutex::new(None),
+        }
+    }
+
+    pub fn get(&self) -> Result<Arc<Client>, String> {
+        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let path = self
+            .kubeconfig
+            .as_ref()
+            .ok_or("no kubeconfig to reach the API server")?;
+        let api = crate::config::kubeconfig::Kubeconfig::load(path)
+            .and_then(|k| k.resolve(path))
+            .map_err(|e| e.to_string())?;
+        let c = Arc::new(Client::new(&api, self.qps, self.burst).map_err(|e| e.to_string())?);
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    pub fn forget(&self) {
+        *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
 pub struct Client {
     server: String,
     auth: Credentials,

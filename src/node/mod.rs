@@ -2,7 +2,9 @@
 //! interface's IP, read with an injected /proc root) and the modules that register it, report its
 //! status and keep its lease.
 
+pub mod agent;
 pub mod host;
+pub mod startup;
 pub mod status;
 
 use std::net::IpAddr;

@@ -83,7 +83,7 @@ pub fn binary_si(bytes: u64) -> String {
     }
     let mut v = bytes;
     let mut i = 0;
-    while v % 1024 == 0 && i < 6 {
+    while v.is_multiple_of(1024) && i < 6 {
         v /= 1024;
         i += 1;
     }
@@ -444,7 +444,7 @@ pub fn images(list: &[crate::cri::api::Image]) -> Vec<ContainerImage> {
         })
         .filter(|i| !i.names.is_empty())
         .collect();
-    v.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes));
+    v.sort_by_key(|i| std::cmp::Reverse(i.size_bytes));
     v
 }
 

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::config::kubeconfig::Kubeconfig;
 use crate::config::kubelet::{AuthorizationMode, KubeletConfiguration};
 use crate::kube::Client;
+use crate::kube::Lazy;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -84,8 +84,7 @@ pub struct Auth {
     ttl_authn: Duration,
     ttl_allowed: Duration,
     ttl_denied: Duration,
-    kubeconfig: Option<PathBuf>,
-    client: Mutex<Option<Arc<Client>>>,
+    client: Lazy,
     tokens: Mutex<HashMap<String, (User, Instant)>>,
     decisions: Mutex<HashMap<DecisionKey, (bool, Instant)>>,
     pub counters: Counters,
@@ -108,35 +107,20 @@ impl Auth {
             ttl_authn: c.authentication.webhook.cache_ttl.as_std(),
             ttl_allowed: c.authorization.webhook.cache_authorized_ttl.as_std(),
             ttl_denied: c.authorization.webhook.cache_unauthorized_ttl.as_std(),
-            kubeconfig,
-            client: Mutex::new(None),
+            client: Lazy::new(kubeconfig, 50, 100),
             tokens: Mutex::new(HashMap::new()),
             decisions: Mutex::new(HashMap::new()),
             counters: Counters::default(),
         }
     }
 
-    /// The API client, built from the agent's kubeconfig on first use (it exists once the
-    /// bootstrap is done) and rebuilt after a failure.
+    /// The API client (rebuilt after a failure).
     fn client(&self) -> Result<Arc<Client>, String> {
-        let mut slot = self.client.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
-        }
-        let path = self
-            .kubeconfig
-            .as_ref()
-            .ok_or("no kubeconfig to reach the API server")?;
-        let api = Kubeconfig::load(path)
-            .and_then(|k| k.resolve(path))
-            .map_err(|e| e.to_string())?;
-        let c = Arc::new(Client::new(&api, 50, 100).map_err(|e| e.to_string())?);
-        *slot = Some(c.clone());
-        Ok(c)
+        self.client.get()
     }
 
     fn forget_client(&self) {
-        *self.client.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.client.forget();
     }
 
     /// Who is asking: the verified certificate's subject, a reviewed token, or anonymous.

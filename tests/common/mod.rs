@@ -228,6 +228,19 @@ pub struct Agent {
     child: Child,
     lines: mpsc::Receiver<String>,
     log: Vec<String>,
+    _root: Option<tempfile::TempDir>,
+}
+
+/// `args` plus `--root-dir` in a fresh temporary directory unless the args name one, so test
+/// agents never write under /var/lib/kubelet.
+pub fn with_root_dir(args: &[String]) -> (Vec<String>, Option<tempfile::TempDir>) {
+    let mut a = args.to_vec();
+    if a.iter().any(|x| x.starts_with("--root-dir")) {
+        return (a, None);
+    }
+    let t = tempdir();
+    a.push(format!("--root-dir={}", t.path().join("root").display()));
+    (a, Some(t))
 }
 
 impl Drop for Agent {
@@ -240,8 +253,9 @@ impl Drop for Agent {
 
 impl Agent {
     pub fn start(args: &[String]) -> Agent {
+        let (args, root) = with_root_dir(args);
         let mut child = Command::new(bin())
-            .args(args)
+            .args(&args)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -257,6 +271,7 @@ impl Agent {
             child,
             lines,
             log: Vec::new(),
+            _root: root,
         }
     }
 
@@ -278,6 +293,14 @@ impl Agent {
                 ),
             }
         }
+    }
+
+    /// Everything logged so far (for failure messages).
+    pub fn log_so_far(&mut self) -> String {
+        while let Ok(l) = self.lines.try_recv() {
+            self.log.push(l);
+        }
+        self.log.join("\n")
     }
 
     /// SIGKILL, as a power cut or an OOM kill would.

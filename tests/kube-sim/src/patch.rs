@@ -43,7 +43,6 @@ fn merge_key(field: &str) -> Option<&'static str> {
         "taints" | "tolerations" => "key",
         "podIPs" | "hostIPs" => "ip",
         "ownerReferences" => "uid",
-        "images" => "names",
         "volumeDevices" => "devicePath",
         _ => return None,
     })
