@@ -53,16 +53,32 @@ fn without_a_runtime_the_node_registers_not_ready() {
         "nodeStatusUpdateFrequency: 1s\npodLogsDir: {}\n",
         tmp.path().join("logs").display()
     ));
-    let mut agent = Agent::start(&seed.agent_args(
-        "n2",
-        &[
-            format!("--config={}", cfg.display()),
-            format!(
-                "--container-runtime-endpoint=unix://{}",
-                tmp.path().join("no-such.sock").display()
-            ),
-        ],
-    ));
+    // systemd's notify socket: READY=1 arrives once the node is registered.
+    let notify = tmp.path().join("notify.sock");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&notify).expect("bind notify socket");
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut agent = Agent::start_with_env(
+        &seed.agent_args(
+            "n2",
+            &[
+                format!("--config={}", cfg.display()),
+                format!(
+                    "--container-runtime-endpoint=unix://{}",
+                    tmp.path().join("no-such.sock").display()
+                ),
+            ],
+        ),
+        &[("NOTIFY_SOCKET", &notify)],
+    );
+    let mut buf = [0u8; 64];
+    let n = systemd.recv(&mut buf).expect("READY=1 from the agent");
+    assert_eq!(&buf[..n], b"READY=1");
+    assert!(
+        node(&seed, "n2").is_some(),
+        "READY=1 came before the node was registered"
+    );
     agent.expect("Successfully registered node \"n2\"");
     let n = wait_node(&seed, "n2", 20, |n| ready(n)["status"] == "False");
     let r = ready(&n);

@@ -155,6 +155,7 @@ fn systemd_unit_verifies() {
             text(&out.stderr)
         );
         for want in [
+            "Type=notify",
             "Restart=always",
             "ExecStartPre=/sbin/swapoff -a",
             "WorkingDirectory=-/data/k8s/k8s/kubelet",

@@ -253,9 +253,14 @@ impl Drop for Agent {
 
 impl Agent {
     pub fn start(args: &[String]) -> Agent {
+        Agent::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[String], env: &[(&str, &Path)]) -> Agent {
         let (args, root) = with_root_dir(args);
         let mut child = Command::new(bin())
             .args(&args)
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
