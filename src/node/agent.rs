@@ -299,8 +299,7 @@ struct Gatherer<'a> {
     runtime: Option<&'a Runtime>,
     version: Option<String>,
     machine: Option<Machine>,
-    /// When each pressure (memory, disk, pid) was last observed, for the transition period.
-    seen: [Option<Instant>; 3],
+    held: status::Held,
 }
 
 impl Gatherer<'_> {
@@ -410,7 +409,6 @@ impl Gatherer<'_> {
         self.machine = Some(machine.clone());
         let rootfs = host::fs_stats(&self.cfg.root_dir)?;
         let (runtime_version, not_ready, images, imagefs) = self.runtime();
-        let now = Instant::now();
         let observed = match Observations::read(&self.cfg.roots, &self.cfg.root_dir) {
             Ok(o) => status::pressure(&self.cfg.spec, &o, imagefs.as_ref()),
             Err(e) => {
@@ -418,26 +416,16 @@ impl Gatherer<'_> {
                 Pressure::default()
             }
         };
-        let flags = [observed.memory, observed.disk, observed.pid];
-        let mut held = [false; 3];
-        for i in 0..3 {
-            if flags[i] {
-                self.seen[i] = Some(now);
-            }
-            held[i] = self.seen[i]
-                .is_some_and(|t| flags[i] || now.duration_since(t) < self.cfg.pressure_transition);
-        }
+        let pressure = self
+            .held
+            .update(Instant::now(), observed, self.cfg.pressure_transition);
         Ok(Facts {
             machine,
             rootfs,
             addresses: self.addresses(),
             runtime_version,
             not_ready,
-            pressure: Pressure {
-                memory: held[0],
-                disk: held[1],
-                pid: held[2],
-            },
+            pressure,
             images,
         })
     }
@@ -460,7 +448,7 @@ pub fn run(
         runtime,
         version: None,
         machine: None,
-        seen: [None; 3],
+        held: status::Held::default(),
     };
     let mut announced = false;
     'register: loop {

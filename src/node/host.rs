@@ -418,6 +418,48 @@ mod tests {
     }
 
     #[test]
+    fn fixture_readings_flip_the_memory_and_pid_pressure() {
+        use crate::node::status::{Spec, pressure};
+        let (d, r) = tree(&base(&[
+            ("sys/fs/cgroup/memory/memory.usage_in_bytes", "2000000000\n"),
+            (
+                "sys/fs/cgroup/memory/memory.stat",
+                "total_inactive_file 0\n",
+            ),
+        ]));
+        let spec = Spec {
+            name: "n".into(),
+            labels: Default::default(),
+            annotations: Default::default(),
+            taints: vec![],
+            provider_id: String::new(),
+            max_pods: 110,
+            pods_per_core: 0,
+            system_reserved: Default::default(),
+            kube_reserved: Default::default(),
+            eviction_hard: crate::config::kubelet::default_eviction_hard(),
+            eviction_soft: serde_json::from_str(r#"{"pid.available": "10%"}"#)
+                .unwrap_or_else(|e| panic!("{e}")),
+            port: 10250,
+            kubelet_version: "v1.32.0".into(),
+            max_images: 50,
+        };
+        // 2048000 KiB total, 2000000000 B working set: ~97 MiB left, under 100Mi.
+        let o = Observations::read(&r, d.path()).unwrap_or_else(|e| panic!("{e}"));
+        let p = pressure(&spec, &o, None);
+        assert!(p.memory && !p.pid, "{o:?}");
+        std::fs::write(
+            r.cgroup.join("memory/memory.usage_in_bytes"),
+            "1000000000\n",
+        )
+        .unwrap_or_default();
+        std::fs::write(r.proc_.join("loadavg"), "9.0 9.0 9.0 40/30000 1\n").unwrap_or_default();
+        let o = Observations::read(&r, d.path()).unwrap_or_else(|e| panic!("{e}"));
+        let p = pressure(&spec, &o, None);
+        assert!(!p.memory && p.pid, "{o:?}");
+    }
+
+    #[test]
     fn working_set_on_cgroup_v2_uses_meminfo_and_root_memory_stat() {
         let (d, r) = tree(&base(&[
             ("sys/fs/cgroup/cgroup.controllers", "cpu memory pids\n"),

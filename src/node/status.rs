@@ -250,6 +250,37 @@ pub fn pressure(spec: &Spec, o: &Observations, imagefs: Option<&FsStats>) -> Pre
     }
 }
 
+/// Keeps a pressure on for `period` after it was last observed
+/// (`evictionPressureTransitionPeriod`), so a condition does not flap around its threshold.
+#[derive(Debug, Clone, Default)]
+pub struct Held {
+    seen: [Option<std::time::Instant>; 3],
+}
+
+impl Held {
+    pub fn update(
+        &mut self,
+        now: std::time::Instant,
+        observed: Pressure,
+        period: std::time::Duration,
+    ) -> Pressure {
+        let flags = [observed.memory, observed.disk, observed.pid];
+        let mut out = [false; 3];
+        for i in 0..3 {
+            if flags[i] {
+                self.seen[i] = Some(now);
+            }
+            out[i] =
+                self.seen[i].is_some_and(|t| now.saturating_duration_since(t) < period) || flags[i];
+        }
+        Pressure {
+            memory: out[0],
+            disk: out[1],
+            pid: out[2],
+        }
+    }
+}
+
 /// The texts of one pressure condition: (type, [reason, message, event] when false, when true).
 type PressureTexts = (&'static str, [&'static str; 3], [&'static str; 3]);
 
@@ -685,6 +716,37 @@ mod tests {
         assert!(pressure(&with_image, &o(1 << 30, 50 << 30, 900, 950), None).pid);
         assert!(!pressure(&with_image, &o(1 << 30, 50 << 30, 900, 850), None).pid);
         let _ = Quantity::mebibytes(1);
+    }
+
+    #[test]
+    fn pressure_is_held_for_the_transition_period() {
+        let t0 = std::time::Instant::now();
+        let period = std::time::Duration::from_secs(300);
+        let mut h = Held::default();
+        let mem = Pressure {
+            memory: true,
+            ..Pressure::default()
+        };
+        assert_eq!(
+            h.update(t0, Pressure::default(), period),
+            Pressure::default()
+        );
+        assert_eq!(h.update(t0, mem, period), mem);
+        let later = |s| t0 + std::time::Duration::from_secs(s);
+        assert_eq!(
+            h.update(later(299), Pressure::default(), period),
+            mem,
+            "held"
+        );
+        assert_eq!(
+            h.update(later(300), Pressure::default(), period),
+            Pressure::default(),
+            "released after the period"
+        );
+        assert_eq!(
+            h.update(later(301), Pressure::default(), std::time::Duration::ZERO),
+            Pressure::default()
+        );
     }
 
     fn cond<'a>(s: &'a NodeStatus, t: &str) -> &'a NodeCondition {
