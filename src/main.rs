@@ -345,7 +345,6 @@ fn start_servers(
         .map_err(|source| Error::Server(server::ServerError::Listen { addr, source }))?;
     let state = std::sync::Arc::new(server::State {
         auth: server::auth::Auth::new(&s.node_name, k, s.flags.kubeconfig.clone()),
-        waiting: std::sync::Arc::default(),
         config_json: serde_json::to_value(k).unwrap_or_default(),
         debugging_handlers: k.enable_debugging_handlers,
         metrics: server::metrics::Metrics::new(certificates),

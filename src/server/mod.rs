@@ -1,13 +1,17 @@
 //! The kubelet API on port 10250: TLS (serving certificate hot-swapped, client certificates asked
-//! for but not required), a bounded pool of connection workers over the sans-IO HTTP core, and a
-//! router whose every route is reached only through authentication and authorization.
+//! for but not required), an async connection layer with a bounded pool of handler threads over
+//! the sans-IO HTTP core, and a router whose every route is reached only through authentication
+//! and authorization.
 
 pub mod auth;
+mod conn;
 pub mod http;
 pub mod metrics;
 
+pub use conn::{MAX_CONNS, WORKERS, serve};
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -16,7 +20,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::certs::serving::ServingCerts;
 use auth::{Auth, Decision, User};
-use http::{BodyKind, ChunkDecoder, Limits, Parsed, RequestHead};
+use http::{Limits, Parsed, RequestHead};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -165,8 +169,6 @@ fn find_route(path: &str) -> Option<&'static Route> {
 /// Everything the server needs.
 pub struct State {
     pub auth: Auth,
-    /// Accepted connections not yet picked up by a worker.
-    pub waiting: Arc<std::sync::atomic::AtomicUsize>,
     pub config_json: serde_json::Value,
     pub debugging_handlers: bool,
     pub metrics: metrics::Metrics,
@@ -384,208 +386,6 @@ fn cert_user(conn: &rustls::ServerConnection) -> Option<User> {
         .filter_map(|o| o.as_str().ok().map(String::from))
         .collect();
     Some(User { name, groups })
-}
-
-const IDLE: Duration = Duration::from_secs(90);
-const IDLE_SLICE: Duration = Duration::from_secs(1);
-const HEAD_DEADLINE: Duration = Duration::from_secs(10);
-const MAX_BODY: u64 = 1 << 20;
-const WORKERS: usize = 8;
-const QUEUE: usize = 64;
-
-/// Serves until the process ends: an accept thread and a fixed pool of workers; connections
-/// beyond the queue are closed at once, so abusive clients cannot grow the agent's memory.
-pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: Arc<State>) {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<TcpStream>(QUEUE);
-    let waiting = state.waiting.clone();
-    let rx = Arc::new(std::sync::Mutex::new(rx));
-    for i in 0..WORKERS {
-        let (rx, tls, state) = (rx.clone(), tls.clone(), state.clone());
-        let spawned = std::thread::Builder::new()
-            .name(format!("10250-worker-{i}"))
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                loop {
-                    let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    match next {
-                        Ok(stream) => {
-                            state
-                                .waiting
-                                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                            connection(stream, &tls, &state)
-                        }
-                        Err(_) => return,
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            crate::error!("starting a 10250 worker: {e}");
-        }
-    }
-    for stream in listener.incoming().flatten() {
-        waiting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if tx.try_send(stream).is_err() {
-            waiting.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-            state
-                .metrics
-                .rejected_connections
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-}
-
-/// One connection: handshake, then requests until close, idle timeout or an error.
-fn connection(tcp: TcpStream, tls: &Arc<rustls::ServerConfig>, state: &State) {
-    let _ = tcp.set_read_timeout(Some(HEAD_DEADLINE));
-    let _ = tcp.set_write_timeout(Some(IDLE));
-    let Ok(conn) = rustls::ServerConnection::new(tls.clone()) else {
-        return;
-    };
-    let mut s = rustls::StreamOwned::new(conn, tcp);
-    while s.conn.is_handshaking() {
-        if s.conn.complete_io(&mut s.sock).is_err() {
-            return;
-        }
-    }
-    let user = cert_user(&s.conn);
-    let limits = Limits::default();
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 8192];
-    loop {
-        let started = std::time::Instant::now();
-        let head = loop {
-            match http::parse_head(&buf, &limits) {
-                Ok(Parsed::Complete(h)) => break h,
-                Ok(Parsed::Incomplete) => {}
-                Err(e) => {
-                    let body = e.to_string();
-                    let _ = s.write_all(&http::response_head(
-                        e.status(),
-                        &[("Content-Type", "text/plain; charset=utf-8")],
-                        Some(body.len()),
-                        false,
-                    ));
-                    let _ = s.write_all(body.as_bytes());
-                    let _ = s.flush();
-                    return;
-                }
-            }
-            // Idle between requests may last 90 s, but in 1 s slices: an idle connection gives its
-            // worker up as soon as another connection waits for one. A started head must finish
-            // within 10 s.
-            let timeout = if buf.is_empty() {
-                IDLE_SLICE
-            } else {
-                HEAD_DEADLINE
-                    .saturating_sub(started.elapsed())
-                    .max(Duration::from_millis(1))
-            };
-            let _ = s.sock.set_read_timeout(Some(timeout));
-            match s.read(&mut chunk) {
-                Ok(0) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if buf.is_empty()
-                        && matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) =>
-                {
-                    if started.elapsed() >= IDLE
-                        || state.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0
-                    {
-                        return;
-                    }
-                }
-                Err(_) => return,
-            }
-        };
-        let _ = s.sock.set_read_timeout(Some(HEAD_DEADLINE));
-        buf.drain(..head.head_len);
-        let body = match read_body(&mut s, &mut buf, &head.body) {
-            Ok(b) => b,
-            Err(e) => {
-                let msg = e.to_string();
-                let _ = s.write_all(&http::response_head(
-                    e.status(),
-                    &[],
-                    Some(msg.len()),
-                    false,
-                ));
-                let _ = s.write_all(msg.as_bytes());
-                return;
-            }
-        };
-        let t0 = std::time::Instant::now();
-        let resp = dispatch(state, user.clone(), &head, &body);
-        state.metrics.observe(&head.path, resp.status, t0.elapsed());
-        let mut headers: Vec<(&str, &str)> = vec![("Content-Type", resp.content_type)];
-        for (k, v) in &resp.headers {
-            headers.push((k, v));
-        }
-        let body_bytes: &[u8] = if head.method == "HEAD" {
-            &[]
-        } else {
-            &resp.body
-        };
-        let out = http::response_head(
-            resp.status,
-            &headers,
-            Some(resp.body.len()),
-            head.keep_alive,
-        );
-        if s.write_all(&out)
-            .and_then(|_| s.write_all(body_bytes))
-            .and_then(|_| s.flush())
-            .is_err()
-            || !head.keep_alive
-        {
-            return;
-        }
-    }
-}
-
-fn read_body(
-    s: &mut impl Read,
-    buf: &mut Vec<u8>,
-    kind: &BodyKind,
-) -> Result<Vec<u8>, http::HttpError> {
-    let mut chunk = [0u8; 8192];
-    match kind {
-        BodyKind::None => Ok(Vec::new()),
-        BodyKind::Length(n) => {
-            if *n > MAX_BODY {
-                return Err(http::HttpError::BodyTooLarge);
-            }
-            let n = *n as usize;
-            while buf.len() < n {
-                match s.read(&mut chunk) {
-                    Ok(0) | Err(_) => {
-                        return Err(http::HttpError::BadRequest("the body ended early".into()));
-                    }
-                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
-                }
-            }
-            Ok(buf.drain(..n).collect())
-        }
-        BodyKind::Chunked => {
-            let mut d = ChunkDecoder::new(MAX_BODY);
-            let mut out = Vec::new();
-            loop {
-                let used = d.feed(buf, &mut out)?;
-                buf.drain(..used);
-                if d.is_done() {
-                    return Ok(out);
-                }
-                match s.read(&mut chunk) {
-                    Ok(0) | Err(_) => {
-                        return Err(http::HttpError::BadRequest("the body ended early".into()));
-                    }
-                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
-                }
-            }
-        }
-    }
 }
 
 /// `/healthz` on plain HTTP (healthzBindAddress:healthzPort), answering `ok`.
