@@ -90,6 +90,10 @@ pub struct Auth {
     pub counters: Counters,
 }
 
+/// The decision needs the API server (a TokenReview or SubjectAccessReview).
+#[derive(Debug)]
+struct NeedsIo;
+
 fn describe(u: &User, a: &Attributes) -> String {
     format!(
         "user={}, verb={}, resource=nodes, subresource={}",
@@ -124,13 +128,15 @@ impl Auth {
     }
 
     /// Who is asking: the verified certificate's subject, a reviewed token, or anonymous.
-    pub fn authenticate(
+    /// `Err(NeedsIo)` when that takes a TokenReview and `io` is false.
+    fn authenticate(
         &self,
         cert_user: Option<User>,
         authorization: Option<&str>,
-    ) -> Option<User> {
+        io: bool,
+    ) -> Result<Option<User>, NeedsIo> {
         if let Some(u) = cert_user {
-            return Some(u);
+            return Ok(Some(u));
         }
         if let Some(token) = authorization
             .and_then(|h| h.strip_prefix("Bearer "))
@@ -138,17 +144,17 @@ impl Auth {
             .filter(|t| !t.is_empty())
         {
             if !self.webhook_authn {
-                return None;
+                return Ok(None);
             }
-            return self.review_token(token);
+            return self.review_token(token, io);
         }
-        self.anonymous.then(|| User {
+        Ok(self.anonymous.then(|| User {
             name: "system:anonymous".into(),
             groups: vec!["system:unauthenticated".into()],
-        })
+        }))
     }
 
-    fn review_token(&self, token: &str) -> Option<User> {
+    fn review_token(&self, token: &str, io: bool) -> Result<Option<User>, NeedsIo> {
         if let Some((u, at)) = self
             .tokens
             .lock()
@@ -159,9 +165,14 @@ impl Auth {
             self.counters
                 .authn_cache_hits
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Some(u.clone());
+            return Ok(Some(u.clone()));
         }
-        let client = self.client().ok()?;
+        if !io {
+            return Err(NeedsIo);
+        }
+        let Ok(client) = self.client() else {
+            return Ok(None);
+        };
         let review = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}});
         let answer: Value =
             match client.create("/apis/authentication.k8s.io/v1/tokenreviews", &review) {
@@ -169,11 +180,11 @@ impl Auth {
                 Err(e) => {
                     crate::error!("TokenReview failed: {e}");
                     self.forget_client();
-                    return None;
+                    return Ok(None);
                 }
             };
         if answer["status"]["authenticated"].as_bool() != Some(true) {
-            return None;
+            return Ok(None);
         }
         let user = User {
             name: answer["status"]["user"]["username"]
@@ -193,10 +204,10 @@ impl Auth {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(token.to_string(), (user.clone(), Instant::now()));
-        Some(user)
+        Ok(Some(user))
     }
 
-    /// The whole decision for one request.
+    /// The whole decision for one request (may call the API server).
     pub fn decide(
         &self,
         cert_user: Option<User>,
@@ -204,15 +215,42 @@ impl Auth {
         method: &str,
         path: &str,
     ) -> Decision {
-        let Some(user) = self.authenticate(cert_user, authorization) else {
-            return Decision::Unauthenticated;
+        match self.decide_with(cert_user, authorization, method, path, true) {
+            Ok(d) => d,
+            Err(NeedsIo) => Decision::Unauthenticated,
+        }
+    }
+
+    /// The decision when it can be made without the API server (a certificate or a cached
+    /// token, AlwaysAllow or a cached review); `None` when a review is needed.
+    pub fn decide_cached(
+        &self,
+        cert_user: Option<User>,
+        authorization: Option<&str>,
+        method: &str,
+        path: &str,
+    ) -> Option<Decision> {
+        self.decide_with(cert_user, authorization, method, path, false)
+            .ok()
+    }
+
+    fn decide_with(
+        &self,
+        cert_user: Option<User>,
+        authorization: Option<&str>,
+        method: &str,
+        path: &str,
+        io: bool,
+    ) -> Result<Decision, NeedsIo> {
+        let Some(user) = self.authenticate(cert_user, authorization, io)? else {
+            return Ok(Decision::Unauthenticated);
         };
         let attrs = Attributes {
             verb: verb(method),
             subresource: subresource(path),
         };
         if self.mode == AuthorizationMode::AlwaysAllow {
-            return Decision::Allow(user);
+            return Ok(Decision::Allow(user));
         }
         let key = (
             user.name.clone(),
@@ -236,12 +274,15 @@ impl Auth {
                 self.counters
                     .authz_cache_hits
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return if allowed {
+                return Ok(if allowed {
                     Decision::Allow(user)
                 } else {
                     Decision::Forbidden(describe(&user, &attrs))
-                };
+                });
             }
+        }
+        if !io {
+            return Err(NeedsIo);
         }
         let sar = json!({
             "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
@@ -252,7 +293,7 @@ impl Auth {
             c.create("/apis/authorization.k8s.io/v1/subjectaccessreviews", &sar)
                 .map_err(|e| e.to_string())
         });
-        match answer {
+        Ok(match answer {
             Ok(v) => {
                 let allowed = v["status"]["allowed"].as_bool() == Some(true);
                 self.decisions
@@ -270,13 +311,67 @@ impl Auth {
                 self.forget_client();
                 Decision::Error(describe(&user, &attrs))
             }
-        }
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_decisions_never_need_the_api_server() {
+        let admin = || {
+            Some(User {
+                name: "admin".into(),
+                groups: vec!["system:masters".into()],
+            })
+        };
+        let mut c = KubeletConfiguration::default();
+        c.authorization.mode = AuthorizationMode::Webhook;
+        c.authentication.webhook.enabled = true;
+        // No kubeconfig: anything that needed the API server would fail, not hang.
+        let a = Auth::new("n1", &c, None);
+        assert!(matches!(
+            a.decide_cached(None, None, "GET", "/pods"),
+            Some(Decision::Unauthenticated)
+        ));
+        assert!(
+            a.decide_cached(admin(), None, "GET", "/pods").is_none(),
+            "Webhook authz without a cached review needs the API server"
+        );
+        assert!(
+            a.decide_cached(None, Some("Bearer abc"), "GET", "/pods")
+                .is_none(),
+            "a token without a cached review needs the API server"
+        );
+        a.decisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                (
+                    "admin".into(),
+                    vec!["system:masters".into()],
+                    "get",
+                    "proxy",
+                ),
+                (true, Instant::now()),
+            );
+        assert!(matches!(
+            a.decide_cached(admin(), None, "GET", "/pods"),
+            Some(Decision::Allow(_))
+        ));
+        assert!(
+            a.decide_cached(admin(), None, "POST", "/pods").is_none(),
+            "another verb is another review"
+        );
+        c.authorization.mode = AuthorizationMode::AlwaysAllow;
+        let a = Auth::new("n1", &c, None);
+        assert!(matches!(
+            a.decide_cached(admin(), None, "DELETE", "/pods"),
+            Some(Decision::Allow(_))
+        ));
+    }
 
     #[test]
     fn the_kubelets_mapping() {

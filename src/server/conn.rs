@@ -1,8 +1,9 @@
 //! The 10250 connection layer: one async-io thread drives every connection's TLS and HTTP reads
 //! and writes with deadlines (handshake and each request 10 s, idle keep-alive 90 s, cut to 1 s
-//! while more than half the connection slots are taken), and a fixed pool of worker threads runs
-//! the handlers, which may block on TokenReview/SubjectAccessReview. A slow or silent client
-//! costs one connection slot and its buffers, never a worker; slots are capped.
+//! while more than half the connection slots are taken). Requests that cannot block (cached
+//! authn/authz, a non-blocking route) are answered there; the rest go to a fixed pool of handler
+//! threads (TokenReview/SubjectAccessReview, later streams). A slow or silent client costs one
+//! connection slot and its buffers, never a handler; slots are capped.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -15,7 +16,7 @@ use smol::{Async, Executor, Timer, future};
 
 use super::auth::User;
 use super::http::{self, BodyKind, ChunkDecoder, HttpError, Limits, Parsed, RequestHead};
-use super::{Response, State, cert_user, dispatch};
+use super::{Response, State, cert_user, dispatch, dispatch_inline};
 
 /// Open connections at most; more are closed at accept (and counted).
 pub const MAX_CONNS: usize = 128;
@@ -94,7 +95,14 @@ pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: Arc<S
                 continue;
             }
             let slot = Slot(open.clone());
-            let task = connection(tcp, tls.clone(), jobs.clone(), open.clone(), slot);
+            let task = connection(
+                tcp,
+                tls.clone(),
+                state.clone(),
+                jobs.clone(),
+                open.clone(),
+                slot,
+            );
             ex.spawn(task).detach();
         }
     }));
@@ -271,6 +279,7 @@ fn encode(is_head: bool, keep_alive: bool, resp: &Response) -> Vec<u8> {
 async fn connection(
     tcp: Async<TcpStream>,
     tls: Arc<rustls::ServerConfig>,
+    state: Arc<State>,
     jobs: channel::Sender<Job>,
     open: Arc<AtomicUsize>,
     _slot: Slot,
@@ -309,18 +318,30 @@ async fn connection(
             Some(Ok(r)) => r,
         };
         let (keep_alive, is_head) = (head.keep_alive, head.method == "HEAD");
-        let (reply, answer) = channel::bounded(1);
-        let job = Job {
-            user: user.clone(),
-            head,
-            body,
-            reply,
-        };
-        if jobs.send(job).await.is_err() {
-            return;
-        }
-        let Ok(resp) = answer.recv().await else {
-            return;
+        // Answered here when nothing can block (the common case: a certificate or a cached
+        // token and review); otherwise a handler thread takes it.
+        let t0 = Instant::now();
+        let resp = match dispatch_inline(&state, user.clone(), &head, &body) {
+            Some(resp) => {
+                state.metrics.observe(&head.path, resp.status, t0.elapsed());
+                resp
+            }
+            None => {
+                let (reply, answer) = channel::bounded(1);
+                let job = Job {
+                    user: user.clone(),
+                    head,
+                    body,
+                    reply,
+                };
+                if jobs.send(job).await.is_err() {
+                    return;
+                }
+                let Ok(resp) = answer.recv().await else {
+                    return;
+                };
+                resp
+            }
         };
         let out = encode(is_head, keep_alive, &resp);
         if !matches!(within(IDLE, c.write_all(&out)).await, Some(Ok(()))) || !keep_alive {

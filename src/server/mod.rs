@@ -78,6 +78,9 @@ pub struct Route {
     pub path: &'static str,
     pub methods: &'static [&'static str],
     pub debug: bool,
+    /// The handler may block (streams, runtime calls): it always runs on a handler thread.
+    /// Others run on the I/O thread when authn/authz need no API call.
+    pub blocking: bool,
     handler: Handler,
 }
 
@@ -87,7 +90,15 @@ impl Route {
             path,
             methods,
             debug: false,
+            blocking: false,
             handler,
+        }
+    }
+
+    const fn on_worker(self) -> Route {
+        Route {
+            blocking: true,
+            ..self
         }
     }
 
@@ -101,6 +112,7 @@ impl Route {
             path,
             methods,
             debug: true,
+            blocking: false,
             handler,
         }
     }
@@ -147,13 +159,13 @@ pub static ROUTES: &[Route] = &[
     Route::new("/metrics/cadvisor", &["GET"], not_yet),
     Route::new("/metrics/resource", &["GET"], not_yet),
     Route::new("/metrics/probes", &["GET"], not_yet),
-    Route::new("/stats/", &["GET", "POST"], not_yet),
-    Route::debug("/containerLogs/", &["GET"], not_yet),
-    Route::debug("/exec/", &["GET", "POST"], not_yet),
-    Route::debug("/attach/", &["GET", "POST"], not_yet),
-    Route::debug("/portForward/", &["GET", "POST"], not_yet),
-    Route::debug("/run/", &["POST"], not_yet),
-    Route::debug("/logs/", &["GET"], not_yet),
+    Route::new("/stats/", &["GET", "POST"], not_yet).on_worker(),
+    Route::debug("/containerLogs/", &["GET"], not_yet).on_worker(),
+    Route::debug("/exec/", &["GET", "POST"], not_yet).on_worker(),
+    Route::debug("/attach/", &["GET", "POST"], not_yet).on_worker(),
+    Route::debug("/portForward/", &["GET", "POST"], not_yet).on_worker(),
+    Route::debug("/run/", &["POST"], not_yet).on_worker(),
+    Route::debug("/logs/", &["GET"], not_yet).on_worker(),
 ];
 
 fn find_route(path: &str) -> Option<&'static Route> {
@@ -174,19 +186,45 @@ pub struct State {
     pub metrics: metrics::Metrics,
 }
 
-/// Authentication, authorization, then the route: the only way into a handler.
+/// Authentication, authorization, then the route: the only way into a handler. May call the
+/// API server (TokenReview, SubjectAccessReview), so it runs on a handler thread.
 pub fn dispatch(
     state: &State,
     cert_user: Option<User>,
     head: &RequestHead,
     body: &[u8],
 ) -> Response {
-    let user = match state.auth.decide(
+    let decision = state.auth.decide(
         cert_user,
         head.header("authorization"),
         &head.method,
         &head.path,
-    ) {
+    );
+    respond(state, decision, head, body)
+}
+
+/// [`dispatch`] for a request that can be answered without blocking: a non-blocking route (or
+/// none) and an authn/authz decision that needs no API call. `None`: use [`dispatch`].
+pub fn dispatch_inline(
+    state: &State,
+    cert_user: Option<User>,
+    head: &RequestHead,
+    body: &[u8],
+) -> Option<Response> {
+    if find_route(&head.path).is_some_and(|r| r.blocking) {
+        return None;
+    }
+    let decision = state.auth.decide_cached(
+        cert_user,
+        head.header("authorization"),
+        &head.method,
+        &head.path,
+    )?;
+    Some(respond(state, decision, head, body))
+}
+
+fn respond(state: &State, decision: Decision, head: &RequestHead, body: &[u8]) -> Response {
+    let user = match decision {
         Decision::Allow(u) => u,
         Decision::Unauthenticated => return Response::text(401, "Unauthorized"),
         Decision::Forbidden(d) => return Response::text(403, format!("Forbidden ({d})")),
