@@ -11,5 +11,10 @@ pub mod node;
 pub mod server;
 pub mod timefmt;
 
-/// The Kubernetes version tinylet speaks (reported as the kubelet version).
-pub const KUBERNETES_VERSION: &str = "v1.32.0";
+/// The Kubernetes version tinylet speaks, reported as the node's kubeletVersion: v1.32.0 (the
+/// API it is built and tested against; the seed's cluster is older), or what
+/// `TINYLET_KUBERNETES_VERSION` says at build time, for a fleet that pins another.
+pub const KUBERNETES_VERSION: &str = match option_env!("TINYLET_KUBERNETES_VERSION") {
+    Some(v) => v,
+    None => "v1.32.0",
+};

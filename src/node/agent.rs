@@ -300,6 +300,8 @@ struct Gatherer<'a> {
     version: Option<String>,
     machine: Option<Machine>,
     held: status::Held,
+    /// The runtime's image filesystem as last seen.
+    imagefs: Option<FsStats>,
 }
 
 impl Gatherer<'_> {
@@ -409,6 +411,7 @@ impl Gatherer<'_> {
         self.machine = Some(machine.clone());
         let rootfs = host::fs_stats(&self.cfg.root_dir)?;
         let (runtime_version, not_ready, images, imagefs) = self.runtime();
+        self.imagefs = imagefs;
         let observed = match Observations::read(&self.cfg.roots, &self.cfg.root_dir) {
             Ok(o) => status::pressure(&self.cfg.spec, &o, imagefs.as_ref()),
             Err(e) => {
@@ -449,6 +452,7 @@ pub fn run(
         version: None,
         machine: None,
         held: status::Held::default(),
+        imagefs: None,
     };
     let mut announced = false;
     'register: loop {
@@ -547,6 +551,13 @@ fn initial_node(cfg: &Config, g: &mut Gatherer, events: &Recorder) -> Option<Nod
     let (st, evs) = status::build(&cfg.spec, &facts, &Default::default(), &now_text());
     for e in evs {
         events.record(e);
+    }
+    if g.imagefs.is_some_and(|f| f.capacity_bytes == 0) {
+        events.record(NodeEvent {
+            warning: true,
+            reason: "InvalidDiskCapacity".into(),
+            message: "invalid capacity 0 on image filesystem".into(),
+        });
     }
     Some(Node {
         api_version: "v1".into(),
