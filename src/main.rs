@@ -63,7 +63,6 @@ fn run(args: impl Iterator<Item = String>) -> Result<(), Error> {
     tinylet::node::startup::data_dirs(
         &settings.flags.root_dir,
         std::path::Path::new(&settings.kubelet.pod_logs_dir),
-        &settings.flags.cert_dir,
     )?;
     let client_stats = std::sync::Arc::new(tinylet::certs::manager::Stats::default());
     let server_stats = std::sync::Arc::new(tinylet::certs::manager::Stats::default());

@@ -37,6 +37,16 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CertE
 
 /// Writes `data` to `path` with `mode` via a temporary file and a rename: readers see the old
 /// file or the new one, never half of either.
+/// The cert dir (and parents) with mode 0755, as client-go's certificate store makes it: a CA
+/// kept there stays readable; the keys in it are 0600.
+fn make_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+}
+
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), CertError> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let mut f = std::fs::OpenOptions::new()
@@ -154,7 +164,7 @@ impl CertStore {
         key_pem: &str,
         now: SystemTime,
     ) -> Result<PathBuf, CertError> {
-        std::fs::create_dir_all(&self.dir).map_err(io("creating", &self.dir))?;
+        make_dir(&self.dir).map_err(io("creating", &self.dir))?;
         let c = Civil::from_system(now);
         let name = format!(
             "{}-{:04}-{:02}-{:02}-{:02}-{:02}-{:02}.pem",
@@ -192,7 +202,7 @@ pub fn load_or_create_key(path: &Path) -> Result<rcgen::KeyPair, CertError> {
                     }
                 })?;
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+                make_dir(dir).map_err(io("creating", dir))?;
             }
             write_atomic(path, key.serialize_pem().as_bytes(), 0o600)?;
             Ok(key)

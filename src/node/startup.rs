@@ -55,15 +55,10 @@ pub fn ensure_dir(path: &Path, mode: u32) -> Result<(), StartupError> {
     Ok(())
 }
 
-/// The kubelet's data directories: the root dir and its `pods` and `plugins` (0750), the pod
-/// log dir (0755, read by log shippers) and the cert dir (0755 as client-go's certificate store
-/// makes it, so a CA kept there stays readable; the keys in it are 0600).
-pub fn data_dirs(
-    root_dir: &Path,
-    pod_logs_dir: &Path,
-    cert_dir: &Path,
-) -> Result<(), StartupError> {
-    ensure_dir(cert_dir, 0o755)?;
+/// The kubelet's data directories: the root dir and its `pods` and `plugins` (0750), and the
+/// pod log dir (0755, read by log shippers). The cert dir is made by the certificate store when
+/// it first writes (a failure there is retried with the bootstrap, as the kubelet's).
+pub fn data_dirs(root_dir: &Path, pod_logs_dir: &Path) -> Result<(), StartupError> {
     ensure_dir(root_dir, 0o750)?;
     ensure_dir(&root_dir.join("pods"), 0o750)?;
     ensure_dir(&root_dir.join("plugins"), 0o750)?;
@@ -125,7 +120,7 @@ mod tests {
         let logs = dir.path().join("var/log/pods");
         std::fs::create_dir_all(&logs).unwrap_or_default();
         std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o777)).unwrap_or_default();
-        data_dirs(&root, &logs, &dir.path().join("cert")).unwrap_or_else(|e| panic!("{e}"));
+        data_dirs(&root, &logs).unwrap_or_else(|e| panic!("{e}"));
         let mode = |p: &Path| {
             std::fs::metadata(p)
                 .map(|m| m.permissions().mode() & 0o777)

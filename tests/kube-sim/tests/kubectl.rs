@@ -760,7 +760,9 @@ fn watch_streams_events_and_410_on_a_too_old_version() {
 #[test]
 fn expired_bootstrap_tokens_are_refused_and_cleaned_up() {
     let sim = Sim::start(&[]);
-    let token = sim.token(&["--ttl", "2s", "--groups", "system:bootstrappers:n1"]);
+    // Long enough for the first kubectl even on a loaded machine; the wait below runs to expiry.
+    let made = std::time::Instant::now();
+    let token = sim.token(&["--ttl", "6s", "--groups", "system:bootstrappers:n1"]);
     let boot = sim.bootstrap_kubeconfig(&token);
     sim.ok(&[
         "create",
@@ -770,7 +772,7 @@ fn expired_bootstrap_tokens_are_refused_and_cleaned_up() {
         "--group=system:bootstrappers",
     ]);
     assert!(kubectl(Some(&boot), &["get", "csr"], None).status.success());
-    std::thread::sleep(Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(6500).saturating_sub(made.elapsed()));
     let o = kubectl(Some(&boot), &["get", "csr"], None);
     assert!(
         text(&o.stderr).contains("error: You must be logged in to the server (Unauthorized)"),
