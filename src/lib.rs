@@ -8,6 +8,7 @@ pub mod error;
 pub mod kube;
 pub mod log;
 pub mod node;
+pub mod pods;
 pub mod server;
 pub mod timefmt;
 

@@ -73,7 +73,7 @@ fn run(args: impl Iterator<Item = String>) -> Result<(), Error> {
     )?;
     let stop = std::sync::Arc::new(tinylet::node::agent::Stop::default());
     let node_threads = start_node(&settings, stop.clone())?;
-    info!("running; pods are not implemented yet; waiting for SIGTERM or SIGINT");
+    info!("running; waiting for SIGTERM or SIGINT");
     wait_for_termination(&signals)?;
     // Heartbeats stop cleanly; containers are left running, as the kubelet leaves them.
     stop.stop();
@@ -128,6 +128,36 @@ fn start_node(
         let (cfg, client, uid, stop) = (cfg.clone(), client.clone(), uid.clone(), stop.clone());
         threads.push(spawn("lease", move || {
             agent::run_lease(&cfg, &client, &uid, &stop)
+        })?);
+    }
+    {
+        let (client, runtime, stop) = (client.clone(), runtime.clone(), stop.clone());
+        let host_ip =
+            tinylet::node::node_ips(&s.flags.node_ip, k.address, std::path::Path::new("/proc"))
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+        let pods_cfg = tinylet::pods::owner::Config {
+            node: s.node_name.clone(),
+            host_ip,
+            pod_logs_dir: k.pod_logs_dir.clone().into(),
+            cgroup_root: if k.cgroup_root.is_empty() {
+                "/".into()
+            } else {
+                k.cgroup_root.clone()
+            },
+            cluster_dns: k.cluster_dns.clone(),
+            cluster_domain: k.cluster_domain.clone(),
+            sync_every: std::time::Duration::from_secs(1),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let node = s.node_name.clone();
+        let (source_client, source_stop) = (client.clone(), stop.clone());
+        threads.push(spawn("pod-source", move || {
+            tinylet::pods::source::run(&source_client, &node, &tx, &source_stop)
+        })?);
+        threads.push(spawn("pods", move || {
+            tinylet::pods::owner::Owner::new(pods_cfg, client, runtime).run(&rx, &stop)
         })?);
     }
     threads.push(spawn("node", move || {

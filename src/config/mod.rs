@@ -68,6 +68,10 @@ pub const IMPLEMENTED_FIELDS: &[&str] = &[
     "kubeReserved",
     "eventRecordQPS",
     "eventBurst",
+    "podLogsDir",
+    "cgroupRoot",
+    "clusterDNS",
+    "clusterDomain",
 ];
 
 /// Supported flags tinylet does not act on yet (parsed and validated only).

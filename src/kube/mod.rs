@@ -1,6 +1,7 @@
 //! The synchronous Kubernetes API client (ureq + rustls): kubeconfig credentials, JSON, typed
 //! `Status` errors, client-side rate limiting, retries of idempotent calls, and watch.
 
+pub mod patch;
 pub mod types;
 pub mod watch;
 

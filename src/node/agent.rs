@@ -526,7 +526,7 @@ fn patch_status(
     })?;
     let old = serde_json::to_value(&node.status).unwrap_or_default();
     let new = serde_json::to_value(next).unwrap_or_default();
-    let Some(patch) = status::diff(&old, &new) else {
+    let Some(patch) = crate::kube::patch::diff(&old, &new) else {
         // Nothing differs at all (a report with no heartbeat change cannot happen: heartbeats
         // move every round), so there is nothing to send.
         return Ok(node.clone());

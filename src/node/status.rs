@@ -4,8 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value, json};
-
 use super::host::{FsStats, Machine, Observations};
 use crate::config::kubelet::{ReservedMap, Signal, Taint, ThresholdMap};
 use crate::config::quantity::ThresholdValue;
@@ -491,77 +489,13 @@ pub fn changed(a: &NodeStatus, b: &NodeStatus) -> bool {
     strip(a) != strip(b)
 }
 
-/// The merge key of a status list, as the API's `patchMergeKey`.
-fn merge_key(field: &str) -> Option<&'static str> {
-    match field {
-        "conditions" | "addresses" => Some("type"),
-        _ => None,
-    }
-}
-
-/// A two-way strategic merge patch turning `old` into `new` (objects field by field, `null` for
-/// a removed field; keyed lists element by element with `$setElementOrder`; other lists whole);
-/// `None` when nothing differs.
-pub fn diff(old: &Value, new: &Value) -> Option<Value> {
-    let (Value::Object(o), Value::Object(n)) = (old, new) else {
-        return (old != new).then(|| new.clone());
-    };
-    let mut patch = Map::new();
-    for (k, nv) in n {
-        let Some(ov) = o.get(k) else {
-            patch.insert(k.clone(), nv.clone());
-            continue;
-        };
-        if ov == nv {
-            continue;
-        }
-        match (merge_key(k), ov, nv) {
-            (Some(key), Value::Array(oa), Value::Array(na)) => {
-                let find = |v: &Value| oa.iter().find(|x| x.get(key) == v.get(key));
-                let mut items: Vec<Value> = na
-                    .iter()
-                    .filter_map(|e| match find(e) {
-                        None => Some(e.clone()),
-                        Some(old) => diff(old, e).map(|mut d| {
-                            if let (Value::Object(m), Some(kv)) = (&mut d, e.get(key)) {
-                                m.insert(key.into(), kv.clone());
-                            }
-                            d
-                        }),
-                    })
-                    .collect();
-                for e in oa {
-                    if !na.iter().any(|x| x.get(key) == e.get(key)) {
-                        items.push(json!({key: e.get(key), "$patch": "delete"}));
-                    }
-                }
-                let order: Vec<Value> = na.iter().map(|e| json!({key: e.get(key)})).collect();
-                patch.insert(format!("$setElementOrder/{k}"), Value::Array(order));
-                patch.insert(k.clone(), Value::Array(items));
-            }
-            (None, Value::Object(_), Value::Object(_)) => {
-                if let Some(d) = diff(ov, nv) {
-                    patch.insert(k.clone(), d);
-                }
-            }
-            _ => {
-                patch.insert(k.clone(), nv.clone());
-            }
-        }
-    }
-    for k in o.keys() {
-        if !n.contains_key(k) {
-            patch.insert(k.clone(), Value::Null);
-        }
-    }
-    (!patch.is_empty()).then_some(Value::Object(patch))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::kubelet::{ReservedResource, T};
     use crate::config::quantity::Quantity;
+    use crate::kube::patch::diff;
+    use serde_json::{Value, json};
 
     fn q(s: &str) -> crate::config::kubelet::Q {
         serde_json::from_value(json!(s)).unwrap_or_else(|e| panic!("{s}: {e}"))

@@ -1,0 +1,707 @@
+//! The one owner of pod state: a thread that takes the pod source's messages, and every sync
+//! period observes each pod in the runtime, runs the lifecycle step, executes its actions through
+//! CRI, and patches the pod's status when it changed. Other threads only send it messages.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use super::plan::{self, Action, Backoff, CState, ContainerObs, Observed, SandboxObs};
+use super::spec::{Pod, PullPolicy};
+use super::status::{self, Waiting};
+use crate::cri::Runtime;
+use crate::cri::api::*;
+use crate::kube::{Lazy, PatchKind};
+use crate::node::agent::Stop;
+use crate::timefmt::Civil;
+use crate::{error, info, vinfo, warn};
+
+/// What the pod source tells the owner.
+#[derive(Debug)]
+pub enum Msg {
+    /// The whole set bound to this node (after a list): anything else is gone.
+    Listed(Vec<Pod>),
+    Upsert(Box<Pod>),
+    Removed {
+        uid: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node: String,
+    pub host_ip: String,
+    pub pod_logs_dir: PathBuf,
+    /// `cgroupRoot` ("/" when empty): pods live under `<root>/kubepods`.
+    pub cgroup_root: String,
+    pub cluster_dns: Vec<IpAddr>,
+    pub cluster_domain: String,
+    pub sync_every: Duration,
+}
+
+struct Entry {
+    pod: Pod,
+    start_time: String,
+    /// Crash-loop back-off per container: (attempt it was computed for, back-off).
+    backoff: HashMap<String, (u32, Backoff)>,
+    /// Image pull back-off per container, with the error to show.
+    pull: HashMap<String, (Backoff, Waiting)>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+const UID_LABEL: &str = "io.kubernetes.pod.uid";
+
+pub struct Owner {
+    cfg: Config,
+    client: std::sync::Arc<Lazy>,
+    runtime: std::sync::Arc<Runtime>,
+    pods: BTreeMap<String, Entry>,
+}
+
+impl Owner {
+    pub fn new(
+        cfg: Config,
+        client: std::sync::Arc<Lazy>,
+        runtime: std::sync::Arc<Runtime>,
+    ) -> Owner {
+        Owner {
+            cfg,
+            client,
+            runtime,
+            pods: BTreeMap::new(),
+        }
+    }
+
+    /// Runs until stopped or the source goes away.
+    pub fn run(mut self, rx: &Receiver<Msg>, stop: &Stop) {
+        while !stop.is_stopped() {
+            match rx.recv_timeout(self.cfg.sync_every) {
+                Ok(m) => {
+                    self.take(m);
+                    while let Ok(m) = rx.try_recv() {
+                        self.take(m);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            let uids: Vec<String> = self.pods.keys().cloned().collect();
+            for uid in uids {
+                if stop.is_stopped() {
+                    return;
+                }
+                self.sync(&uid);
+            }
+        }
+    }
+
+    fn take(&mut self, m: Msg) {
+        match m {
+            Msg::Listed(pods) => {
+                let keep: Vec<String> = pods.iter().map(|p| p.metadata.uid.clone()).collect();
+                self.pods.retain(|uid, _| keep.contains(uid));
+                for p in pods {
+                    self.upsert(p);
+                }
+                self.remove_orphans();
+            }
+            Msg::Upsert(p) => self.upsert(*p),
+            Msg::Removed { uid } => {
+                // Deleted from the API without us (grace 0 by someone else): clean up now.
+                if self.pods.remove(&uid).is_some() {
+                    self.remove_orphans();
+                }
+            }
+        }
+    }
+
+    fn upsert(&mut self, pod: Pod) {
+        let uid = pod.metadata.uid.clone();
+        match self.pods.get_mut(&uid) {
+            Some(e) => e.pod = pod,
+            None => {
+                info!("SyncLoop ADD: pod {:?} (uid {uid})", pod.key());
+                let start_time = pod.status["startTime"]
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| Civil::now().rfc3339());
+                self.pods.insert(
+                    uid,
+                    Entry {
+                        pod,
+                        start_time,
+                        backoff: HashMap::new(),
+                        pull: HashMap::new(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Sandboxes of pods the API no longer has: their containers and they are removed.
+    fn remove_orphans(&self) {
+        let Ok(list) = self
+            .runtime
+            .list_pod_sandbox(&ListPodSandboxRequest::default())
+        else {
+            return;
+        };
+        for s in list.items {
+            let uid = s.labels.get(UID_LABEL).cloned().unwrap_or_default();
+            if uid.is_empty() || self.pods.contains_key(&uid) {
+                continue;
+            }
+            info!(
+                "removing sandbox {} of pod uid {uid}, which no longer exists",
+                s.id
+            );
+            let containers = self
+                .runtime
+                .list_containers(&ListContainersRequest {
+                    filter: Some(ContainerFilter {
+                        pod_sandbox_id: s.id.clone(),
+                        ..Default::default()
+                    }),
+                })
+                .map(|l| l.containers)
+                .unwrap_or_default();
+            for c in containers {
+                let _ = self.runtime.stop_container(&StopContainerRequest {
+                    container_id: c.id.clone(),
+                    timeout: 30,
+                });
+                let _ = self
+                    .runtime
+                    .remove_container(&RemoveContainerRequest { container_id: c.id });
+            }
+            let _ = self.runtime.stop_pod_sandbox(&StopPodSandboxRequest {
+                pod_sandbox_id: s.id.clone(),
+            });
+            let _ = self.runtime.remove_pod_sandbox(&RemovePodSandboxRequest {
+                pod_sandbox_id: s.id,
+            });
+        }
+    }
+
+    /// What the runtime holds for pod `uid`.
+    fn observe(&self, uid: &str) -> Result<Observed, String> {
+        let label: StringMap = [(UID_LABEL.to_string(), uid.to_string())].into();
+        let sandboxes = self
+            .runtime
+            .list_pod_sandbox(&ListPodSandboxRequest {
+                filter: Some(PodSandboxFilter {
+                    label_selector: label.clone(),
+                    ..Default::default()
+                }),
+            })
+            .map_err(|e| e.to_string())?
+            .items;
+        let mut obs = Observed::default();
+        let newest = sandboxes
+            .iter()
+            .max_by_key(|s| s.created_at)
+            .map(|s| s.id.clone());
+        for s in &sandboxes {
+            if Some(&s.id) != newest.as_ref() {
+                obs.stale_sandboxes.push(s.id.clone());
+                continue;
+            }
+            let ip = self
+                .runtime
+                .pod_sandbox_status(&PodSandboxStatusRequest {
+                    pod_sandbox_id: s.id.clone(),
+                    verbose: false,
+                })
+                .ok()
+                .and_then(|r| r.status)
+                .and_then(|st| st.network)
+                .map(|n| n.ip)
+                .unwrap_or_default();
+            obs.sandbox = Some(SandboxObs {
+                id: s.id.clone(),
+                ready: s.state == PodSandboxState::SandboxReady as i32,
+                ip,
+                attempt: s.metadata.as_ref().map_or(0, |m| m.attempt),
+            });
+        }
+        let containers = self
+            .runtime
+            .list_containers(&ListContainersRequest {
+                filter: Some(ContainerFilter {
+                    label_selector: label,
+                    ..Default::default()
+                }),
+            })
+            .map_err(|e| e.to_string())?
+            .containers;
+        let mut by_name: BTreeMap<String, Vec<ContainerObs>> = BTreeMap::new();
+        for c in containers {
+            // Containers of an old sandbox belong to the past: removed with it.
+            if obs
+                .sandbox
+                .as_ref()
+                .is_some_and(|s| s.id != c.pod_sandbox_id)
+            {
+                obs.old_containers.push(c.id);
+                continue;
+            }
+            let st = self
+                .runtime
+                .container_status(&ContainerStatusRequest {
+                    container_id: c.id.clone(),
+                    verbose: false,
+                })
+                .map_err(|e| e.to_string())?
+                .status
+                .unwrap_or_default();
+            let meta = st.metadata.clone().unwrap_or_default();
+            by_name
+                .entry(meta.name.clone())
+                .or_default()
+                .push(ContainerObs {
+                    id: c.id.clone(),
+                    name: meta.name.clone(),
+                    attempt: meta.attempt,
+                    state: match st.state {
+                        0 => CState::Created,
+                        1 => CState::Running,
+                        2 => CState::Exited,
+                        _ => CState::Unknown,
+                    },
+                    exit_code: st.exit_code,
+                    reason: st.reason,
+                    message: st.message,
+                    created_at: st.created_at,
+                    started_at: st.started_at,
+                    finished_at: st.finished_at,
+                    image_ref: st.image_ref,
+                });
+        }
+        let mut latest = Vec::new();
+        for (_, mut attempts) in by_name {
+            attempts.sort_by_key(|c| std::cmp::Reverse(c.attempt));
+            let mut it = attempts.into_iter();
+            if let Some(l) = it.next() {
+                latest.push(l);
+            }
+            if let Some(p) = it.next() {
+                obs.previous.push(p);
+            }
+            obs.old_containers.extend(it.map(|c| c.id));
+        }
+        obs.containers = latest;
+        Ok(obs)
+    }
+
+    fn log_dir(&self, pod: &Pod) -> PathBuf {
+        self.cfg.pod_logs_dir.join(format!(
+            "{}_{}_{}",
+            pod.metadata.namespace, pod.metadata.name, pod.metadata.uid
+        ))
+    }
+
+    fn sandbox_config(&self, pod: &Pod, attempt: u32) -> PodSandboxConfig {
+        let m = &pod.metadata;
+        let mut labels = m.labels.clone();
+        labels.insert("io.kubernetes.pod.name".into(), m.name.clone());
+        labels.insert("io.kubernetes.pod.namespace".into(), m.namespace.clone());
+        labels.insert(UID_LABEL.into(), m.uid.clone());
+        let qos = pod.qos_class();
+        let root = self.cfg.cgroup_root.trim_end_matches('/');
+        let cgroup_parent = match qos {
+            "Guaranteed" => format!("{root}/kubepods/pod{}", m.uid),
+            "Burstable" => format!("{root}/kubepods/burstable/pod{}", m.uid),
+            _ => format!("{root}/kubepods/besteffort/pod{}", m.uid),
+        };
+        let cluster_first =
+            pod.spec.dns_policy.as_deref().unwrap_or("ClusterFirst") == "ClusterFirst";
+        let dns = (!pod.spec.host_network && cluster_first && !self.cfg.cluster_dns.is_empty())
+            .then(|| {
+                let d = &self.cfg.cluster_domain;
+                DnsConfig {
+                    servers: self
+                        .cfg
+                        .cluster_dns
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                    searches: vec![
+                        format!("{}.svc.{d}", m.namespace),
+                        format!("svc.{d}"),
+                        d.clone(),
+                    ],
+                    options: vec!["ndots:5".into()],
+                }
+            });
+        let mode = |host: bool, otherwise: NamespaceMode| {
+            (if host { NamespaceMode::Node } else { otherwise }) as i32
+        };
+        PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: m.name.clone(),
+                uid: m.uid.clone(),
+                namespace: m.namespace.clone(),
+                attempt,
+            }),
+            hostname: if pod.spec.host_network {
+                String::new()
+            } else if pod.spec.hostname.is_empty() {
+                m.name.clone()
+            } else {
+                pod.spec.hostname.clone()
+            },
+            log_directory: self.log_dir(pod).display().to_string(),
+            dns_config: dns,
+            labels,
+            annotations: m.annotations.clone(),
+            linux: Some(LinuxPodSandboxConfig {
+                cgroup_parent,
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        network: mode(pod.spec.host_network, NamespaceMode::Pod),
+                        pid: mode(pod.spec.host_pid, NamespaceMode::Container),
+                        ipc: mode(pod.spec.host_ipc, NamespaceMode::Pod),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn sync(&mut self, uid: &str) {
+        let obs = match self.observe(uid) {
+            Ok(o) => o,
+            Err(e) => {
+                warn!("observing pod uid {uid} in the runtime: {e}");
+                return;
+            }
+        };
+        let Some(entry) = self.pods.get_mut(uid) else {
+            return;
+        };
+        // Crash-loop back-off: computed once per exited attempt that is to run again.
+        let now = now_secs();
+        for c in &obs.containers {
+            if c.state == CState::Exited
+                && plan::should_restart(entry.pod.spec.restart_policy, c.exit_code)
+            {
+                let prev = entry.backoff.get(&c.name).copied();
+                if prev.is_none_or(|(attempt, _)| attempt != c.attempt) {
+                    let finished = (c.finished_at.max(0) / 1_000_000_000) as u64;
+                    let ran =
+                        Duration::from_nanos((c.finished_at - c.started_at).max(0).unsigned_abs());
+                    let b = Backoff::next(prev.map(|(_, b)| b), finished.max(1), ran);
+                    entry.backoff.insert(c.name.clone(), (c.attempt, b));
+                }
+            }
+        }
+        let backoff = entry.backoff.clone();
+        let may_restart = |name: &str| backoff.get(name).is_none_or(|(_, b)| now >= b.until);
+        let pod = entry.pod.clone();
+        let actions = plan::step(&pod, &obs, &may_restart);
+        let mut acted = false;
+        for a in actions {
+            vinfo!(3, "pod {}: {a:?}", pod.key());
+            match self.execute(&pod, &obs, &a) {
+                Ok(true) => acted = true,
+                Ok(false) => {}
+                Err(e) => {
+                    error!("pod {}: {a:?}: {e}", pod.key());
+                    break;
+                }
+            }
+            if a == Action::DeletePod {
+                self.pods.remove(uid);
+                return;
+            }
+        }
+        let obs = if acted {
+            match self.observe(uid) {
+                Ok(o) => o,
+                Err(_) => obs,
+            }
+        } else {
+            obs
+        };
+        self.report(uid, &obs);
+    }
+
+    /// Carries out one action; Ok(false) when held back (image pull back-off).
+    fn execute(&mut self, pod: &Pod, obs: &Observed, a: &Action) -> Result<bool, String> {
+        let rt = self.runtime.clone();
+        let e = |x: crate::cri::CriError| x.to_string();
+        match a {
+            Action::RunSandbox { attempt } => {
+                let dir = self.log_dir(pod);
+                std::fs::create_dir_all(&dir)
+                    .map_err(|x| format!("creating {}: {x}", dir.display()))?;
+                let config = self.sandbox_config(pod, *attempt);
+                rt.run_pod_sandbox(&RunPodSandboxRequest {
+                    config: Some(config),
+                    runtime_handler: String::new(),
+                })
+                .map_err(e)?;
+            }
+            Action::StartContainer { name, attempt } => {
+                return self.start_container(pod, obs, name, *attempt);
+            }
+            Action::StartCreated { id } => {
+                rt.start_container(&StartContainerRequest {
+                    container_id: id.clone(),
+                })
+                .map_err(e)?;
+            }
+            Action::StopContainer { id, grace } => {
+                rt.stop_container(&StopContainerRequest {
+                    container_id: id.clone(),
+                    timeout: grace.as_secs() as i64,
+                })
+                .map_err(e)?;
+            }
+            Action::RemoveContainer { id } => {
+                rt.remove_container(&RemoveContainerRequest {
+                    container_id: id.clone(),
+                })
+                .map_err(e)?;
+            }
+            Action::StopSandbox { id } => {
+                rt.stop_pod_sandbox(&StopPodSandboxRequest {
+                    pod_sandbox_id: id.clone(),
+                })
+                .map_err(e)?;
+            }
+            Action::RemoveSandbox { id } => {
+                rt.remove_pod_sandbox(&RemovePodSandboxRequest {
+                    pod_sandbox_id: id.clone(),
+                })
+                .map_err(e)?;
+            }
+            Action::DeletePod => {
+                let m = &pod.metadata;
+                let path = format!("/api/v1/namespaces/{}/pods/{}", m.namespace, m.name);
+                let c = self.client.get()?;
+                match c.delete(
+                    &path,
+                    &json!({"gracePeriodSeconds": 0, "preconditions": {"uid": m.uid}}),
+                ) {
+                    Ok(_) => info!("pod {} deleted after its containers stopped", pod.key()),
+                    Err(x) if x.code() == Some(404) || x.code() == Some(409) => {}
+                    Err(x) => return Err(x.to_string()),
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn start_container(
+        &mut self,
+        pod: &Pod,
+        obs: &Observed,
+        name: &str,
+        attempt: u32,
+    ) -> Result<bool, String> {
+        let Some(spec) = pod.spec.containers.iter().find(|c| c.name == name) else {
+            return Ok(false);
+        };
+        let Some(sandbox) = obs.sandbox.as_ref() else {
+            return Ok(false);
+        };
+        let now = now_secs();
+        let entry_key = pod.metadata.uid.clone();
+        if let Some((b, _)) = self.pods.get(&entry_key).and_then(|e| e.pull.get(name))
+            && now < b.until
+        {
+            return Ok(false);
+        }
+        let rt = self.runtime.clone();
+        let image = ImageSpec {
+            image: spec.image.clone(),
+            ..Default::default()
+        };
+        let present = || {
+            rt.image_status(&ImageStatusRequest {
+                image: Some(image.clone()),
+                verbose: false,
+            })
+            .map(|r| r.image.is_some())
+        };
+        let pull_failure = |why: Waiting| -> Result<bool, String> { Err(why.message) };
+        let need_pull = match spec.pull_policy() {
+            PullPolicy::Always => true,
+            PullPolicy::IfNotPresent => !present().map_err(|x| x.to_string())?,
+            PullPolicy::Never => {
+                if !present().map_err(|x| x.to_string())? {
+                    let w = Waiting {
+                        reason: "ErrImageNeverPull".into(),
+                        message: format!(
+                            "Container image {:?} is not present with pull policy of Never",
+                            spec.image
+                        ),
+                    };
+                    self.hold_pull(&entry_key, name, w.clone());
+                    return pull_failure(w);
+                }
+                false
+            }
+        };
+        let config = self.sandbox_config(pod, sandbox.attempt);
+        if need_pull {
+            info!("Pulling image {:?} for pod {}", spec.image, pod.key());
+            if let Err(x) = rt.pull_image(&PullImageRequest {
+                image: Some(image.clone()),
+                auth: None,
+                sandbox_config: Some(config.clone()),
+            }) {
+                let w = Waiting {
+                    reason: "ErrImagePull".into(),
+                    message: x.to_string(),
+                };
+                self.hold_pull(&entry_key, name, w.clone());
+                return pull_failure(w);
+            }
+        }
+        if let Some(e) = self.pods.get_mut(&entry_key) {
+            e.pull.remove(name);
+        }
+        let (envs, unsupported) = Pod::env(spec);
+        if !unsupported.is_empty() {
+            warn!(
+                "pod {} container {name}: env valueFrom is not supported yet: {}",
+                pod.key(),
+                unsupported.join(", ")
+            );
+        }
+        let dir = self.log_dir(pod).join(name);
+        std::fs::create_dir_all(&dir).map_err(|x| format!("creating {}: {x}", dir.display()))?;
+        let m = &pod.metadata;
+        let labels: StringMap = [
+            ("io.kubernetes.container.name".to_string(), name.to_string()),
+            ("io.kubernetes.pod.name".to_string(), m.name.clone()),
+            (
+                "io.kubernetes.pod.namespace".to_string(),
+                m.namespace.clone(),
+            ),
+            (UID_LABEL.to_string(), m.uid.clone()),
+        ]
+        .into();
+        let created = rt
+            .create_container(&CreateContainerRequest {
+                pod_sandbox_id: sandbox.id.clone(),
+                config: Some(ContainerConfig {
+                    metadata: Some(ContainerMetadata {
+                        name: name.into(),
+                        attempt,
+                    }),
+                    image: Some(image),
+                    command: spec.command.clone(),
+                    args: spec.args.clone(),
+                    working_dir: spec.working_dir.clone(),
+                    envs: envs
+                        .into_iter()
+                        .map(|(key, value)| KeyValue { key, value })
+                        .collect(),
+                    labels,
+                    annotations: [(
+                        "io.kubernetes.container.restartCount".to_string(),
+                        attempt.to_string(),
+                    )]
+                    .into(),
+                    log_path: format!("{name}/{attempt}.log"),
+                    linux: Some(LinuxContainerConfig::default()),
+                    ..Default::default()
+                }),
+                sandbox_config: Some(config),
+            })
+            .map_err(|x| x.to_string())?;
+        rt.start_container(&StartContainerRequest {
+            container_id: created.container_id,
+        })
+        .map_err(|x| x.to_string())?;
+        info!("Started container {name} of pod {}", pod.key());
+        Ok(true)
+    }
+
+    fn hold_pull(&mut self, uid: &str, name: &str, w: Waiting) {
+        if let Some(e) = self.pods.get_mut(uid) {
+            let prev = e.pull.get(name).map(|(b, _)| *b);
+            let b = Backoff::next(prev, now_secs(), Duration::ZERO);
+            e.pull.insert(name.to_string(), (b, w));
+        }
+    }
+
+    /// Patches the pod's status when it differs from what the API has.
+    fn report(&mut self, uid: &str, obs: &Observed) {
+        let Some(entry) = self.pods.get(uid) else {
+            return;
+        };
+        let now = now_secs();
+        let waiting = |name: &str| -> Option<Waiting> {
+            if let Some((b, w)) = entry.pull.get(name) {
+                let reason = if now < b.until {
+                    "ImagePullBackOff"
+                } else {
+                    w.reason.as_str()
+                };
+                return Some(Waiting {
+                    reason: reason.into(),
+                    message: w.message.clone(),
+                });
+            }
+            let (_, b) = entry.backoff.get(name)?;
+            let c = obs.container(name)?;
+            (c.state == CState::Exited && now < b.until).then(|| Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: format!(
+                    "back-off {}s restarting failed container={name} pod={}_{}({uid})",
+                    b.delay.as_secs(),
+                    entry.pod.metadata.name,
+                    entry.pod.metadata.namespace
+                ),
+            })
+        };
+        let next = status::build(
+            &entry.pod,
+            obs,
+            &self.cfg.host_ip,
+            &entry.start_time,
+            &Civil::now().rfc3339(),
+            &waiting,
+        );
+        let Some(patch) = crate::kube::patch::diff(&entry.pod.status, &next) else {
+            return;
+        };
+        let m = &entry.pod.metadata;
+        let path = format!("/api/v1/namespaces/{}/pods/{}/status", m.namespace, m.name);
+        let result = self.client.get().and_then(|c| {
+            c.patch::<Value>(&path, PatchKind::Strategic, &json!({"status": patch}))
+                .map_err(|e| e.to_string())
+        });
+        match result {
+            Ok(v) => {
+                vinfo!(
+                    2,
+                    "Patch status for pod {:?}: phase {}",
+                    entry.pod.key(),
+                    next["phase"]
+                );
+                if let Some(e) = self.pods.get_mut(uid) {
+                    e.pod.status = v["status"].clone();
+                }
+            }
+            Err(e) => warn!("Failed to update status for pod {:?}: {e}", entry.pod.key()),
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The pod fields the agent acts on, as types: decoded from the API's JSON (unknown fields are
+//! the API's and ignored), checked once (names, images) so the rest of the code cannot meet a
+//! pod it cannot run.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::kube::types::ObjectMeta;
+
+/// A missing field and an explicit `null` both mean empty, as in Go's decoding.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Pod {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub spec: PodSpec,
+    /// What the API has now (kept to compute the next status and its patch).
+    #[serde(default)]
+    pub status: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    pub containers: Vec<Container>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub init_containers: Vec<Container>,
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    #[serde(default)]
+    pub host_network: bool,
+    #[serde(default)]
+    pub host_pid: bool,
+    #[serde(default)]
+    pub host_ipc: bool,
+    #[serde(default)]
+    pub termination_grace_period_seconds: Option<i64>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub node_name: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub hostname: String,
+    #[serde(default)]
+    pub dns_policy: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    pub name: String,
+    #[serde(default)]
+    pub image: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub command: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub args: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub working_dir: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub env: Vec<EnvVar>,
+    #[serde(default)]
+    pub image_pull_policy: Option<PullPolicy>,
+    #[serde(default)]
+    pub resources: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVar {
+    pub name: String,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub value_from: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl Container {
+    /// The policy in force: as written, else Always for `:latest` or no tag, else IfNotPresent
+    /// (the API server's defaulting).
+    pub fn pull_policy(&self) -> PullPolicy {
+        if let Some(p) = self.image_pull_policy {
+            return p;
+        }
+        let last = self.image.rsplit('/').next().unwrap_or("");
+        let tagged = last.contains(':') || self.image.contains('@');
+        if !tagged || self.image.ends_with(":latest") {
+            PullPolicy::Always
+        } else {
+            PullPolicy::IfNotPresent
+        }
+    }
+}
+
+impl Pod {
+    /// Decodes one pod from the API, naming it in the error.
+    pub fn from_value(v: Value) -> Result<Pod, String> {
+        let name = format!(
+            "{}/{}",
+            v["metadata"]["namespace"].as_str().unwrap_or(""),
+            v["metadata"]["name"].as_str().unwrap_or("")
+        );
+        let pod: Pod = serde_json::from_value(v).map_err(|e| format!("pod {name}: {e}"))?;
+        if pod.metadata.uid.is_empty() {
+            return Err(format!("pod {name}: no metadata.uid"));
+        }
+        if pod.spec.containers.is_empty() {
+            return Err(format!("pod {name}: spec.containers is empty"));
+        }
+        for c in pod.spec.containers.iter().chain(&pod.spec.init_containers) {
+            if c.image.is_empty() {
+                return Err(format!("pod {name}: container {:?} has no image", c.name));
+            }
+        }
+        Ok(pod)
+    }
+
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.metadata.namespace, self.metadata.name)
+    }
+
+    pub fn deleting(&self) -> bool {
+        self.metadata.deletion_timestamp.is_some()
+    }
+
+    /// The grace period for stopping: the deletion's, else the spec's, else 30 s.
+    pub fn grace_seconds(&self) -> i64 {
+        self.metadata
+            .deletion_grace_period_seconds
+            .or(self.spec.termination_grace_period_seconds)
+            .unwrap_or(30)
+            .max(0)
+    }
+
+    /// The QoS class, from requests and limits (the API's rule).
+    pub fn qos_class(&self) -> &'static str {
+        let mut any = false;
+        let mut guaranteed = true;
+        for c in &self.spec.containers {
+            let r = &c.resources;
+            let (req, lim) = (&r["requests"], &r["limits"]);
+            for res in ["cpu", "memory"] {
+                let (q, l) = (req.get(res), lim.get(res));
+                if q.is_some() || l.is_some() {
+                    any = true;
+                }
+                match (q, l) {
+                    (_, None) => guaranteed = false,
+                    (Some(q), Some(l)) if q != l => guaranteed = false,
+                    _ => {}
+                }
+            }
+        }
+        match (any, guaranteed) {
+            (false, _) => "BestEffort",
+            (true, true) => "Guaranteed",
+            (true, false) => "Burstable",
+        }
+    }
+
+    /// Environment values the agent can give today (`value`); `valueFrom` entries are named so
+    /// the caller can report them.
+    pub fn env(c: &Container) -> (BTreeMap<String, String>, Vec<String>) {
+        let mut out = BTreeMap::new();
+        let mut unsupported = Vec::new();
+        for e in &c.env {
+            match (&e.value, &e.value_from) {
+                (_, Some(_)) => unsupported.push(e.name.clone()),
+                (Some(v), None) => {
+                    out.insert(e.name.clone(), v.clone());
+                }
+                (None, None) => {
+                    out.insert(e.name.clone(), String::new());
+                }
+            }
+        }
+        (out, unsupported)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(spec: Value) -> Result<Pod, String> {
+        Pod::from_value(
+            json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u1"}, "spec": spec}),
+        )
+    }
+
+    #[test]
+    fn decoding_checks_what_running_needs() {
+        let p = pod(json!({"containers": [{"name": "c", "image": "busybox:1.36", "extra": 1}], "nodeName": "n1"}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.spec.restart_policy, RestartPolicy::Always);
+        assert_eq!(p.grace_seconds(), 30);
+        assert_eq!(p.key(), "ns/p");
+        let e = pod(json!({"containers": []})).map_or_else(|e| e, |_| String::new());
+        assert_eq!(e, "pod ns/p: spec.containers is empty");
+        let p = pod(
+            json!({"containers": [{"name": "c", "image": "x", "args": null, "env": null}], "initContainers": null}),
+        );
+        assert!(p.is_ok(), "null lists are empty lists: {p:?}");
+        let e = pod(json!({"containers": [{"name": "c"}]})).map_or_else(|e| e, |_| String::new());
+        assert_eq!(e, "pod ns/p: container \"c\" has no image");
+        let e =
+            pod(json!({"containers": [{"name": "c", "image": "x"}], "restartPolicy": "Sometimes"}))
+                .map_or_else(|e| e, |_| String::new());
+        assert!(
+            e.starts_with("pod ns/p: unknown variant `Sometimes`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn pull_policy_defaults_and_qos() {
+        let c = |image: &str| Container {
+            name: "c".into(),
+            image: image.into(),
+            command: vec![],
+            args: vec![],
+            working_dir: String::new(),
+            env: vec![],
+            image_pull_policy: None,
+            resources: Value::Null,
+        };
+        assert_eq!(c("busybox").pull_policy(), PullPolicy::Always);
+        assert_eq!(c("busybox:latest").pull_policy(), PullPolicy::Always);
+        assert_eq!(c("busybox:1.36").pull_policy(), PullPolicy::IfNotPresent);
+        assert_eq!(
+            c("localhost:5000/busybox").pull_policy(),
+            PullPolicy::Always
+        );
+        assert_eq!(
+            c("busybox@sha256:00").pull_policy(),
+            PullPolicy::IfNotPresent
+        );
+        let q = |res: Value| {
+            pod(json!({"containers": [{"name": "c", "image": "x", "resources": res}]}))
+                .map(|p| p.qos_class())
+                .unwrap_or("")
+        };
+        assert_eq!(q(json!({})), "BestEffort");
+        assert_eq!(q(json!({"requests": {"cpu": "1"}})), "Burstable");
+        assert_eq!(
+            q(
+                json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}})
+            ),
+            "Guaranteed"
+        );
+        assert_eq!(
+            q(json!({"limits": {"cpu": "1", "memory": "1Gi"}})),
+            "Guaranteed"
+        );
+    }
+}

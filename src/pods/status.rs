@@ -1,0 +1,323 @@
+//! A pod's status from what the runtime shows, without I/O: phase, conditions, IPs, and each
+//! container's state (waiting with its reason, running, terminated with exit code and times),
+//! restart count and readiness, as the kubelet reports them.
+
+use serde_json::{Value, json};
+
+use super::plan::{CState, ContainerObs, Observed, should_restart};
+use super::spec::{Pod, RestartPolicy};
+use crate::timefmt::Civil;
+
+fn time(nanos: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos.max(0).unsigned_abs());
+    Civil::from_system(t).rfc3339()
+}
+
+/// Why a container is not running yet, when the agent knows better than the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub reason: String,
+    pub message: String,
+}
+
+fn state_of(c: &ContainerObs) -> Value {
+    let id = format!("containerd://{}", c.id);
+    match c.state {
+        CState::Running => json!({"running": {"startedAt": time(c.started_at)}}),
+        CState::Exited => {
+            let reason = if c.reason.is_empty() {
+                if c.exit_code == 0 {
+                    "Completed"
+                } else {
+                    "Error"
+                }
+                .to_string()
+            } else {
+                c.reason.clone()
+            };
+            let mut t = json!({"exitCode": c.exit_code, "reason": reason, "containerID": id,
+                "startedAt": time(c.started_at), "finishedAt": time(c.finished_at)});
+            if !c.message.is_empty() {
+                t["message"] = json!(c.message);
+            }
+            json!({ "terminated": t })
+        }
+        CState::Created | CState::Unknown => json!({"waiting": {"reason": "ContainerCreating"}}),
+    }
+}
+
+/// The status for `pod` now. `waiting(name)` names a reason the agent holds a container with
+/// (CrashLoopBackOff, ErrImagePull...); `start_time` is when the agent first saw the pod.
+pub fn build(
+    pod: &Pod,
+    obs: &Observed,
+    host_ip: &str,
+    start_time: &str,
+    now: &str,
+    waiting: &dyn Fn(&str) -> Option<Waiting>,
+) -> Value {
+    let policy = pod.spec.restart_policy;
+    let sandbox_ready = obs.sandbox.as_ref().is_some_and(|s| s.ready);
+    let mut statuses = Vec::new();
+    let (mut running, mut exited_ok, mut exited_failed, mut waiting_n) = (0, 0, 0, 0);
+    for spec in &pod.spec.containers {
+        let o = obs.container(&spec.name);
+        let held = waiting(&spec.name);
+        let mut st = json!({
+            "name": spec.name, "image": spec.image, "imageID": "", "ready": false,
+            "restartCount": o.map_or(0, |o| o.attempt), "started": false,
+            "state": {"waiting": {"reason": "ContainerCreating"}},
+        });
+        if let Some(p) = obs
+            .previous(&spec.name)
+            .filter(|p| p.state == CState::Exited)
+        {
+            st["lastState"] = state_of(p);
+        }
+        if let Some(o) = o {
+            st["containerID"] = json!(format!("containerd://{}", o.id));
+            st["imageID"] = json!(o.image_ref);
+            st["state"] = state_of(o);
+            match o.state {
+                CState::Running => {
+                    running += 1;
+                    st["ready"] = json!(true);
+                    st["started"] = json!(true);
+                }
+                CState::Exited => {
+                    if o.exit_code == 0 {
+                        exited_ok += 1;
+                    } else {
+                        exited_failed += 1;
+                    }
+                    if should_restart(policy, o.exit_code) {
+                        // Waiting to run again: the last run becomes lastState.
+                        st["lastState"] = st["state"].take();
+                        st["state"] = json!({"waiting": {"reason": "ContainerCreating"}});
+                    }
+                }
+                CState::Created | CState::Unknown => waiting_n += 1,
+            }
+        } else {
+            waiting_n += 1;
+        }
+        if let Some(w) = held {
+            let mut wv = json!({"reason": w.reason});
+            if !w.message.is_empty() {
+                wv["message"] = json!(w.message);
+            }
+            if st["state"].get("terminated").is_some() {
+                st["lastState"] = st["state"].take();
+            }
+            st["state"] = json!({ "waiting": wv });
+            st["ready"] = json!(false);
+        }
+        statuses.push(st);
+    }
+    let n = pod.spec.containers.len();
+    let phase = if exited_ok + exited_failed == n
+        && statuses
+            .iter()
+            .all(|s| s["state"].get("terminated").is_some())
+    {
+        match policy {
+            _ if exited_failed == 0 => "Succeeded",
+            RestartPolicy::Never => "Failed",
+            _ => "Running",
+        }
+    } else if running > 0 || (exited_ok + exited_failed > 0 && waiting_n == 0) {
+        "Running"
+    } else {
+        "Pending"
+    };
+    let all_ready = statuses.iter().all(|s| s["ready"] == json!(true));
+    let cond = |t: &str, ok: bool, reason: Option<&str>| {
+        let mut c = json!({"type": t, "status": if ok { "True" } else { "False" }});
+        if let (false, Some(r)) = (ok, reason) {
+            c["reason"] = json!(r);
+        }
+        c
+    };
+    let mut status = json!({
+        "phase": phase,
+        "conditions": [
+            cond("PodReadyToStartContainers", sandbox_ready, None),
+            cond("Initialized", true, None),
+            cond("Ready", all_ready, Some(if phase == "Succeeded" || phase == "Failed" { "PodCompleted" } else { "ContainersNotReady" })),
+            cond("ContainersReady", all_ready, Some(if phase == "Succeeded" || phase == "Failed" { "PodCompleted" } else { "ContainersNotReady" })),
+            cond("PodScheduled", true, None),
+        ],
+        "hostIP": host_ip,
+        "hostIPs": [{"ip": host_ip}],
+        "startTime": start_time,
+        "qosClass": pod.qos_class(),
+        "containerStatuses": statuses,
+    });
+    // Transition times move only when a condition's status does.
+    let old = pod.status["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if let Some(list) = status["conditions"].as_array_mut() {
+        for c in list.iter_mut() {
+            let prev = old.iter().find(|o| o["type"] == c["type"]);
+            c["lastProbeTime"] = Value::Null;
+            c["lastTransitionTime"] = match prev {
+                Some(p) if p["status"] == c["status"] && p["lastTransitionTime"].is_string() => {
+                    p["lastTransitionTime"].clone()
+                }
+                _ => json!(now),
+            };
+        }
+    }
+    if let Some(s) = obs.sandbox.as_ref().filter(|s| !s.ip.is_empty()) {
+        status["podIP"] = json!(s.ip);
+        status["podIPs"] = json!([{"ip": s.ip}]);
+    } else if pod.spec.host_network && sandbox_ready {
+        status["podIP"] = json!(host_ip);
+        status["podIPs"] = json!([{"ip": host_ip}]);
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pods::plan::SandboxObs;
+
+    fn pod(policy: &str) -> Pod {
+        Pod::from_value(json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+            "spec": {"restartPolicy": policy, "containers": [{"name": "a", "image": "busybox:1.36"}]},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": "t0"}]}}))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn obs(state: Option<(CState, i32)>, attempt: u32) -> Observed {
+        Observed {
+            sandbox: Some(SandboxObs {
+                id: "s".into(),
+                ready: true,
+                ip: "10.88.0.5".into(),
+                attempt: 0,
+            }),
+            containers: state
+                .map(|(state, exit_code)| ContainerObs {
+                    id: "abc".into(),
+                    name: "a".into(),
+                    attempt,
+                    state,
+                    exit_code,
+                    reason: String::new(),
+                    message: String::new(),
+                    created_at: 1_795_910_399_000_000_000,
+                    started_at: 1_795_910_399_000_000_000,
+                    finished_at: 1_795_910_400_000_000_000,
+                    image_ref: "sha256:beef".into(),
+                })
+                .into_iter()
+                .collect(),
+            ..Observed::default()
+        }
+    }
+
+    fn none(_: &str) -> Option<Waiting> {
+        None
+    }
+
+    fn cond<'a>(s: &'a Value, t: &str) -> &'a Value {
+        s["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == t))
+            .unwrap_or_else(|| panic!("no {t}"))
+    }
+
+    #[test]
+    fn pending_running_succeeded_failed() {
+        let p = pod("Never");
+        let s = build(&p, &obs(None, 0), "192.0.2.1", "t1", "t2", &none);
+        assert_eq!(s["phase"], "Pending");
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["waiting"]["reason"],
+            "ContainerCreating"
+        );
+        assert_eq!(cond(&s, "PodReadyToStartContainers")["status"], "True");
+        assert_eq!(cond(&s, "PodScheduled")["lastTransitionTime"], "t0", "kept");
+        assert_eq!(s["podIP"], "10.88.0.5");
+        assert_eq!(s["qosClass"], "BestEffort");
+
+        let s = build(
+            &p,
+            &obs(Some((CState::Running, 0)), 0),
+            "192.0.2.1",
+            "t1",
+            "t2",
+            &none,
+        );
+        assert_eq!(s["phase"], "Running");
+        let c = &s["containerStatuses"][0];
+        assert_eq!(
+            (c["ready"].clone(), c["started"].clone()),
+            (json!(true), json!(true))
+        );
+        assert_eq!(c["containerID"], "containerd://abc");
+        assert_eq!(c["state"]["running"]["startedAt"], "2026-11-28T23:59:59Z");
+        assert_eq!(cond(&s, "Ready")["status"], "True");
+
+        let s = build(
+            &p,
+            &obs(Some((CState::Exited, 0)), 0),
+            "192.0.2.1",
+            "t1",
+            "t2",
+            &none,
+        );
+        assert_eq!(s["phase"], "Succeeded");
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["terminated"]["reason"],
+            "Completed"
+        );
+        assert_eq!(cond(&s, "Ready")["reason"], "PodCompleted");
+        let s = build(
+            &p,
+            &obs(Some((CState::Exited, 3)), 0),
+            "192.0.2.1",
+            "t1",
+            "t2",
+            &none,
+        );
+        assert_eq!(s["phase"], "Failed");
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+            3
+        );
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["terminated"]["reason"],
+            "Error"
+        );
+    }
+
+    #[test]
+    fn restarting_containers_wait_with_their_last_state() {
+        let p = pod("Always");
+        let backoff = |_: &str| {
+            Some(Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: "back-off 20s restarting failed container=a pod=p_ns(u1)".into(),
+            })
+        };
+        let s = build(
+            &p,
+            &obs(Some((CState::Exited, 1)), 2),
+            "h",
+            "t1",
+            "t2",
+            &backoff,
+        );
+        assert_eq!(s["phase"], "Running");
+        let c = &s["containerStatuses"][0];
+        assert_eq!(c["restartCount"], 2);
+        assert_eq!(c["state"]["waiting"]["reason"], "CrashLoopBackOff");
+        assert_eq!(c["lastState"]["terminated"]["exitCode"], 1);
+        assert_eq!(cond(&s, "Ready")["reason"], "ContainersNotReady");
+    }
+}

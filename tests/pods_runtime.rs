@@ -1,0 +1,211 @@
+//! Pods end to end, against kube-sim and a real containerd, driven with kubectl: a pod runs with
+//! its command, args and env, its status flows back (phase, IPs, container state, readiness),
+//! its log lands in the pod log dir; a crashing container restarts under CrashLoopBackOff; a
+//! `restartPolicy: Never` pod completes; deletion stops the containers within the grace period,
+//! removes the sandbox and deletes the object.
+#![allow(clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::runtime::RuntimeEnv;
+use common::*;
+use serde_json::Value;
+
+fn try_get(seed: &Seed, args: &[&str]) -> Option<Value> {
+    let out = std::process::Command::new("kubectl")
+        .arg(format!(
+            "--kubeconfig={}",
+            seed.sim_dir.join("admin.kubeconfig").display()
+        ))
+        .arg("get")
+        .args(args)
+        .args(["-o", "json"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())?
+}
+
+fn wait<T>(agent: &mut Agent, what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; agent log:\n{}",
+            agent.log_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+const PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: app
+    image: docker.io/library/busybox:1.36
+    command: ["sh", "-c"]
+    args: ['echo "hello $GREETING from $(hostname)"; sleep 3600']
+    env:
+    - name: GREETING
+      value: world
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: crash
+spec:
+  containers:
+  - name: app
+    image: docker.io/library/busybox:1.36
+    command: ["sh", "-c", "echo bye; exit 3"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: once
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: docker.io/library/busybox:1.36
+    command: ["true"]
+"#;
+
+#[test]
+fn pods_run_report_restart_complete_and_terminate() {
+    let Some(env) = RuntimeEnv::start(false) else {
+        return;
+    };
+    let tmp = tempdir();
+    let seed = Seed::start(tmp.path(), &[]);
+    seed.bind_bootstrappers();
+    seed.apply_csr_crb();
+    let logs = tmp.path().join("pod-logs");
+    let cfg = seed.config(&format!(
+        "nodeStatusUpdateFrequency: 1s\npodLogsDir: {}\ncgroupRoot: {}\n",
+        logs.display(),
+        env.cgroup_parent()
+    ));
+    let mut agent = Agent::start(&seed.agent_args(
+        "n1",
+        &[
+            format!("--config={}", cfg.display()),
+            "--node-ip=192.0.2.10".into(),
+            format!(
+                "--container-runtime-endpoint=unix://{}",
+                env.endpoint().path()
+            ),
+            format!("--root-dir={}", tmp.path().join("root").display()),
+            "--v=2".into(),
+        ],
+    ));
+    agent.expect("Successfully registered node \"n1\"");
+    wait(&mut agent, "the node to be Ready", 30, || {
+        try_get(&seed, &["node", "n1"]).filter(|n| {
+            n["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+    });
+    let manifest = tmp.path().join("pods.yaml");
+    write(&manifest, PODS);
+    seed.kubectl(&["apply", "-f", &manifest.display().to_string()]);
+
+    // The long-running pod: Running, ready, with a pod IP from the CNI bridge.
+    let web = wait(&mut agent, "web to run", 60, || {
+        try_get(&seed, &["pod", "web"]).filter(|p| {
+            p["status"]["phase"] == "Running"
+                && p["status"]["containerStatuses"][0]["ready"] == true
+        })
+    });
+    let st = &web["status"];
+    assert_eq!(st["hostIP"], "192.0.2.10");
+    let ip = st["podIP"].as_str().unwrap_or("");
+    let subnet = env.var("SUBNET");
+    let prefix = subnet.rsplit_once('.').map_or(subnet, |(p, _)| p);
+    assert!(ip.starts_with(prefix), "pod IP {ip} not in {subnet}");
+    assert_eq!(st["qosClass"], "BestEffort");
+    let c = &st["containerStatuses"][0];
+    assert_eq!(c["name"], "app");
+    assert_eq!(c["restartCount"], 0);
+    assert!(
+        c["containerID"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("containerd://")),
+        "{c}"
+    );
+    assert!(c["imageID"].as_str().is_some_and(|s| !s.is_empty()), "{c}");
+    assert!(c["state"]["running"]["startedAt"].is_string(), "{c}");
+    let ready = st["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ready["status"], "True");
+    // Its log, in the kubelet's place and format.
+    let uid = web["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    let log = logs.join(format!("default_web_{uid}/app/0.log"));
+    let line = wait(&mut agent, "the container's log line", 10, || {
+        std::fs::read_to_string(&log).ok().filter(|l| !l.is_empty())
+    });
+    assert!(
+        line.contains(" stdout F hello world from web\n"),
+        "{line:?}"
+    );
+
+    // The crashing pod restarts after the 10 s back-off and shows CrashLoopBackOff meanwhile.
+    let crash = wait(&mut agent, "crash to restart", 60, || {
+        try_get(&seed, &["pod", "crash"])
+            .filter(|p| p["status"]["containerStatuses"][0]["restartCount"].as_u64() >= Some(1))
+    });
+    let c = &crash["status"]["containerStatuses"][0];
+    assert_eq!(c["lastState"]["terminated"]["exitCode"], 3, "{c}");
+    assert_eq!(crash["status"]["phase"], "Running");
+    wait(&mut agent, "CrashLoopBackOff", 30, || {
+        try_get(&seed, &["pod", "crash"]).filter(|p| {
+            p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+        })
+    });
+
+    // restartPolicy Never, exit 0: Succeeded, not restarted.
+    let once = wait(&mut agent, "once to succeed", 60, || {
+        try_get(&seed, &["pod", "once"]).filter(|p| p["status"]["phase"] == "Succeeded")
+    });
+    let c = &once["status"]["containerStatuses"][0];
+    assert_eq!(c["state"]["terminated"]["reason"], "Completed");
+    assert_eq!(c["restartCount"], 0);
+
+    // Deletion: the agent stops the container within the 2 s grace period, removes the
+    // sandbox and deletes the object.
+    seed.kubectl(&["delete", "pod", "web", "--wait=false"]);
+    wait(&mut agent, "web to be gone from the API", 30, || {
+        try_get(&seed, &["pod", "web"]).is_none().then_some(())
+    });
+    let rt = env.client();
+    let left = rt
+        .list_pod_sandbox(&tinylet::cri::api::ListPodSandboxRequest {
+            filter: Some(tinylet::cri::api::PodSandboxFilter {
+                label_selector: [("io.kubernetes.pod.uid".to_string(), uid.clone())].into(),
+                ..Default::default()
+            }),
+        })
+        .expect("ListPodSandbox")
+        .items;
+    assert!(left.is_empty(), "sandbox of the deleted pod left: {left:?}");
+    let (code, _) = agent.stop();
+    assert_eq!(code, Some(0));
+}
