@@ -7,6 +7,7 @@ pub mod cri;
 pub mod error;
 pub mod kube;
 pub mod log;
+pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod server;

@@ -67,12 +67,14 @@ fn run(args: impl Iterator<Item = String>) -> Result<(), Error> {
     let client_stats = std::sync::Arc::new(tinylet::certs::manager::Stats::default());
     let server_stats = std::sync::Arc::new(tinylet::certs::manager::Stats::default());
     start_certificates(&settings, client_stats.clone(), server_stats.clone());
+    let pods = tinylet::pods::Snapshot::default();
     start_servers(
         &settings,
         vec![("client", client_stats), ("server", server_stats)],
+        pods.clone(),
     )?;
     let stop = std::sync::Arc::new(tinylet::node::agent::Stop::default());
-    let node_threads = start_node(&settings, stop.clone())?;
+    let node_threads = start_node(&settings, stop.clone(), pods)?;
     info!("running; waiting for SIGTERM or SIGINT");
     wait_for_termination(&signals)?;
     // Heartbeats stop cleanly; containers are left running, as the kubelet leaves them.
@@ -92,6 +94,7 @@ fn run(args: impl Iterator<Item = String>) -> Result<(), Error> {
 fn start_node(
     s: &Settings,
     stop: std::sync::Arc<tinylet::node::agent::Stop>,
+    pods: tinylet::pods::Snapshot,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, Error> {
     use std::sync::Arc;
     use tinylet::node::agent;
@@ -132,6 +135,7 @@ fn start_node(
     }
     {
         let (client, runtime, stop) = (client.clone(), runtime.clone(), stop.clone());
+        let snapshot = pods.clone();
         let host_ip =
             tinylet::node::node_ips(&s.flags.node_ip, k.address, std::path::Path::new("/proc"))
                 .first()
@@ -157,7 +161,7 @@ fn start_node(
             tinylet::pods::source::run(&source_client, &node, &tx, &source_stop)
         })?);
         threads.push(spawn("pods", move || {
-            tinylet::pods::owner::Owner::new(pods_cfg, client, runtime).run(&rx, &stop)
+            tinylet::pods::owner::Owner::new(pods_cfg, client, runtime, snapshot).run(&rx, &stop)
         })?);
     }
     threads.push(spawn("node", move || {
@@ -320,6 +324,7 @@ fn start_certificates(
 fn start_servers(
     s: &Settings,
     certificates: Vec<(&'static str, std::sync::Arc<tinylet::certs::manager::Stats>)>,
+    pods: tinylet::pods::Snapshot,
 ) -> Result<(), Error> {
     use tinylet::server;
     let k = &s.kubelet;
@@ -378,6 +383,8 @@ fn start_servers(
         config_json: serde_json::to_value(k).unwrap_or_default(),
         debugging_handlers: k.enable_debugging_handlers,
         metrics: server::metrics::Metrics::new(certificates),
+        pods,
+        pod_logs_dir: k.pod_logs_dir.clone().into(),
     });
     std::thread::spawn(move || server::serve(l, tls, state));
     info!("kubelet API on https://{addr}");

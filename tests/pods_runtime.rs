@@ -90,20 +90,41 @@ fn pods_run_report_restart_complete_and_terminate() {
         return;
     };
     let tmp = tempdir();
-    let seed = Seed::start(tmp.path(), &[]);
+    let seed = Seed::start(tmp.path(), &["--approve-serving-csrs"]);
     seed.bind_bootstrappers();
     seed.apply_csr_crb();
+    // The seed's step 4: the API server's identity may use the kubelet API (kubectl logs).
+    seed.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "kube-apiserver:kubelet-apis",
+        "--clusterrole=system:kubelet-api-admin",
+        "--user=kubernetes-master",
+    ]);
     let logs = tmp.path().join("pod-logs");
-    let cfg = seed.config(&format!(
-        "nodeStatusUpdateFrequency: 1s\npodLogsDir: {}\ncgroupRoot: {}\n",
-        logs.display(),
-        env.cgroup_parent()
-    ));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let cfg = tmp.path().join("kubelet-config.yaml");
+    write(
+        &cfg,
+        &format!(
+            "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\n\
+             address: 127.0.0.1\nport: {port}\nhealthzPort: 0\nserverTLSBootstrap: true\n\
+             authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n  x509:\n    clientCAFile: {}\n\
+             authorization:\n  mode: Webhook\n\
+             nodeStatusUpdateFrequency: 1s\npodLogsDir: {}\ncgroupRoot: {}\n",
+            seed.sim_dir.join("ca.pem").display(),
+            logs.display(),
+            env.cgroup_parent()
+        ),
+    );
     let mut agent = Agent::start(&seed.agent_args(
         "n1",
         &[
             format!("--config={}", cfg.display()),
-            "--node-ip=192.0.2.10".into(),
+            "--node-ip=127.0.0.1".into(),
             format!(
                 "--container-runtime-endpoint=unix://{}",
                 env.endpoint().path()
@@ -133,7 +154,7 @@ fn pods_run_report_restart_complete_and_terminate() {
         })
     });
     let st = &web["status"];
-    assert_eq!(st["hostIP"], "192.0.2.10");
+    assert_eq!(st["hostIP"], "127.0.0.1");
     let ip = st["podIP"].as_str().unwrap_or("");
     let subnet = env.var("SUBNET");
     let prefix = subnet.rsplit_once('.').map_or(subnet, |(p, _)| p);
@@ -166,6 +187,24 @@ fn pods_run_report_restart_complete_and_terminate() {
         line.contains(" stdout F hello world from web\n"),
         "{line:?}"
     );
+    // kubectl logs, through the API server's proxy to the 10250 API; the API's /pods lists it.
+    let serving = seed.cert_dir().join("kubelet-server-current.pem");
+    wait(&mut agent, "the serving certificate", 20, || {
+        serving.exists().then_some(())
+    });
+    assert_eq!(seed.kubectl(&["logs", "web"]), "hello world from web\n");
+    let listed: Value =
+        serde_json::from_str(&seed.kubectl(&["get", "--raw", "/api/v1/nodes/n1/proxy/pods"]))
+            .expect("PodList");
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .map(|i| {
+            i.iter()
+                .filter_map(|p| p["metadata"]["name"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(names.contains(&"web"), "{names:?}");
 
     // The crashing pod restarts after the 10 s back-off and shows CrashLoopBackOff meanwhile.
     let crash = wait(&mut agent, "crash to restart", 60, || {
@@ -174,6 +213,7 @@ fn pods_run_report_restart_complete_and_terminate() {
     });
     let c = &crash["status"]["containerStatuses"][0];
     assert_eq!(c["lastState"]["terminated"]["exitCode"], 3, "{c}");
+    assert_eq!(seed.kubectl(&["logs", "crash", "--previous"]), "bye\n");
     assert_eq!(crash["status"]["phase"], "Running");
     wait(&mut agent, "CrashLoopBackOff", 30, || {
         try_get(&seed, &["pod", "crash"]).filter(|p| {

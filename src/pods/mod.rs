@@ -7,3 +7,7 @@ pub mod plan;
 pub mod source;
 pub mod spec;
 pub mod status;
+
+/// The pods the agent runs, as API objects with their latest status, for the 10250 API's
+/// `/pods`, `/runningpods/` and `/containerLogs` (written by the owner, read by the server).
+pub type Snapshot = std::sync::Arc<std::sync::RwLock<Vec<serde_json::Value>>>;

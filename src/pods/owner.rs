@@ -66,6 +66,7 @@ pub struct Owner {
     client: std::sync::Arc<Lazy>,
     runtime: std::sync::Arc<Runtime>,
     pods: BTreeMap<String, Entry>,
+    snapshot: super::Snapshot,
 }
 
 impl Owner {
@@ -73,13 +74,29 @@ impl Owner {
         cfg: Config,
         client: std::sync::Arc<Lazy>,
         runtime: std::sync::Arc<Runtime>,
+        snapshot: super::Snapshot,
     ) -> Owner {
         Owner {
             cfg,
             client,
             runtime,
             pods: BTreeMap::new(),
+            snapshot,
         }
+    }
+
+    /// Publishes the pods with their latest status for the 10250 API.
+    fn publish(&self) {
+        let list: Vec<Value> = self
+            .pods
+            .values()
+            .map(|e| {
+                let mut v = e.pod.raw.clone();
+                v["status"] = e.pod.status.clone();
+                v
+            })
+            .collect();
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = list;
     }
 
     /// Runs until stopped or the source goes away.
@@ -102,6 +119,7 @@ impl Owner {
                 }
                 self.sync(&uid);
             }
+            self.publish();
         }
     }
 

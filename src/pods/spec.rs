@@ -26,6 +26,9 @@ pub struct Pod {
     /// What the API has now (kept to compute the next status and its patch).
     #[serde(default)]
     pub status: Value,
+    /// The object as the API sent it (served on /pods).
+    #[serde(skip)]
+    pub raw: Value,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -122,7 +125,9 @@ impl Pod {
             v["metadata"]["namespace"].as_str().unwrap_or(""),
             v["metadata"]["name"].as_str().unwrap_or("")
         );
-        let pod: Pod = serde_json::from_value(v).map_err(|e| format!("pod {name}: {e}"))?;
+        let mut pod: Pod =
+            serde_json::from_value(v.clone()).map_err(|e| format!("pod {name}: {e}"))?;
+        pod.raw = v;
         if pod.metadata.uid.is_empty() {
             return Err(format!("pod {name}: no metadata.uid"));
         }

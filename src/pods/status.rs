@@ -297,6 +297,27 @@ mod tests {
     }
 
     #[test]
+    fn the_previous_attempt_is_the_last_state_of_a_running_one() {
+        let p = pod("Always");
+        let mut o = obs(Some((CState::Running, 0)), 1);
+        let mut prev = o.containers[0].clone();
+        prev.id = "old".into();
+        prev.attempt = 0;
+        prev.state = CState::Exited;
+        prev.exit_code = 3;
+        o.previous.push(prev);
+        let s = build(&p, &o, "h", "t1", "t2", &none);
+        let c = &s["containerStatuses"][0];
+        assert_eq!(c["restartCount"], 1);
+        assert!(c["state"]["running"].is_object());
+        assert_eq!(c["lastState"]["terminated"]["exitCode"], 3);
+        assert_eq!(
+            c["lastState"]["terminated"]["containerID"],
+            "containerd://old"
+        );
+    }
+
+    #[test]
     fn restarting_containers_wait_with_their_last_state() {
         let p = pod("Always");
         let backoff = |_: &str| {

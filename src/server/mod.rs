@@ -122,10 +122,106 @@ fn healthz(_: &State, _: &Request) -> Response {
     Response::text(200, "ok")
 }
 
-fn pods(_: &State, _: &Request) -> Response {
+fn pod_list(items: Vec<serde_json::Value>) -> Response {
     Response::json(
-        &serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []}),
+        &serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}),
     )
+}
+
+fn pods(s: &State, _: &Request) -> Response {
+    pod_list(s.pods.read().unwrap_or_else(|p| p.into_inner()).clone())
+}
+
+/// Pods with a running container, as the runtime shows them.
+fn running_pods(s: &State, _: &Request) -> Response {
+    let running = |p: &&serde_json::Value| {
+        p["status"]["containerStatuses"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["state"]["running"].is_object()))
+    };
+    let list = s.pods.read().unwrap_or_else(|p| p.into_inner());
+    pod_list(list.iter().filter(running).cloned().collect())
+}
+
+fn query<'a>(q: &'a str, key: &str) -> Option<&'a str> {
+    q.split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+/// `/containerLogs/<ns>/<pod>/<container>`: the container's CRI log file as `kubectl logs`
+/// shows it (`previous`, `timestamps`, `tailLines`, `limitBytes`; `follow` answers what is
+/// there now).
+fn container_logs(s: &State, r: &Request) -> Response {
+    let parts: Vec<&str> = r
+        .head
+        .path
+        .trim_start_matches("/containerLogs/")
+        .split('/')
+        .collect();
+    let [ns, pod, container] = parts.as_slice() else {
+        return Response::text(
+            400,
+            "path must be /containerLogs/<namespace>/<pod>/<container>",
+        );
+    };
+    let list = s.pods.read().unwrap_or_else(|p| p.into_inner());
+    let Some(p) = list
+        .iter()
+        .find(|p| p["metadata"]["namespace"] == *ns && p["metadata"]["name"] == *pod)
+    else {
+        return Response::text(404, format!("pod {pod:?} does not exist\n"));
+    };
+    let Some(status) = p["status"]["containerStatuses"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == *container))
+    else {
+        return Response::text(
+            404,
+            format!("container {container:?} not found in pod {pod:?}\n"),
+        );
+    };
+    let q = r.head.query.as_str();
+    let restarts = status["restartCount"].as_u64().unwrap_or(0);
+    let attempt = if query(q, "previous") == Some("true") {
+        match restarts.checked_sub(1) {
+            Some(a) => a,
+            None => {
+                return Response::text(
+                    400,
+                    format!("previous terminated container {container:?} in pod {pod:?} not found"),
+                );
+            }
+        }
+    } else {
+        restarts
+    };
+    let uid = p["metadata"]["uid"].as_str().unwrap_or("");
+    let path = s
+        .pod_logs_dir
+        .join(format!("{ns}_{pod}_{uid}"))
+        .join(container)
+        .join(format!("{attempt}.log"));
+    let content = match std::fs::read(&path) {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Response::text(500, format!("reading {}: {e}", path.display()));
+        }
+    };
+    let o = crate::logs::Options {
+        timestamps: query(q, "timestamps") == Some("true"),
+        tail_lines: query(q, "tailLines").and_then(|v| v.parse().ok()),
+        limit_bytes: query(q, "limitBytes").and_then(|v| v.parse().ok()),
+        stream: None,
+    };
+    Response {
+        status: 200,
+        content_type: "text/plain",
+        body: crate::logs::render(&content, &o),
+        headers: Vec::new(),
+    }
 }
 
 fn configz(s: &State, _: &Request) -> Response {
@@ -153,14 +249,14 @@ pub static ROUTES: &[Route] = &[
     Route::new("/healthz/log", &["GET", "HEAD"], healthz),
     Route::new("/healthz/syncloop", &["GET", "HEAD"], healthz),
     Route::new("/pods", &["GET"], pods),
-    Route::debug("/runningpods/", &["GET"], pods),
+    Route::debug("/runningpods/", &["GET"], running_pods),
     Route::new("/metrics", &["GET"], metrics_route),
     Route::new("/configz", &["GET"], configz),
     Route::new("/metrics/cadvisor", &["GET"], not_yet),
     Route::new("/metrics/resource", &["GET"], not_yet),
     Route::new("/metrics/probes", &["GET"], not_yet),
     Route::new("/stats/", &["GET", "POST"], not_yet).on_worker(),
-    Route::debug("/containerLogs/", &["GET"], not_yet).on_worker(),
+    Route::debug("/containerLogs/", &["GET"], container_logs).on_worker(),
     Route::debug("/exec/", &["GET", "POST"], not_yet).on_worker(),
     Route::debug("/attach/", &["GET", "POST"], not_yet).on_worker(),
     Route::debug("/portForward/", &["GET", "POST"], not_yet).on_worker(),
@@ -184,6 +280,9 @@ pub struct State {
     pub config_json: serde_json::Value,
     pub debugging_handlers: bool,
     pub metrics: metrics::Metrics,
+    /// The pods the agent runs (the pod owner writes it).
+    pub pods: crate::pods::Snapshot,
+    pub pod_logs_dir: std::path::PathBuf,
 }
 
 /// Authentication, authorization, then the route: the only way into a handler. May call the
