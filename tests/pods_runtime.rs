@@ -75,6 +75,27 @@ spec:
 apiVersion: v1
 kind: Pod
 metadata:
+  name: probed
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: docker.io/library/busybox:1.36
+    command: ["sh", "-c", "sleep 2; touch /tmp/ready; sleep 3600"]
+    readinessProbe:
+      exec:
+        command: ["test", "-e", "/tmp/ready"]
+      periodSeconds: 1
+    livenessProbe:
+      exec:
+        command: ["test", "!", "-e", "/tmp/ready"]
+      initialDelaySeconds: 4
+      periodSeconds: 1
+      failureThreshold: 2
+---
+apiVersion: v1
+kind: Pod
+metadata:
   name: once
 spec:
   restartPolicy: Never
@@ -220,6 +241,28 @@ fn pods_run_report_restart_complete_and_terminate() {
             p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
         })
     });
+
+    // Probes: not ready while the readiness probe fails, ready once it passes; the liveness
+    // probe then fails twice and the container is restarted.
+    wait(&mut agent, "probed running but not ready", 30, || {
+        try_get(&seed, &["pod", "probed"]).filter(|p| {
+            p["status"]["phase"] == "Running"
+                && p["status"]["containerStatuses"][0]["ready"] == false
+        })
+    });
+    wait(&mut agent, "probed ready", 30, || {
+        try_get(&seed, &["pod", "probed"])
+            .filter(|p| p["status"]["containerStatuses"][0]["ready"] == true)
+    });
+    wait(
+        &mut agent,
+        "probed restarted by its liveness probe",
+        40,
+        || {
+            try_get(&seed, &["pod", "probed"])
+                .filter(|p| p["status"]["containerStatuses"][0]["restartCount"].as_u64() >= Some(1))
+        },
+    );
 
     // restartPolicy Never, exit 0: Succeeded, not restarted.
     let once = wait(&mut agent, "once to succeed", 60, || {

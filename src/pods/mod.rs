@@ -4,6 +4,7 @@
 
 pub mod owner;
 pub mod plan;
+pub mod probe;
 pub mod source;
 pub mod spec;
 pub mod status;

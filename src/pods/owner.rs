@@ -50,6 +50,8 @@ struct Entry {
     backoff: HashMap<String, (u32, Backoff)>,
     /// Image pull back-off per container, with the error to show.
     pull: HashMap<String, (Backoff, Waiting)>,
+    /// Probe results per (container, "readiness" | "liveness").
+    probes: HashMap<(String, &'static str), super::probe::Tracker>,
 }
 
 fn now_secs() -> u64 {
@@ -160,6 +162,7 @@ impl Owner {
                         start_time,
                         backoff: HashMap::new(),
                         pull: HashMap::new(),
+                        probes: HashMap::new(),
                     },
                 );
             }
@@ -454,7 +457,91 @@ impl Owner {
         } else {
             obs
         };
+        self.probe(uid, &obs);
         self.report(uid, &obs);
+    }
+
+    /// Runs the probes that are due for the pod's running containers. A liveness failure past
+    /// its threshold stops the container (the restart policy then decides), as the kubelet does.
+    fn probe(&mut self, uid: &str, obs: &Observed) {
+        let Some(entry) = self.pods.get_mut(uid) else {
+            return;
+        };
+        let ip = obs
+            .sandbox
+            .as_ref()
+            .map(|s| s.ip.clone())
+            .unwrap_or_default();
+        let ip = if ip.is_empty() {
+            self.cfg.host_ip.clone()
+        } else {
+            ip
+        };
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        let key = entry.pod.key();
+        let mut kill = Vec::new();
+        for spec in &entry.pod.spec.containers {
+            let Some(c) = obs
+                .container(&spec.name)
+                .filter(|c| c.state == CState::Running)
+            else {
+                continue;
+            };
+            let started_ms = (c.started_at.max(0) / 1_000_000) as u64;
+            for (kind, probe) in [
+                ("readiness", &spec.readiness_probe),
+                ("liveness", &spec.liveness_probe),
+            ] {
+                let Some(probe) = probe else { continue };
+                let t = entry
+                    .probes
+                    .entry((spec.name.clone(), kind))
+                    .or_insert_with(|| super::probe::Tracker::new(&c.id));
+                if t.container_id != c.id {
+                    *t = super::probe::Tracker::new(&c.id);
+                }
+                if !t.due(probe, now_ms, started_ms) {
+                    continue;
+                }
+                let outcome = super::probe::run(probe, &self.runtime, &c.id, &ip, &spec.ports);
+                if let super::probe::Outcome::Failure(why) = &outcome {
+                    vinfo!(
+                        2,
+                        "Probe failed: {kind} probe of {key}/{}: {why}",
+                        spec.name
+                    );
+                }
+                if t.record(probe, now_ms, &outcome) {
+                    info!(
+                        "{kind} probe of {key}/{}: {}",
+                        spec.name,
+                        if t.result == Some(true) {
+                            "success"
+                        } else {
+                            "failure"
+                        }
+                    );
+                    if kind == "liveness" && t.result == Some(false) {
+                        info!(
+                            "Container {} failed liveness probe, will be restarted",
+                            spec.name
+                        );
+                        kill.push((c.id.clone(), entry.pod.grace_seconds()));
+                    }
+                }
+            }
+        }
+        for (id, grace) in kill {
+            if let Err(e) = self.runtime.stop_container(&StopContainerRequest {
+                container_id: id,
+                timeout: grace,
+            }) {
+                error!("pod {key}: stopping a container that failed its liveness probe: {e}");
+            }
+        }
     }
 
     /// Carries out one action; Ok(false) when held back (image pull back-off).
@@ -690,6 +777,19 @@ impl Owner {
                 ),
             })
         };
+        let ready = |name: &str| {
+            let has_probe = entry
+                .pod
+                .spec
+                .containers
+                .iter()
+                .any(|c| c.name == name && c.readiness_probe.is_some());
+            !has_probe
+                || entry
+                    .probes
+                    .get(&(name.to_string(), "readiness"))
+                    .is_some_and(|t| t.result == Some(true))
+        };
         let next = status::build(
             &entry.pod,
             obs,
@@ -697,6 +797,7 @@ impl Owner {
             &entry.start_time,
             &Civil::now().rfc3339(),
             &waiting,
+            &ready,
         );
         let Some(patch) = crate::kube::patch::diff(&entry.pod.status, &next) else {
             return;

@@ -81,6 +81,74 @@ pub struct Container {
     pub image_pull_policy: Option<PullPolicy>,
     #[serde(default)]
     pub resources: Value,
+    #[serde(default, deserialize_with = "nullable")]
+    pub ports: Vec<ContainerPort>,
+    #[serde(default)]
+    pub readiness_probe: Option<Probe>,
+    #[serde(default)]
+    pub liveness_probe: Option<Probe>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPort {
+    #[serde(default, deserialize_with = "nullable")]
+    pub name: String,
+    pub container_port: u16,
+}
+
+/// A probe: one handler (exec, httpGet, tcpSocket) and its timing, with the API's defaults.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Probe {
+    #[serde(default)]
+    pub exec: Option<ExecAction>,
+    #[serde(default)]
+    pub http_get: Option<HttpGetAction>,
+    #[serde(default)]
+    pub tcp_socket: Option<TcpSocketAction>,
+    #[serde(default)]
+    pub initial_delay_seconds: u32,
+    #[serde(default = "ten")]
+    pub period_seconds: u32,
+    #[serde(default = "one")]
+    pub timeout_seconds: u32,
+    #[serde(default = "one")]
+    pub success_threshold: u32,
+    #[serde(default = "three")]
+    pub failure_threshold: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+fn three() -> u32 {
+    3
+}
+fn ten() -> u32 {
+    10
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ExecAction {
+    #[serde(default, deserialize_with = "nullable")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct HttpGetAction {
+    #[serde(default, deserialize_with = "nullable")]
+    pub path: String,
+    pub port: Value,
+    #[serde(default, deserialize_with = "nullable")]
+    pub host: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TcpSocketAction {
+    pub port: Value,
+    #[serde(default, deserialize_with = "nullable")]
+    pub host: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -251,6 +319,9 @@ mod tests {
             env: vec![],
             image_pull_policy: None,
             resources: Value::Null,
+            ports: vec![],
+            readiness_probe: None,
+            liveness_probe: None,
         };
         assert_eq!(c("busybox").pull_policy(), PullPolicy::Always);
         assert_eq!(c("busybox:latest").pull_policy(), PullPolicy::Always);

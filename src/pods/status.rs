@@ -47,7 +47,8 @@ fn state_of(c: &ContainerObs) -> Value {
 }
 
 /// The status for `pod` now. `waiting(name)` names a reason the agent holds a container with
-/// (CrashLoopBackOff, ErrImagePull...); `start_time` is when the agent first saw the pod.
+/// (CrashLoopBackOff, ErrImagePull...); `ready(name)` is a running container's readiness (its
+/// readiness probe, or true without one); `start_time` is when the agent first saw the pod.
 pub fn build(
     pod: &Pod,
     obs: &Observed,
@@ -55,6 +56,7 @@ pub fn build(
     start_time: &str,
     now: &str,
     waiting: &dyn Fn(&str) -> Option<Waiting>,
+    ready: &dyn Fn(&str) -> bool,
 ) -> Value {
     let policy = pod.spec.restart_policy;
     let sandbox_ready = obs.sandbox.as_ref().is_some_and(|s| s.ready);
@@ -81,7 +83,7 @@ pub fn build(
             match o.state {
                 CState::Running => {
                     running += 1;
-                    st["ready"] = json!(true);
+                    st["ready"] = json!(ready(&spec.name));
                     st["started"] = json!(true);
                 }
                 CState::Exited => {
@@ -224,6 +226,29 @@ mod tests {
         None
     }
 
+    fn yes(_: &str) -> bool {
+        true
+    }
+
+    #[test]
+    fn a_failing_readiness_probe_keeps_a_running_pod_unready() {
+        let p = pod("Always");
+        let s = build(
+            &p,
+            &obs(Some((CState::Running, 0)), 0),
+            "h",
+            "t1",
+            "t2",
+            &none,
+            &|_| false,
+        );
+        assert_eq!(s["phase"], "Running");
+        assert_eq!(s["containerStatuses"][0]["ready"], false);
+        assert_eq!(s["containerStatuses"][0]["started"], true);
+        assert_eq!(cond(&s, "Ready")["status"], "False");
+        assert_eq!(cond(&s, "Ready")["reason"], "ContainersNotReady");
+    }
+
     fn cond<'a>(s: &'a Value, t: &str) -> &'a Value {
         s["conditions"]
             .as_array()
@@ -234,7 +259,7 @@ mod tests {
     #[test]
     fn pending_running_succeeded_failed() {
         let p = pod("Never");
-        let s = build(&p, &obs(None, 0), "192.0.2.1", "t1", "t2", &none);
+        let s = build(&p, &obs(None, 0), "192.0.2.1", "t1", "t2", &none, &yes);
         assert_eq!(s["phase"], "Pending");
         assert_eq!(
             s["containerStatuses"][0]["state"]["waiting"]["reason"],
@@ -252,6 +277,7 @@ mod tests {
             "t1",
             "t2",
             &none,
+            &yes,
         );
         assert_eq!(s["phase"], "Running");
         let c = &s["containerStatuses"][0];
@@ -270,6 +296,7 @@ mod tests {
             "t1",
             "t2",
             &none,
+            &yes,
         );
         assert_eq!(s["phase"], "Succeeded");
         assert_eq!(
@@ -284,6 +311,7 @@ mod tests {
             "t1",
             "t2",
             &none,
+            &yes,
         );
         assert_eq!(s["phase"], "Failed");
         assert_eq!(
@@ -306,7 +334,7 @@ mod tests {
         prev.state = CState::Exited;
         prev.exit_code = 3;
         o.previous.push(prev);
-        let s = build(&p, &o, "h", "t1", "t2", &none);
+        let s = build(&p, &o, "h", "t1", "t2", &none, &yes);
         let c = &s["containerStatuses"][0];
         assert_eq!(c["restartCount"], 1);
         assert!(c["state"]["running"].is_object());
@@ -333,6 +361,7 @@ mod tests {
             "t1",
             "t2",
             &backoff,
+            &yes,
         );
         assert_eq!(s["phase"], "Running");
         let c = &s["containerStatuses"][0];

@@ -1,0 +1,282 @@
+//! Probes: running one (exec through CRI ExecSync, tcpSocket and httpGet from the node to the
+//! pod IP) and the pure bookkeeping of its results (initial delay, period, success and failure
+//! thresholds), as the kubelet's prober.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::spec::{ContainerPort, Probe};
+use crate::cri::Runtime;
+use crate::cri::api::ExecSyncRequest;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure(String),
+}
+
+/// A probe's port: a number, or the name of one of the container's ports.
+fn port(v: &Value, ports: &[ContainerPort]) -> Result<u16, String> {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| u16::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("invalid port {n}")),
+        Value::String(name) => match name.parse::<u16>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => ports
+                .iter()
+                .find(|p| &p.name == name)
+                .map(|p| p.container_port)
+                .ok_or_else(|| format!("no container port named {name:?}")),
+        },
+        other => Err(format!("invalid port {other}")),
+    }
+}
+
+fn addr(host: &str, pod_ip: &str, port: u16) -> Result<SocketAddr, String> {
+    let host = if host.is_empty() { pod_ip } else { host };
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("{host}:{port}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host}:{port}: no address"))
+}
+
+/// Runs `probe` once against a container.
+pub fn run(
+    probe: &Probe,
+    rt: &Runtime,
+    container_id: &str,
+    pod_ip: &str,
+    ports: &[ContainerPort],
+) -> Outcome {
+    let timeout = Duration::from_secs(u64::from(probe.timeout_seconds.max(1)));
+    if let Some(e) = &probe.exec {
+        return match rt.exec_sync(&ExecSyncRequest {
+            container_id: container_id.into(),
+            cmd: e.command.clone(),
+            timeout: i64::from(probe.timeout_seconds.max(1)),
+        }) {
+            Ok(r) if r.exit_code == 0 => Outcome::Success,
+            Ok(r) => {
+                let out = String::from_utf8_lossy(&r.stdout).into_owned()
+                    + &String::from_utf8_lossy(&r.stderr);
+                Outcome::Failure(format!(
+                    "command {:?} exited with {}: {}",
+                    e.command.join(" "),
+                    r.exit_code,
+                    out.trim()
+                ))
+            }
+            Err(err) => Outcome::Failure(err.to_string()),
+        };
+    }
+    if let Some(t) = &probe.tcp_socket {
+        let a = match port(&t.port, ports).and_then(|p| addr(&t.host, pod_ip, p)) {
+            Ok(a) => a,
+            Err(e) => return Outcome::Failure(e),
+        };
+        return match TcpStream::connect_timeout(&a, timeout) {
+            Ok(_) => Outcome::Success,
+            Err(e) => Outcome::Failure(format!("dial tcp {a}: {e}")),
+        };
+    }
+    if let Some(h) = &probe.http_get {
+        let a = match port(&h.port, ports).and_then(|p| addr(&h.host, pod_ip, p)) {
+            Ok(a) => a,
+            Err(e) => return Outcome::Failure(e),
+        };
+        let path = if h.path.is_empty() { "/" } else { &h.path };
+        return match http_get(a, path, timeout) {
+            Ok(code) if (200..400).contains(&code) => Outcome::Success,
+            Ok(code) => Outcome::Failure(format!("HTTP probe failed with statuscode: {code}")),
+            Err(e) => Outcome::Failure(format!("Get \"http://{a}{path}\": {e}")),
+        };
+    }
+    Outcome::Failure("the probe has no handler (exec, httpGet or tcpSocket)".into())
+}
+
+/// A GET with the kubelet's probe headers; the status code.
+fn http_get(a: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<u16> {
+    let mut s = TcpStream::connect_timeout(&a, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {a}\r\nUser-Agent: kube-probe/1.32\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 8192 {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer"))
+}
+
+/// One probe's results so far, for one container instance.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Tracker {
+    pub container_id: String,
+    successes: u32,
+    failures: u32,
+    /// None until the thresholds decide; readiness counts None as not ready, liveness as alive.
+    pub result: Option<bool>,
+    /// Milliseconds since the epoch of the last run.
+    last_run: Option<u64>,
+    pub last_failure: String,
+}
+
+impl Tracker {
+    pub fn new(container_id: &str) -> Tracker {
+        Tracker {
+            container_id: container_id.into(),
+            ..Tracker::default()
+        }
+    }
+
+    /// Whether the probe is due at `now_ms` for a container started at `started_ms`.
+    pub fn due(&self, probe: &Probe, now_ms: u64, started_ms: u64) -> bool {
+        if now_ms < started_ms + u64::from(probe.initial_delay_seconds) * 1000 {
+            return false;
+        }
+        self.last_run
+            .is_none_or(|t| now_ms >= t + u64::from(probe.period_seconds.max(1)) * 1000)
+    }
+
+    /// Records an outcome; true when the result changed.
+    pub fn record(&mut self, probe: &Probe, now_ms: u64, o: &Outcome) -> bool {
+        self.last_run = Some(now_ms);
+        let before = self.result;
+        match o {
+            Outcome::Success => {
+                self.failures = 0;
+                self.successes += 1;
+                if self.successes >= probe.success_threshold.max(1) {
+                    self.result = Some(true);
+                }
+            }
+            Outcome::Failure(why) => {
+                self.successes = 0;
+                self.failures += 1;
+                self.last_failure = why.clone();
+                if self.failures >= probe.failure_threshold.max(1) {
+                    self.result = Some(false);
+                }
+            }
+        }
+        before != self.result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn probe(v: Value) -> Probe {
+        serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn defaults_timing_and_thresholds() {
+        let p = probe(
+            json!({"exec": {"command": ["true"]}, "initialDelaySeconds": 2, "successThreshold": 2}),
+        );
+        assert_eq!(
+            (p.period_seconds, p.timeout_seconds, p.failure_threshold),
+            (10, 1, 3)
+        );
+        let mut t = Tracker::new("c1");
+        assert!(!t.due(&p, 1_500, 0), "initial delay");
+        assert!(t.due(&p, 2_000, 0));
+        assert!(
+            !t.record(&p, 2_000, &Outcome::Success),
+            "one success of two"
+        );
+        assert!(!t.due(&p, 11_999, 0), "period");
+        assert!(t.record(&p, 12_000, &Outcome::Success));
+        assert_eq!(t.result, Some(true));
+        let fail = Outcome::Failure("no".into());
+        assert!(!t.record(&p, 22_000, &fail));
+        assert!(!t.record(&p, 32_000, &fail));
+        assert!(t.record(&p, 42_000, &fail), "third failure flips it");
+        assert_eq!((t.result, t.last_failure.as_str()), (Some(false), "no"));
+    }
+
+    #[test]
+    fn ports_by_number_or_name() {
+        let ports = [ContainerPort {
+            name: "http".into(),
+            container_port: 8080,
+        }];
+        assert_eq!(port(&json!(80), &ports), Ok(80));
+        assert_eq!(port(&json!("http"), &ports), Ok(8080));
+        assert_eq!(port(&json!("81"), &ports), Ok(81));
+        assert_eq!(
+            port(&json!("web"), &ports),
+            Err("no container port named \"web\"".into())
+        );
+        assert_eq!(port(&json!(0), &ports), Err("invalid port 0".into()));
+    }
+
+    #[test]
+    fn tcp_and_http_probes_against_local_listeners() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let p = l.local_addr().map(|a| a.port()).unwrap_or(0);
+        let server = std::thread::spawn(move || {
+            for (i, s) in l.incoming().enumerate() {
+                let Ok(mut s) = s else { continue };
+                let mut got = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let code = if i == 0 { 200 } else { 500 };
+                let _ = write!(s, "HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n");
+                if i == 1 {
+                    return;
+                }
+            }
+        });
+        let rt = crate::cri::Runtime::new(
+            &crate::config::kubelet::RuntimeEndpoint::parse("unix:///nonexistent.sock")
+                .unwrap_or_else(|e| panic!("{e}")),
+            None,
+            crate::cri::Options::new(Duration::from_secs(1)),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let http = probe(json!({"httpGet": {"path": "/ready", "port": p}}));
+        assert_eq!(run(&http, &rt, "c", "127.0.0.1", &[]), Outcome::Success);
+        assert_eq!(
+            run(&http, &rt, "c", "127.0.0.1", &[]),
+            Outcome::Failure("HTTP probe failed with statuscode: 500".into())
+        );
+        let _ = server.join();
+        let tcp = probe(json!({"tcpSocket": {"port": p}}));
+        assert!(
+            matches!(run(&tcp, &rt, "c", "127.0.0.1", &[]), Outcome::Failure(_)),
+            "closed port"
+        );
+        let exec = probe(json!({"exec": {"command": ["true"]}}));
+        assert!(
+            matches!(run(&exec, &rt, "c", "127.0.0.1", &[]), Outcome::Failure(_)),
+            "no runtime"
+        );
+    }
+}
