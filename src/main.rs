@@ -153,6 +153,7 @@ fn start_node(
             cluster_dns: k.cluster_dns.clone(),
             cluster_domain: k.cluster_domain.clone(),
             sync_every: std::time::Duration::from_secs(1),
+            root_dir: s.flags.root_dir.clone(),
         };
         let (tx, rx) = std::sync::mpsc::channel();
         let node = s.node_name.clone();

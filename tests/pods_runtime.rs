@@ -73,6 +73,76 @@ spec:
     command: ["sh", "-c", "echo bye; exit 3"]
 ---
 apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cfg
+data:
+  greeting: hello-from-configmap
+  other: not-mounted
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: sec
+stringData:
+  password: s3cret
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: vols
+  labels:
+    tier: edge
+spec:
+  restartPolicy: Never
+  volumes:
+  - name: cfg
+    configMap:
+      name: cfg
+      items:
+      - key: greeting
+        path: greeting
+        mode: 256
+  - name: sec
+    secret:
+      secretName: sec
+  - name: scratch
+    emptyDir: {}
+  - name: pod
+    downwardAPI:
+      items:
+      - path: ns
+        fieldRef:
+          fieldPath: metadata.namespace
+      - path: tier
+        fieldRef:
+          fieldPath: metadata.labels['tier']
+  containers:
+  - name: app
+    image: docker.io/library/busybox:1.36
+    command: ["sh", "-c"]
+    args:
+    - |
+      cat /etc/cfg/greeting; echo
+      ls /etc/cfg
+      cat /etc/sec/password; echo
+      stat -L -c %a /etc/cfg/greeting
+      ls /var/run/secrets/kubernetes.io/serviceaccount
+      echo ok > /scratch/x && cat /scratch/x
+      cat /etc/pod/ns; echo; cat /etc/pod/tier; echo
+      touch /etc/cfg/x 2>/dev/null || echo read-only
+    volumeMounts:
+    - name: cfg
+      mountPath: /etc/cfg
+      readOnly: true
+    - name: sec
+      mountPath: /etc/sec
+    - name: scratch
+      mountPath: /scratch
+    - name: pod
+      mountPath: /etc/pod
+---
+apiVersion: v1
 kind: Pod
 metadata:
   name: probed
@@ -262,6 +332,16 @@ fn pods_run_report_restart_complete_and_terminate() {
             try_get(&seed, &["pod", "probed"])
                 .filter(|p| p["status"]["containerStatuses"][0]["restartCount"].as_u64() >= Some(1))
         },
+    );
+
+    // Volumes: configMap (an item with its mode, read-only), secret, emptyDir, downwardAPI and
+    // the kube-api-access projected volume kube-sim injects (token, ca.crt, namespace).
+    wait(&mut agent, "vols to succeed", 60, || {
+        try_get(&seed, &["pod", "vols"]).filter(|p| p["status"]["phase"] == "Succeeded")
+    });
+    assert_eq!(
+        seed.kubectl(&["logs", "vols"]),
+        "hello-from-configmap\ngreeting\ns3cret\n400\nca.crt\nnamespace\ntoken\nok\ndefault\nedge\nread-only\n"
     );
 
     // restartPolicy Never, exit 0: Succeeded, not restarted.

@@ -8,6 +8,7 @@ pub mod probe;
 pub mod source;
 pub mod spec;
 pub mod status;
+pub mod volumes;
 
 /// The pods the agent runs, as API objects with their latest status, for the 10250 API's
 /// `/pods`, `/runningpods/` and `/containerLogs` (written by the owner, read by the server).

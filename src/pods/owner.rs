@@ -41,6 +41,8 @@ pub struct Config {
     pub cluster_dns: Vec<IpAddr>,
     pub cluster_domain: String,
     pub sync_every: Duration,
+    /// `--root-dir`: pod volumes live in `<root>/pods/<uid>/volumes`.
+    pub root_dir: PathBuf,
 }
 
 struct Entry {
@@ -52,6 +54,8 @@ struct Entry {
     pull: HashMap<String, (Backoff, Waiting)>,
     /// Probe results per (container, "readiness" | "liveness").
     probes: HashMap<(String, &'static str), super::probe::Tracker>,
+    /// Host paths of the pod's volumes, once set up.
+    volumes: Option<BTreeMap<String, PathBuf>>,
 }
 
 fn now_secs() -> u64 {
@@ -163,6 +167,7 @@ impl Owner {
                         backoff: HashMap::new(),
                         pull: HashMap::new(),
                         probes: HashMap::new(),
+                        volumes: None,
                     },
                 );
             }
@@ -681,6 +686,18 @@ impl Owner {
         if let Some(e) = self.pods.get_mut(&entry_key) {
             e.pull.remove(name);
         }
+        let volumes = match self.pods.get(&entry_key).and_then(|e| e.volumes.clone()) {
+            Some(v) => v,
+            None => {
+                let c = self.client.get()?;
+                let v = super::volumes::prepare(pod, &self.cfg.root_dir, &c)?;
+                if let Some(e) = self.pods.get_mut(&entry_key) {
+                    e.volumes = Some(v.clone());
+                }
+                v
+            }
+        };
+        let mounts = super::volumes::mounts(pod, name, &volumes)?;
         let (envs, unsupported) = Pod::env(spec);
         if !unsupported.is_empty() {
             warn!(
@@ -719,6 +736,7 @@ impl Owner {
                         .map(|(key, value)| KeyValue { key, value })
                         .collect(),
                     labels,
+                    mounts,
                     annotations: [(
                         "io.kubernetes.container.restartCount".to_string(),
                         attempt.to_string(),

@@ -1,0 +1,545 @@
+//! Pod volumes on the node: emptyDir (disk), hostPath (types checked), configMap, secret,
+//! downwardAPI and projected (serviceAccountToken by the TokenRequest API, configMap, secret,
+//! downwardAPI) under `<root-dir>/pods/<uid>/volumes/kubernetes.io~<plugin>/<name>`, contents
+//! written atomically as the kubelet's AtomicWriter does (a timestamped dir, the `..data`
+//! symlink swapped, one symlink per visible name), and the container mounts they give.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use super::spec::Pod;
+use crate::kube::Client;
+
+/// The files of a volume: relative path -> (content, mode).
+pub type Files = BTreeMap<String, (Vec<u8>, u32)>;
+
+fn err(pod: &Pod, vol: &str, why: impl std::fmt::Display) -> String {
+    format!(
+        "MountVolume.SetUp failed for volume {vol:?} of pod {}: {why}",
+        pod.key()
+    )
+}
+
+fn mkdir(p: &Path, mode: u32) -> Result<(), String> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(p)
+        .map_err(|e| format!("creating {}: {e}", p.display()))
+}
+
+/// Writes `files` into `dir` atomically: readers see the old set or the new one, never a mix.
+pub fn write_atomic(dir: &Path, files: &Files) -> Result<(), String> {
+    mkdir(dir, 0o755)?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let ts = format!("..{nanos}");
+    let data = dir.join(&ts);
+    mkdir(&data, 0o755)?;
+    for (rel, (content, mode)) in files {
+        let path = data.join(rel);
+        if let Some(parent) = path.parent() {
+            mkdir(parent, 0o755)?;
+        }
+        std::fs::write(&path, content).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode))
+            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    }
+    let old = std::fs::read_link(dir.join("..data")).ok();
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&ts, &tmp).map_err(|e| format!("symlink {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join("..data"))
+        .map_err(|e| format!("swapping {}/..data: {e}", dir.display()))?;
+    let tops: std::collections::BTreeSet<&str> =
+        files.keys().filter_map(|k| k.split('/').next()).collect();
+    for top in &tops {
+        let link = dir.join(top);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{top}"), &link)
+                .map_err(|e| format!("symlink {}: {e}", link.display()))?;
+        }
+    }
+    // Names no longer in the set lose their link; the old data dir goes.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("..") && !tops.contains(name.as_str()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    if let Some(old) = old.filter(|o| o.as_os_str() != ts.as_str()) {
+        let _ = std::fs::remove_dir_all(dir.join(old));
+    }
+    Ok(())
+}
+
+fn mode_of(v: &Value, default: u32) -> u32 {
+    v.as_u64().map_or(default, |m| (m & 0o7777) as u32)
+}
+
+/// Files from a configMap's or secret's data: all keys, or the `items` chosen.
+fn from_data(
+    data: &BTreeMap<String, Vec<u8>>,
+    items: &Value,
+    default_mode: u32,
+    what: &str,
+) -> Result<Files, String> {
+    let mut out = Files::new();
+    match items.as_array() {
+        Some(items) if !items.is_empty() => {
+            for it in items {
+                let key = it["key"].as_str().unwrap_or("");
+                let path = it["path"].as_str().unwrap_or(key);
+                let Some(content) = data.get(key) else {
+                    return Err(format!("{what}: key {key:?} not found"));
+                };
+                out.insert(
+                    path.to_string(),
+                    (content.clone(), mode_of(&it["mode"], default_mode)),
+                );
+            }
+        }
+        _ => {
+            for (k, v) in data {
+                out.insert(k.clone(), (v.clone(), default_mode));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn config_map_data(cm: &Value) -> BTreeMap<String, Vec<u8>> {
+    let mut d = BTreeMap::new();
+    if let Some(m) = cm["data"].as_object() {
+        for (k, v) in m {
+            d.insert(k.clone(), v.as_str().unwrap_or("").as_bytes().to_vec());
+        }
+    }
+    if let Some(m) = cm["binaryData"].as_object() {
+        for (k, v) in m {
+            let b = base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap_or(""))
+                .unwrap_or_default();
+            d.insert(k.clone(), b);
+        }
+    }
+    d
+}
+
+fn secret_data(s: &Value) -> BTreeMap<String, Vec<u8>> {
+    let mut d = BTreeMap::new();
+    if let Some(m) = s["data"].as_object() {
+        for (k, v) in m {
+            let b = base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap_or(""))
+                .unwrap_or_default();
+            d.insert(k.clone(), b);
+        }
+    }
+    d
+}
+
+/// A downwardAPI field of the pod.
+fn field(pod: &Pod, path: &str) -> Result<Vec<u8>, String> {
+    let m = &pod.metadata;
+    let kv = |map: &BTreeMap<String, String>| {
+        map.iter()
+            .map(|(k, v)| format!("{k}={v:?}\n"))
+            .collect::<String>()
+    };
+    Ok(match path {
+        "metadata.name" => m.name.clone(),
+        "metadata.namespace" => m.namespace.clone(),
+        "metadata.uid" => m.uid.clone(),
+        "metadata.labels" => kv(&m.labels),
+        "metadata.annotations" => kv(&m.annotations),
+        other => {
+            if let Some(k) = other
+                .strip_prefix("metadata.labels['")
+                .and_then(|k| k.strip_suffix("']"))
+            {
+                m.labels.get(k).cloned().unwrap_or_default()
+            } else if let Some(k) = other
+                .strip_prefix("metadata.annotations['")
+                .and_then(|k| k.strip_suffix("']"))
+            {
+                m.annotations.get(k).cloned().unwrap_or_default()
+            } else {
+                return Err(format!("fieldRef {other:?} is not supported"));
+            }
+        }
+    }
+    .into_bytes())
+}
+
+fn downward(pod: &Pod, items: &Value, default_mode: u32) -> Result<Files, String> {
+    let mut out = Files::new();
+    for it in items.as_array().into_iter().flatten() {
+        let path = it["path"].as_str().unwrap_or("");
+        let Some(fp) = it["fieldRef"]["fieldPath"].as_str() else {
+            return Err(format!(
+                "downwardAPI item {path:?}: only fieldRef is supported"
+            ));
+        };
+        out.insert(
+            path.to_string(),
+            (field(pod, fp)?, mode_of(&it["mode"], default_mode)),
+        );
+    }
+    Ok(out)
+}
+
+/// GET a namespaced object; None when it does not exist.
+fn get_opt(c: &Client, path: &str) -> Result<Option<Value>, String> {
+    match c.get::<Value>(path) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.code() == Some(404) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A token for the pod's ServiceAccount, bound to the pod (TokenRequest).
+fn token(c: &Client, pod: &Pod, src: &Value) -> Result<Vec<u8>, String> {
+    let sa = pod.raw["spec"]["serviceAccountName"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default");
+    let mut spec = json!({
+        "expirationSeconds": src["expirationSeconds"].as_i64().unwrap_or(3600),
+        "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod.metadata.name, "uid": pod.metadata.uid},
+    });
+    if let Some(a) = src["audience"].as_str().filter(|a| !a.is_empty()) {
+        spec["audiences"] = json!([a]);
+    }
+    let req =
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec});
+    let path = format!(
+        "/api/v1/namespaces/{}/serviceaccounts/{sa}/token",
+        pod.metadata.namespace
+    );
+    let v: Value = c
+        .create(&path, &req)
+        .map_err(|e| format!("requesting a token for {sa}: {e}"))?;
+    v["status"]["token"]
+        .as_str()
+        .map(|t| t.as_bytes().to_vec())
+        .ok_or_else(|| "the TokenRequest answer has no token".into())
+}
+
+/// The host path of every volume of `pod`, its content written.
+pub fn prepare(
+    pod: &Pod,
+    root_dir: &Path,
+    c: &Client,
+) -> Result<BTreeMap<String, PathBuf>, String> {
+    let ns = &pod.metadata.namespace;
+    let base = root_dir
+        .join("pods")
+        .join(&pod.metadata.uid)
+        .join("volumes");
+    let mut out = BTreeMap::new();
+    for v in pod.raw["spec"]["volumes"].as_array().into_iter().flatten() {
+        let name = v["name"].as_str().unwrap_or("").to_string();
+        let dir = |plugin: &str| base.join(format!("kubernetes.io~{plugin}")).join(&name);
+        let path = if v["emptyDir"].is_object() {
+            let d = dir("empty-dir");
+            mkdir(&d, 0o777).map_err(|e| err(pod, &name, e))?;
+            // mkdir's mode is cut by the umask; emptyDir is world-writable, as the kubelet's.
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777))
+                .map_err(|e| err(pod, &name, e))?;
+            d
+        } else if let Some(hp) = v["hostPath"].as_object() {
+            let p = PathBuf::from(hp.get("path").and_then(Value::as_str).unwrap_or(""));
+            let kind = hp.get("type").and_then(Value::as_str).unwrap_or("");
+            check_host_path(&p, kind).map_err(|e| err(pod, &name, e))?;
+            p
+        } else if v["configMap"].is_object() {
+            let cm = &v["configMap"];
+            let cm_name = cm["name"].as_str().unwrap_or("");
+            let mode = mode_of(&cm["defaultMode"], 0o644);
+            let files = match get_opt(c, &format!("/api/v1/namespaces/{ns}/configmaps/{cm_name}"))
+                .map_err(|e| err(pod, &name, e))?
+            {
+                Some(obj) => from_data(
+                    &config_map_data(&obj),
+                    &cm["items"],
+                    mode,
+                    &format!("configmap {cm_name:?}"),
+                )
+                .map_err(|e| err(pod, &name, e))?,
+                None if cm["optional"] == true => Files::new(),
+                None => return Err(err(pod, &name, format!("configmap {cm_name:?} not found"))),
+            };
+            let d = dir("configmap");
+            write_atomic(&d, &files).map_err(|e| err(pod, &name, e))?;
+            d
+        } else if v["secret"].is_object() {
+            let s = &v["secret"];
+            let s_name = s["secretName"].as_str().unwrap_or("");
+            let mode = mode_of(&s["defaultMode"], 0o644);
+            let files = match get_opt(c, &format!("/api/v1/namespaces/{ns}/secrets/{s_name}"))
+                .map_err(|e| err(pod, &name, e))?
+            {
+                Some(obj) => from_data(
+                    &secret_data(&obj),
+                    &s["items"],
+                    mode,
+                    &format!("secret {s_name:?}"),
+                )
+                .map_err(|e| err(pod, &name, e))?,
+                None if s["optional"] == true => Files::new(),
+                None => return Err(err(pod, &name, format!("secret {s_name:?} not found"))),
+            };
+            let d = dir("secret");
+            mkdir(&d, 0o750).map_err(|e| err(pod, &name, e))?;
+            write_atomic(&d, &files).map_err(|e| err(pod, &name, e))?;
+            d
+        } else if v["downwardAPI"].is_object() {
+            let dv = &v["downwardAPI"];
+            let files = downward(pod, &dv["items"], mode_of(&dv["defaultMode"], 0o644))
+                .map_err(|e| err(pod, &name, e))?;
+            let d = dir("downward-api");
+            write_atomic(&d, &files).map_err(|e| err(pod, &name, e))?;
+            d
+        } else if v["projected"].is_object() {
+            let pv = &v["projected"];
+            let mode = mode_of(&pv["defaultMode"], 0o644);
+            let mut files = Files::new();
+            for src in pv["sources"].as_array().into_iter().flatten() {
+                let part = if src["serviceAccountToken"].is_object() {
+                    let t = &src["serviceAccountToken"];
+                    let path = t["path"].as_str().unwrap_or("token");
+                    let tok = token(c, pod, t).map_err(|e| err(pod, &name, e))?;
+                    Files::from([(path.to_string(), (tok, mode))])
+                } else if src["configMap"].is_object() {
+                    let cm = &src["configMap"];
+                    let cm_name = cm["name"].as_str().unwrap_or("");
+                    match get_opt(c, &format!("/api/v1/namespaces/{ns}/configmaps/{cm_name}"))
+                        .map_err(|e| err(pod, &name, e))?
+                    {
+                        Some(obj) => from_data(
+                            &config_map_data(&obj),
+                            &cm["items"],
+                            mode,
+                            &format!("configmap {cm_name:?}"),
+                        )
+                        .map_err(|e| err(pod, &name, e))?,
+                        None if cm["optional"] == true => Files::new(),
+                        None => {
+                            return Err(err(pod, &name, format!("configmap {cm_name:?} not found")));
+                        }
+                    }
+                } else if src["secret"].is_object() {
+                    let s = &src["secret"];
+                    let s_name = s["name"].as_str().unwrap_or("");
+                    match get_opt(c, &format!("/api/v1/namespaces/{ns}/secrets/{s_name}"))
+                        .map_err(|e| err(pod, &name, e))?
+                    {
+                        Some(obj) => from_data(
+                            &secret_data(&obj),
+                            &s["items"],
+                            mode,
+                            &format!("secret {s_name:?}"),
+                        )
+                        .map_err(|e| err(pod, &name, e))?,
+                        None if s["optional"] == true => Files::new(),
+                        None => {
+                            return Err(err(pod, &name, format!("secret {s_name:?} not found")));
+                        }
+                    }
+                } else if src["downwardAPI"].is_object() {
+                    downward(pod, &src["downwardAPI"]["items"], mode)
+                        .map_err(|e| err(pod, &name, e))?
+                } else {
+                    return Err(err(pod, &name, "unsupported projected source"));
+                };
+                files.extend(part);
+            }
+            let d = dir("projected");
+            write_atomic(&d, &files).map_err(|e| err(pod, &name, e))?;
+            d
+        } else {
+            return Err(err(pod, &name, "volume type not supported yet"));
+        };
+        out.insert(name, path);
+    }
+    Ok(out)
+}
+
+/// hostPath `type` checks, as the kubelet's.
+fn check_host_path(p: &Path, kind: &str) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = std::fs::metadata(p);
+    let is = |f: &dyn Fn(&std::fs::Metadata) -> bool| meta.as_ref().is_ok_and(f);
+    let want = |ok: bool, what: &str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "hostPath type check failed: {} is not a {what}",
+                p.display()
+            ))
+        }
+    };
+    match kind {
+        "" => Ok(()),
+        "DirectoryOrCreate" => {
+            if meta.is_err() {
+                mkdir(p, 0o755)
+            } else {
+                want(is(&|m| m.is_dir()), "directory")
+            }
+        }
+        "Directory" => want(is(&|m| m.is_dir()), "directory"),
+        "FileOrCreate" => {
+            if meta.is_err() {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map(|_| ())
+                    .map_err(|e| format!("creating {}: {e}", p.display()))
+            } else {
+                want(is(&|m| m.is_file()), "file")
+            }
+        }
+        "File" => want(is(&|m| m.is_file()), "file"),
+        "Socket" => want(is(&|m| m.file_type().is_socket()), "socket"),
+        "CharDevice" => want(is(&|m| m.file_type().is_char_device()), "character device"),
+        "BlockDevice" => want(is(&|m| m.file_type().is_block_device()), "block device"),
+        other => Err(format!("unknown hostPath type {other:?}")),
+    }
+}
+
+/// The CRI mounts of one container from its volumeMounts.
+pub fn mounts(
+    pod: &Pod,
+    container: &str,
+    volumes: &BTreeMap<String, PathBuf>,
+) -> Result<Vec<crate::cri::api::Mount>, String> {
+    let spec = pod.raw["spec"]["containers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == container))
+        .cloned()
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for m in spec["volumeMounts"].as_array().into_iter().flatten() {
+        let name = m["name"].as_str().unwrap_or("");
+        let Some(host) = volumes.get(name) else {
+            return Err(format!(
+                "container {container:?}: volumeMount of unknown volume {name:?}"
+            ));
+        };
+        let mut host = host.clone();
+        if let Some(sub) = m["subPath"].as_str().filter(|s| !s.is_empty()) {
+            if sub.split('/').any(|c| c == "..") || sub.starts_with('/') {
+                return Err(format!(
+                    "container {container:?}: subPath {sub:?} must be a relative path inside the volume"
+                ));
+            }
+            host = host.join(sub);
+            if std::fs::symlink_metadata(&host).is_err() {
+                mkdir(&host, 0o755)?;
+            }
+        }
+        out.push(crate::cri::api::Mount {
+            container_path: m["mountPath"].as_str().unwrap_or("").to_string(),
+            host_path: host.display().to_string(),
+            readonly: m["readOnly"] == true,
+            ..Default::default()
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_writes_swap_the_data_link_and_drop_old_names() {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = d.path().join("vol");
+        let files = Files::from([
+            ("a".to_string(), (b"1".to_vec(), 0o644)),
+            ("sub/b".to_string(), (b"2".to_vec(), 0o600)),
+        ]);
+        write_atomic(&dir, &files).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("a")).unwrap_or_default(),
+            "1"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("sub/b")).unwrap_or_default(),
+            "2"
+        );
+        let mode = std::fs::metadata(dir.join("sub/b"))
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0);
+        assert_eq!(mode, 0o600);
+        assert!(std::fs::read_link(dir.join("a")).is_ok_and(|t| t == Path::new("..data/a")));
+        let first = std::fs::read_link(dir.join("..data")).unwrap_or_default();
+        write_atomic(
+            &dir,
+            &Files::from([("a".to_string(), (b"3".to_vec(), 0o644))]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("a")).unwrap_or_default(),
+            "3"
+        );
+        assert!(
+            !dir.join("sub").exists(),
+            "a name gone from the set is unlinked"
+        );
+        assert!(!dir.join(first).exists(), "the old data dir is removed");
+    }
+
+    #[test]
+    fn items_pick_keys_with_their_modes() {
+        let data = BTreeMap::from([
+            ("k1".to_string(), b"v1".to_vec()),
+            ("k2".to_string(), b"v2".to_vec()),
+        ]);
+        let all = from_data(&data, &Value::Null, 0o644, "cm").unwrap_or_default();
+        assert_eq!(all.len(), 2);
+        let some = from_data(
+            &data,
+            &json!([{"key": "k2", "path": "dir/two", "mode": 0o400}]),
+            0o644,
+            "cm",
+        )
+        .unwrap_or_default();
+        assert_eq!(some.get("dir/two"), Some(&(b"v2".to_vec(), 0o400)));
+        let e = from_data(
+            &data,
+            &json!([{"key": "k3", "path": "x"}]),
+            0o644,
+            "configmap \"c\"",
+        )
+        .map_or_else(|e| e, |_| String::new());
+        assert_eq!(e, "configmap \"c\": key \"k3\" not found");
+    }
+
+    #[test]
+    fn host_path_types() {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let p = d.path().join("new");
+        assert!(check_host_path(&p, "DirectoryOrCreate").is_ok() && p.is_dir());
+        assert!(check_host_path(&p, "Directory").is_ok());
+        let e = check_host_path(&p, "File").map_or_else(|e| e, |_| String::new());
+        assert!(e.ends_with("new is not a file"), "{e}");
+        let f = d.path().join("f");
+        assert!(check_host_path(&f, "FileOrCreate").is_ok() && f.is_file());
+        assert!(check_host_path(&f, "Socket").is_err());
+        assert!(check_host_path(&f, "Sideways").is_err());
+    }
+}
