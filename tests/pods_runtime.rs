@@ -131,6 +131,21 @@ spec:
       echo ok > /scratch/x && cat /scratch/x
       cat /etc/pod/ns; echo; cat /etc/pod/tier; echo
       touch /etc/cfg/x 2>/dev/null || echo read-only
+      echo "$POD_NAME $CFG $S_password $(POD_NAME)"
+    env:
+    - name: POD_NAME
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    - name: CFG
+      valueFrom:
+        configMapKeyRef:
+          name: cfg
+          key: greeting
+    envFrom:
+    - secretRef:
+        name: sec
+      prefix: S_
     volumeMounts:
     - name: cfg
       mountPath: /etc/cfg
@@ -341,7 +356,7 @@ fn pods_run_report_restart_complete_and_terminate() {
     });
     assert_eq!(
         seed.kubectl(&["logs", "vols"]),
-        "hello-from-configmap\ngreeting\ns3cret\n400\nca.crt\nnamespace\ntoken\nok\ndefault\nedge\nread-only\n"
+        "hello-from-configmap\ngreeting\ns3cret\n400\nca.crt\nnamespace\ntoken\nok\ndefault\nedge\nread-only\nvols hello-from-configmap s3cret vols\n"
     );
 
     // restartPolicy Never, exit 0: Succeeded, not restarted.

@@ -698,14 +698,46 @@ impl Owner {
             }
         };
         let mounts = super::volumes::mounts(pod, name, &volumes)?;
-        let (envs, unsupported) = Pod::env(spec);
-        if !unsupported.is_empty() {
-            warn!(
-                "pod {} container {name}: env valueFrom is not supported yet: {}",
-                pod.key(),
-                unsupported.join(", ")
-            );
-        }
+        let client = self.client.clone();
+        let ns = pod.metadata.namespace.clone();
+        let lookup = |kind: &str, obj: &str| -> Result<Option<BTreeMap<String, String>>, String> {
+            let c = client.get()?;
+            let plural = if kind == "secret" {
+                "secrets"
+            } else {
+                "configmaps"
+            };
+            let v = match c.get::<Value>(&format!("/api/v1/namespaces/{ns}/{plural}/{obj}")) {
+                Ok(v) => v,
+                Err(e) if e.code() == Some(404) => return Ok(None),
+                Err(e) => return Err(e.to_string()),
+            };
+            let mut out = BTreeMap::new();
+            for (k, x) in v["data"].as_object().into_iter().flatten() {
+                let text = x.as_str().unwrap_or("");
+                let value = if kind == "secret" {
+                    use base64::Engine;
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(text)
+                        .map_err(|e| format!("secret {obj:?} key {k:?}: {e}"))?;
+                    String::from_utf8_lossy(&bytes).into_owned()
+                } else {
+                    text.to_string()
+                };
+                out.insert(k.clone(), value);
+            }
+            Ok(Some(out))
+        };
+        let pod_ip = if sandbox.ip.is_empty() {
+            self.cfg.host_ip.clone()
+        } else {
+            sandbox.ip.clone()
+        };
+        let envs = super::env::build(pod, name, &pod_ip, &self.cfg.host_ip, &lookup)?;
+        let expand = |v: &[String]| -> Vec<String> {
+            v.iter().map(|s| super::env::expand(s, &envs)).collect()
+        };
+        let (command, args) = (expand(&spec.command), expand(&spec.args));
         let dir = self.log_dir(pod).join(name);
         std::fs::create_dir_all(&dir).map_err(|x| format!("creating {}: {x}", dir.display()))?;
         let m = &pod.metadata;
@@ -728,8 +760,8 @@ impl Owner {
                         attempt,
                     }),
                     image: Some(image),
-                    command: spec.command.clone(),
-                    args: spec.args.clone(),
+                    command,
+                    args,
                     working_dir: spec.working_dir.clone(),
                     envs: envs
                         .into_iter()

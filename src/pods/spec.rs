@@ -2,8 +2,6 @@
 //! the API's and ignored), checked once (names, images) so the rest of the code cannot meet a
 //! pod it cannot run.
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -251,25 +249,6 @@ impl Pod {
             (true, true) => "Guaranteed",
             (true, false) => "Burstable",
         }
-    }
-
-    /// Environment values the agent can give today (`value`); `valueFrom` entries are named so
-    /// the caller can report them.
-    pub fn env(c: &Container) -> (BTreeMap<String, String>, Vec<String>) {
-        let mut out = BTreeMap::new();
-        let mut unsupported = Vec::new();
-        for e in &c.env {
-            match (&e.value, &e.value_from) {
-                (_, Some(_)) => unsupported.push(e.name.clone()),
-                (Some(v), None) => {
-                    out.insert(e.name.clone(), v.clone());
-                }
-                (None, None) => {
-                    out.insert(e.name.clone(), String::new());
-                }
-            }
-        }
-        (out, unsupported)
     }
 }
 

@@ -334,7 +334,11 @@ pub fn prepare(
                         .map_err(|e| err(pod, &name, e))?,
                         None if cm["optional"] == true => Files::new(),
                         None => {
-                            return Err(err(pod, &name, format!("configmap {cm_name:?} not found")));
+                            return Err(err(
+                                pod,
+                                &name,
+                                format!("configmap {cm_name:?} not found"),
+                            ));
                         }
                     }
                 } else if src["secret"].is_object() {
