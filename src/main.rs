@@ -154,6 +154,10 @@ fn start_node(
             cluster_domain: k.cluster_domain.clone(),
             sync_every: std::time::Duration::from_secs(1),
             root_dir: s.flags.root_dir.clone(),
+            node_memory: tinylet::node::host::Machine::read(&tinylet::node::host::Roots::host())
+                .map(|m| m.memory_bytes)
+                .unwrap_or(0),
+            cpu_cfs_quota: k.cpu_cfs_quota,
         };
         let (tx, rx) = std::sync::mpsc::channel();
         let node = s.node_name.clone();

@@ -181,6 +181,21 @@ spec:
 apiVersion: v1
 kind: Pod
 metadata:
+  name: hog
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: docker.io/library/busybox:1.36
+    command: ["dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"]
+    resources:
+      limits:
+        memory: 24Mi
+        cpu: 500m
+---
+apiVersion: v1
+kind: Pod
+metadata:
   name: once
 spec:
   restartPolicy: Never
@@ -358,6 +373,18 @@ fn pods_run_report_restart_complete_and_terminate() {
         seed.kubectl(&["logs", "vols"]),
         "hello-from-configmap\ngreeting\ns3cret\n400\nca.crt\nnamespace\ntoken\nok\ndefault\nedge\nread-only\nvols hello-from-configmap s3cret vols\n"
     );
+
+    // Limits reach the container: past its memory limit it is OOMKilled; Guaranteed QoS.
+    let hog = wait(&mut agent, "hog to be OOMKilled", 60, || {
+        try_get(&seed, &["pod", "hog"]).filter(|p| p["status"]["phase"] == "Failed")
+    });
+    let t = &hog["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(
+        (t["reason"].as_str(), t["exitCode"].as_i64()),
+        (Some("OOMKilled"), Some(137)),
+        "{t}"
+    );
+    assert_eq!(hog["status"]["qosClass"], "Guaranteed");
 
     // restartPolicy Never, exit 0: Succeeded, not restarted.
     let once = wait(&mut agent, "once to succeed", 60, || {

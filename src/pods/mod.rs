@@ -6,6 +6,7 @@ pub mod env;
 pub mod owner;
 pub mod plan;
 pub mod probe;
+pub mod resources;
 pub mod source;
 pub mod spec;
 pub mod status;

@@ -43,6 +43,10 @@ pub struct Config {
     pub sync_every: Duration,
     /// `--root-dir`: pod volumes live in `<root>/pods/<uid>/volumes`.
     pub root_dir: PathBuf,
+    /// The node's memory (for the OOM score of burstable pods).
+    pub node_memory: u64,
+    /// `cpuCFSQuota`: cpu limits become CFS quotas.
+    pub cpu_cfs_quota: bool,
 }
 
 struct Entry {
@@ -738,6 +742,13 @@ impl Owner {
             v.iter().map(|s| super::env::expand(s, &envs)).collect()
         };
         let (command, args) = (expand(&spec.command), expand(&spec.args));
+        let resources = super::resources::linux(
+            &spec.resources,
+            pod.qos_class(),
+            self.cfg.node_memory,
+            self.cfg.cpu_cfs_quota,
+        )
+        .map_err(|e| format!("container {name:?} resources: {e}"))?;
         let dir = self.log_dir(pod).join(name);
         std::fs::create_dir_all(&dir).map_err(|x| format!("creating {}: {x}", dir.display()))?;
         let m = &pod.metadata;
@@ -775,7 +786,10 @@ impl Owner {
                     )]
                     .into(),
                     log_path: format!("{name}/{attempt}.log"),
-                    linux: Some(LinuxContainerConfig::default()),
+                    linux: Some(LinuxContainerConfig {
+                        resources: Some(resources),
+                        security_context: None,
+                    }),
                     ..Default::default()
                 }),
                 sandbox_config: Some(config),
