@@ -117,12 +117,20 @@ spec:
       - path: tier
         fieldRef:
           fieldPath: metadata.labels['tier']
+  initContainers:
+  - name: prep
+    image: docker.io/library/busybox:1.36
+    command: ["sh", "-c", "echo init-was-here > /scratch/from-init"]
+    volumeMounts:
+    - name: scratch
+      mountPath: /scratch
   containers:
   - name: app
     image: docker.io/library/busybox:1.36
     command: ["sh", "-c"]
     args:
     - |
+      cat /scratch/from-init
       cat /etc/cfg/greeting; echo
       ls /etc/cfg
       cat /etc/sec/password; echo
@@ -369,9 +377,13 @@ fn pods_run_report_restart_complete_and_terminate() {
     wait(&mut agent, "vols to succeed", 60, || {
         try_get(&seed, &["pod", "vols"]).filter(|p| p["status"]["phase"] == "Succeeded")
     });
+    let vols = try_get(&seed, &["pod", "vols"]).expect("vols");
+    let init = &vols["status"]["initContainerStatuses"][0];
+    assert_eq!(init["name"], "prep");
+    assert_eq!(init["state"]["terminated"]["reason"], "Completed", "{init}");
     assert_eq!(
         seed.kubectl(&["logs", "vols"]),
-        "hello-from-configmap\ngreeting\ns3cret\n400\nca.crt\nnamespace\ntoken\nok\ndefault\nedge\nread-only\nvols hello-from-configmap s3cret vols\n"
+        "init-was-here\nhello-from-configmap\ngreeting\ns3cret\n400\nca.crt\nnamespace\ntoken\nok\ndefault\nedge\nread-only\nvols hello-from-configmap s3cret vols\n"
     );
 
     // Limits reach the container: past its memory limit it is OOMKilled; Guaranteed QoS.

@@ -98,11 +98,7 @@ pub fn build(
     host_ip: &str,
     lookup: Lookup,
 ) -> Result<Vec<(String, String)>, String> {
-    let c = pod.raw["spec"]["containers"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
-        .cloned()
-        .unwrap_or_default();
+    let c = pod.raw_container(name);
     let mut vars: Vec<(String, String)> = Vec::new();
     let set = |vars: &mut Vec<(String, String)>, k: String, v: String| {
         vars.retain(|(x, _)| x != &k);

@@ -425,9 +425,7 @@ impl Owner {
         // Crash-loop back-off: computed once per exited attempt that is to run again.
         let now = now_secs();
         for c in &obs.containers {
-            if c.state == CState::Exited
-                && plan::should_restart(entry.pod.spec.restart_policy, c.exit_code)
-            {
+            if c.state == CState::Exited && plan::restartable(&entry.pod, &c.name, c.exit_code) {
                 let prev = entry.backoff.get(&c.name).copied();
                 if prev.is_none_or(|(attempt, _)| attempt != c.attempt) {
                     let finished = (c.finished_at.max(0) / 1_000_000_000) as u64;
@@ -627,7 +625,7 @@ impl Owner {
         name: &str,
         attempt: u32,
     ) -> Result<bool, String> {
-        let Some(spec) = pod.spec.containers.iter().find(|c| c.name == name) else {
+        let Some(spec) = pod.container(name) else {
             return Ok(false);
         };
         let Some(sandbox) = obs.sandbox.as_ref() else {

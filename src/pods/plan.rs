@@ -95,6 +95,25 @@ pub enum Action {
     DeletePod,
 }
 
+/// An init container failed for good (`restartPolicy: Never`): the pod has failed.
+pub fn init_failed(pod: &Pod, obs: &Observed) -> bool {
+    pod.spec.restart_policy == RestartPolicy::Never
+        && pod.spec.init_containers.iter().any(|c| {
+            obs.container(&c.name)
+                .is_some_and(|o| o.state == CState::Exited && o.exit_code != 0)
+        })
+}
+
+/// Whether the exited container `name` is to be run again (init containers only after a
+/// failure, and never under `Never`).
+pub fn restartable(pod: &Pod, name: &str, exit_code: i32) -> bool {
+    if pod.spec.init_containers.iter().any(|c| c.name == name) {
+        exit_code != 0 && pod.spec.restart_policy != RestartPolicy::Never
+    } else {
+        should_restart(pod.spec.restart_policy, exit_code)
+    }
+}
+
 /// Whether an exited container is to be run again under `policy`.
 pub fn should_restart(policy: RestartPolicy, exit_code: i32) -> bool {
     match policy {
@@ -156,7 +175,8 @@ pub fn step(pod: &Pod, obs: &Observed, may_restart: &dyn Fn(&str) -> bool) -> Ve
         .spec
         .containers
         .iter()
-        .all(|c| obs.container(&c.name).is_some_and(done));
+        .all(|c| obs.container(&c.name).is_some_and(done))
+        || init_failed(pod, obs);
     match &obs.sandbox {
         None if all_done => return out,
         None => {
@@ -184,6 +204,35 @@ pub fn step(pod: &Pod, obs: &Observed, may_restart: &dyn Fn(&str) -> bool) -> Ve
             return out;
         }
         Some(_) => {}
+    }
+    // Init containers, in order, each to a successful exit before the next one.
+    for c in &pod.spec.init_containers {
+        match obs.container(&c.name) {
+            None => {
+                out.push(Action::StartContainer {
+                    name: c.name.clone(),
+                    attempt: 0,
+                });
+                return out;
+            }
+            Some(o) => match o.state {
+                CState::Created => {
+                    out.push(Action::StartCreated { id: o.id.clone() });
+                    return out;
+                }
+                CState::Running | CState::Unknown => return out,
+                CState::Exited if o.exit_code == 0 => {}
+                CState::Exited => {
+                    if policy != RestartPolicy::Never && may_restart(&c.name) {
+                        out.push(Action::StartContainer {
+                            name: c.name.clone(),
+                            attempt: o.attempt + 1,
+                        });
+                    }
+                    return out;
+                }
+            },
+        }
     }
     for c in &pod.spec.containers {
         match obs.container(&c.name) {
@@ -437,6 +486,58 @@ mod tests {
                 Action::RemoveSandbox { id: "s0".into() }
             ]
         );
+    }
+
+    fn init_pod(policy: &str) -> Pod {
+        Pod::from_value(
+            json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+            "spec": {"restartPolicy": policy,
+                "initContainers": [{"name": "i1", "image": "x:1"}, {"name": "i2", "image": "x:1"}],
+                "containers": [{"name": "a", "image": "x:1"}]}}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn init_containers_run_in_order_to_success() {
+        use CState::*;
+        let yes = |_: &str| true;
+        let p = init_pod("Always");
+        assert_eq!(
+            step(&p, &obs(sandbox(true), vec![]), &yes),
+            [start("i1", 0)]
+        );
+        assert_eq!(
+            step(&p, &obs(sandbox(true), vec![c("i1", Running, 0)]), &yes),
+            []
+        );
+        assert_eq!(
+            step(&p, &obs(sandbox(true), vec![c("i1", Exited, 0)]), &yes),
+            [start("i2", 0)]
+        );
+        assert_eq!(
+            step(
+                &p,
+                &obs(sandbox(true), vec![c("i1", Exited, 0), c("i2", Exited, 1)]),
+                &yes
+            ),
+            [start("i2", 1)],
+            "a failed init container is retried"
+        );
+        assert_eq!(
+            step(
+                &p,
+                &obs(sandbox(true), vec![c("i1", Exited, 0), c("i2", Exited, 0)]),
+                &yes
+            ),
+            [start("a", 0)],
+            "then the app containers"
+        );
+        let never = init_pod("Never");
+        let failed = obs(sandbox(true), vec![c("i1", Exited, 2)]);
+        assert_eq!(step(&never, &failed, &yes), []);
+        assert!(init_failed(&never, &failed));
+        assert!(!restartable(&p, "i1", 0) && restartable(&p, "i1", 1) && restartable(&p, "a", 0));
     }
 
     #[test]

@@ -208,6 +208,26 @@ impl Pod {
         Ok(pod)
     }
 
+    /// A container's raw spec (app or init) by name.
+    pub fn raw_container(&self, name: &str) -> Value {
+        ["containers", "initContainers"]
+            .iter()
+            .filter_map(|k| self.raw["spec"][k].as_array())
+            .flatten()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// A container's spec (app or init) by name.
+    pub fn container(&self, name: &str) -> Option<&Container> {
+        self.spec
+            .containers
+            .iter()
+            .chain(&self.spec.init_containers)
+            .find(|c| c.name == name)
+    }
+
     pub fn key(&self) -> String {
         format!("{}/{}", self.metadata.namespace, self.metadata.name)
     }

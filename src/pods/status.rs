@@ -116,8 +116,51 @@ pub fn build(
         }
         statuses.push(st);
     }
+    // Init containers: each done once it exited 0; app containers wait for all of them.
+    let mut init_statuses = Vec::new();
+    let mut initialized = true;
+    for spec in &pod.spec.init_containers {
+        let o = obs.container(&spec.name);
+        let ok = o.is_some_and(|o| o.state == CState::Exited && o.exit_code == 0);
+        initialized &= ok;
+        let mut st = json!({
+            "name": spec.name, "image": spec.image, "imageID": "", "ready": ok,
+            "restartCount": o.map_or(0, |o| o.attempt), "started": false,
+            "state": {"waiting": {"reason": "PodInitializing"}},
+        });
+        if let Some(o) = o {
+            st["containerID"] = json!(format!("containerd://{}", o.id));
+            st["imageID"] = json!(o.image_ref);
+            st["state"] = state_of(o);
+            st["started"] = json!(o.state == CState::Running);
+        }
+        if let Some(p) = obs
+            .previous(&spec.name)
+            .filter(|p| p.state == CState::Exited)
+        {
+            st["lastState"] = state_of(p);
+        }
+        if let Some(w) = waiting(&spec.name) {
+            if st["state"].get("terminated").is_some() {
+                st["lastState"] = st["state"].take();
+            }
+            st["state"] = json!({"waiting": {"reason": w.reason, "message": w.message}});
+        }
+        init_statuses.push(st);
+    }
+    if !initialized {
+        for st in &mut statuses {
+            if st["state"]["waiting"]["reason"] == "ContainerCreating" {
+                st["state"] = json!({"waiting": {"reason": "PodInitializing"}});
+            }
+        }
+    }
     let n = pod.spec.containers.len();
-    let phase = if exited_ok + exited_failed == n
+    let phase = if super::plan::init_failed(pod, obs) {
+        "Failed"
+    } else if !initialized {
+        "Pending"
+    } else if exited_ok + exited_failed == n
         && statuses
             .iter()
             .all(|s| s["state"].get("terminated").is_some())
@@ -144,7 +187,7 @@ pub fn build(
         "phase": phase,
         "conditions": [
             cond("PodReadyToStartContainers", sandbox_ready, None),
-            cond("Initialized", true, None),
+            cond("Initialized", initialized, Some("ContainersNotInitialized")),
             cond("Ready", all_ready, Some(if phase == "Succeeded" || phase == "Failed" { "PodCompleted" } else { "ContainersNotReady" })),
             cond("ContainersReady", all_ready, Some(if phase == "Succeeded" || phase == "Failed" { "PodCompleted" } else { "ContainersNotReady" })),
             cond("PodScheduled", true, None),
@@ -155,6 +198,9 @@ pub fn build(
         "qosClass": pod.qos_class(),
         "containerStatuses": statuses,
     });
+    if !init_statuses.is_empty() {
+        status["initContainerStatuses"] = json!(init_statuses);
+    }
     // Transition times move only when a condition's status does.
     let old = pod.status["conditions"]
         .as_array()
@@ -342,6 +388,55 @@ mod tests {
         assert_eq!(
             c["lastState"]["terminated"]["containerID"],
             "containerd://old"
+        );
+    }
+
+    #[test]
+    fn init_containers_gate_the_pod() {
+        let p = Pod::from_value(
+            json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+            "spec": {"restartPolicy": "Never",
+                "initContainers": [{"name": "init", "image": "busybox:1.36"}],
+                "containers": [{"name": "a", "image": "busybox:1.36"}]}}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut o = obs(None, 0);
+        let s = build(&p, &o, "h", "t1", "t2", &none, &yes);
+        assert_eq!(s["phase"], "Pending");
+        assert_eq!(
+            cond(&s, "Initialized")["reason"],
+            "ContainersNotInitialized"
+        );
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["waiting"]["reason"],
+            "PodInitializing"
+        );
+        let done = |state, exit_code| ContainerObs {
+            id: "i".into(),
+            name: "init".into(),
+            attempt: 0,
+            state,
+            exit_code,
+            reason: String::new(),
+            message: String::new(),
+            created_at: 1,
+            started_at: 1,
+            finished_at: 2,
+            image_ref: "sha256:1".into(),
+        };
+        o.containers = vec![done(CState::Exited, 0)];
+        let s = build(&p, &o, "h", "t1", "t2", &none, &yes);
+        assert_eq!(cond(&s, "Initialized")["status"], "True");
+        assert_eq!(s["initContainerStatuses"][0]["ready"], true);
+        assert_eq!(
+            s["initContainerStatuses"][0]["state"]["terminated"]["reason"],
+            "Completed"
+        );
+        o.containers = vec![done(CState::Exited, 1)];
+        let s = build(&p, &o, "h", "t1", "t2", &none, &yes);
+        assert_eq!(
+            s["phase"], "Failed",
+            "a failed init container fails a Never pod"
         );
     }
 

@@ -429,11 +429,7 @@ pub fn mounts(
     container: &str,
     volumes: &BTreeMap<String, PathBuf>,
 ) -> Result<Vec<crate::cri::api::Mount>, String> {
-    let spec = pod.raw["spec"]["containers"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["name"] == container))
-        .cloned()
-        .unwrap_or_default();
+    let spec = pod.raw_container(container);
     let mut out = Vec::new();
     for m in spec["volumeMounts"].as_array().into_iter().flatten() {
         let name = m["name"].as_str().unwrap_or("");
