@@ -154,10 +154,20 @@ fn start_node(
             cluster_domain: k.cluster_domain.clone(),
             sync_every: std::time::Duration::from_secs(1),
             root_dir: s.flags.root_dir.clone(),
-            node_memory: tinylet::node::host::Machine::read(&tinylet::node::host::Roots::host())
+            node_memory: tinylet::node::host::Machine::read(&cfg.roots)
                 .map(|m| m.memory_bytes)
                 .unwrap_or(0),
             cpu_cfs_quota: k.cpu_cfs_quota,
+            limits: {
+                let a =
+                    tinylet::node::status::allocatable_now(&cfg.spec, &cfg.roots, &cfg.root_dir);
+                tinylet::pods::admit::NodeLimits {
+                    max_pods: cfg.spec.max_pods,
+                    cpu_millis: a.as_ref().map_or(i64::MAX, |a| a.cpu_millis),
+                    memory: a.as_ref().map_or(i64::MAX, |a| a.memory),
+                    labels: cfg.spec.labels.clone(),
+                }
+            },
         };
         let (tx, rx) = std::sync::mpsc::channel();
         let node = s.node_name.clone();

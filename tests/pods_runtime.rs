@@ -204,6 +204,18 @@ spec:
 apiVersion: v1
 kind: Pod
 metadata:
+  name: greedy
+spec:
+  containers:
+  - name: app
+    image: docker.io/library/busybox:1.36
+    resources:
+      requests:
+        cpu: "1000"
+---
+apiVersion: v1
+kind: Pod
+metadata:
   name: once
 spec:
   restartPolicy: Never
@@ -249,7 +261,7 @@ fn pods_run_report_restart_complete_and_terminate() {
             env.cgroup_parent()
         ),
     );
-    let mut agent = Agent::start(&seed.agent_args(
+    let args = seed.agent_args(
         "n1",
         &[
             format!("--config={}", cfg.display()),
@@ -261,7 +273,8 @@ fn pods_run_report_restart_complete_and_terminate() {
             format!("--root-dir={}", tmp.path().join("root").display()),
             "--v=2".into(),
         ],
-    ));
+    );
+    let mut agent = Agent::start(&args);
     agent.expect("Successfully registered node \"n1\"");
     wait(&mut agent, "the node to be Ready", 30, || {
         try_get(&seed, &["node", "n1"]).filter(|n| {
@@ -405,6 +418,34 @@ fn pods_run_report_restart_complete_and_terminate() {
     let c = &once["status"]["containerStatuses"][0];
     assert_eq!(c["state"]["terminated"]["reason"], "Completed");
     assert_eq!(c["restartCount"], 0);
+
+    // Admission: more cpu than the node has is refused with the kubelet's reason.
+    let greedy = wait(&mut agent, "greedy to be rejected", 30, || {
+        try_get(&seed, &["pod", "greedy"]).filter(|p| p["status"]["phase"] == "Failed")
+    });
+    assert_eq!(greedy["status"]["reason"], "OutOfcpu");
+    assert!(
+        greedy["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Pod was rejected: Node didn't have enough resource: cpu, requested: 1000000, used: ")),
+        "{}",
+        greedy["status"]
+    );
+
+    // A restart of the agent (SIGKILL) adopts the running containers instead of recreating them.
+    let before = try_get(&seed, &["pod", "web"]).expect("web");
+    agent.kill();
+    let mut agent = Agent::start(&args);
+    agent.expect("SyncLoop ADD: pod \"default/web\"");
+    std::thread::sleep(Duration::from_secs(3));
+    let after = try_get(&seed, &["pod", "web"]).expect("web");
+    for f in ["containerID", "restartCount", "ready"] {
+        assert_eq!(
+            after["status"]["containerStatuses"][0][f], before["status"]["containerStatuses"][0][f],
+            "{f} after the restart"
+        );
+    }
+    assert_eq!(after["status"]["phase"], "Running");
 
     // Deletion: the agent stops the container within the 2 s grace period, removes the
     // sandbox and deletes the object.

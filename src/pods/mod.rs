@@ -2,6 +2,7 @@
 //! step function in `plan`, a pure status in `status`) and the one thread that owns their state
 //! and drives the container runtime (`owner`).
 
+pub mod admit;
 pub mod env;
 pub mod owner;
 pub mod plan;

@@ -47,6 +47,8 @@ pub struct Config {
     pub node_memory: u64,
     /// `cpuCFSQuota`: cpu limits become CFS quotas.
     pub cpu_cfs_quota: bool,
+    /// What admission checks pods against.
+    pub limits: super::admit::NodeLimits,
 }
 
 struct Entry {
@@ -60,6 +62,13 @@ struct Entry {
     probes: HashMap<(String, &'static str), super::probe::Tracker>,
     /// Host paths of the pod's volumes, once set up.
     volumes: Option<BTreeMap<String, PathBuf>>,
+    /// Refused at admission: (reason, message); it never runs.
+    rejected: Option<super::admit::Rejection>,
+}
+
+/// The API says the pod finished (Succeeded or Failed).
+fn terminal(p: &Pod) -> bool {
+    matches!(p.status["phase"].as_str(), Some("Succeeded" | "Failed"))
 }
 
 fn now_secs() -> u64 {
@@ -159,6 +168,21 @@ impl Owner {
             Some(e) => e.pod = pod,
             None => {
                 info!("SyncLoop ADD: pod {:?} (uid {uid})", pod.key());
+                let fresh = matches!(pod.status["phase"].as_str(), None | Some("Pending"));
+                let rejected = if fresh && !pod.deleting() {
+                    let running: Vec<&Pod> = self
+                        .pods
+                        .values()
+                        .filter(|e| e.rejected.is_none() && !terminal(&e.pod))
+                        .map(|e| &e.pod)
+                        .collect();
+                    super::admit::admit(&pod, &running, &self.cfg.limits).err()
+                } else {
+                    None
+                };
+                if let Some((reason, message)) = &rejected {
+                    warn!("pod {} rejected: {reason}: {message}", pod.key());
+                }
                 let start_time = pod.status["startTime"]
                     .as_str()
                     .map(String::from)
@@ -172,6 +196,7 @@ impl Owner {
                         pull: HashMap::new(),
                         probes: HashMap::new(),
                         volumes: None,
+                        rejected,
                     },
                 );
             }
@@ -422,6 +447,20 @@ impl Owner {
         let Some(entry) = self.pods.get_mut(uid) else {
             return;
         };
+        if !entry.pod.deleting() {
+            if let Some((reason, message)) = entry.rejected.clone() {
+                if entry.pod.status["reason"].as_str() != Some(reason.as_str()) {
+                    let status = json!({"phase": "Failed", "reason": reason, "message": message,
+                        "startTime": entry.start_time, "hostIP": self.cfg.host_ip});
+                    self.patch_status(uid, &status);
+                }
+                return;
+            }
+            if terminal(&entry.pod) && obs.sandbox.is_none() && obs.containers.is_empty() {
+                // Finished before (and cleaned up): nothing to run or to report again.
+                return;
+            }
+        }
         // Crash-loop back-off: computed once per exited attempt that is to run again.
         let now = now_secs();
         for c in &obs.containers {
@@ -861,13 +900,21 @@ impl Owner {
             &waiting,
             &ready,
         );
-        let Some(patch) = crate::kube::patch::diff(&entry.pod.status, &next) else {
+        self.patch_status(uid, &next);
+    }
+
+    /// Patches the pod's status from what the API has to `next`, when they differ.
+    fn patch_status(&mut self, uid: &str, next: &Value) {
+        let Some(entry) = self.pods.get(uid) else {
+            return;
+        };
+        let Some(patch) = crate::kube::patch::diff(&entry.pod.status, next) else {
             return;
         };
         let m = &entry.pod.metadata;
         let path = format!("/api/v1/namespaces/{}/pods/{}/status", m.namespace, m.name);
         let result = self.client.get().and_then(|c| {
-            c.patch::<Value>(&path, PatchKind::Strategic, &json!({"status": patch}))
+            c.patch::<Value>(&path, PatchKind::Strategic, &json!({ "status": patch }))
                 .map_err(|e| e.to_string())
         });
         match result {

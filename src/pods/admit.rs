@@ -1,0 +1,171 @@
+//! Pod admission, as the kubelet's: the pods capacity (`maxPods`), cpu and memory requests
+//! against the node's allocatable, the node selector against the node's labels, and the pod's
+//! OS. A rejected pod is Failed with the kubelet's reason and message and never runs.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::spec::Pod;
+use crate::config::quantity::Quantity;
+
+/// What the node offers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeLimits {
+    pub max_pods: i64,
+    pub cpu_millis: i64,
+    pub memory: i64,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// (reason, message) of a rejection.
+pub type Rejection = (String, String);
+
+/// Requests of a pod (cpu millis, memory bytes): the sum of its app containers, or the largest
+/// init container's when that is more, as the scheduler counts them.
+pub fn requests(pod: &Pod) -> (i64, i64) {
+    let get = |c: &Value, r: &str| -> i64 {
+        let q = c["resources"]["requests"][r]
+            .as_str()
+            .or_else(|| c["resources"]["limits"][r].as_str());
+        q.and_then(|q| Quantity::parse(q).ok()).map_or(0, |q| {
+            if r == "cpu" {
+                q.milli_value()
+            } else {
+                q.value()
+            }
+        })
+    };
+    let list = |k: &str| pod.raw["spec"][k].as_array().cloned().unwrap_or_default();
+    let (mut cpu, mut mem) = (0, 0);
+    for c in list("containers") {
+        cpu += get(&c, "cpu");
+        mem += get(&c, "memory");
+    }
+    for c in list("initContainers") {
+        cpu = cpu.max(get(&c, "cpu"));
+        mem = mem.max(get(&c, "memory"));
+    }
+    (cpu, mem)
+}
+
+fn out_of(resource: &str, requested: i64, used: i64, capacity: i64) -> Rejection {
+    (
+        format!("OutOf{resource}"),
+        format!(
+            "Pod was rejected: Node didn't have enough resource: {resource}, requested: {requested}, used: {used}, capacity: {capacity}"
+        ),
+    )
+}
+
+/// Admits `pod` next to the `running` pods already admitted, or says why not.
+pub fn admit(pod: &Pod, running: &[&Pod], node: &NodeLimits) -> Result<(), Rejection> {
+    if let Some(os) = pod.raw["spec"]["os"]["name"].as_str()
+        && os != "linux"
+    {
+        return Err((
+            "PodOSNotSupported".into(),
+            format!(
+                "Pod was rejected: Failed to admit pod as the OS field doesn't match node OS: {os}"
+            ),
+        ));
+    }
+    if let Some(sel) = pod.raw["spec"]["nodeSelector"].as_object()
+        && sel
+            .iter()
+            .any(|(k, v)| node.labels.get(k).map(String::as_str) != v.as_str())
+    {
+        return Err((
+            "NodeAffinity".into(),
+            "Pod was rejected: Predicate NodeAffinity failed: node(s) didn't match Pod's node affinity/selector".into(),
+        ));
+    }
+    let used = running.len() as i64;
+    if used + 1 > node.max_pods {
+        return Err(out_of("pods", 1, used, node.max_pods));
+    }
+    let (cpu, mem) = requests(pod);
+    let (used_cpu, used_mem) = running
+        .iter()
+        .map(|p| requests(p))
+        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+    if cpu > 0 && used_cpu + cpu > node.cpu_millis {
+        return Err(out_of("cpu", cpu, used_cpu, node.cpu_millis));
+    }
+    if mem > 0 && used_mem + mem > node.memory {
+        return Err(out_of("memory", mem, used_mem, node.memory));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(extra: Value) -> Pod {
+        let mut spec = json!({"containers": [{"name": "c", "image": "x:1"}]});
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+        Pod::from_value(
+            json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u"}, "spec": spec}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn sized(cpu: &str, mem: &str) -> Pod {
+        pod(
+            json!({"containers": [{"name": "c", "image": "x:1", "resources": {"requests": {"cpu": cpu, "memory": mem}}}]}),
+        )
+    }
+
+    #[test]
+    fn admission_table() {
+        let node = NodeLimits {
+            max_pods: 2,
+            cpu_millis: 1000,
+            memory: 1 << 30,
+            labels: [("disk".to_string(), "ssd".to_string())].into(),
+        };
+        let small = sized("400m", "256Mi");
+        let reason = |r: Result<(), Rejection>| r.err().map(|(r, _)| r).unwrap_or_default();
+        assert_eq!(admit(&small, &[], &node), Ok(()));
+        assert_eq!(reason(admit(&small, &[&small, &small], &node)), "OutOfpods");
+        let (r, m) = admit(&sized("700m", "1Mi"), &[&small], &node)
+            .err()
+            .unwrap_or_default();
+        assert_eq!(r, "OutOfcpu");
+        assert_eq!(
+            m,
+            "Pod was rejected: Node didn't have enough resource: cpu, requested: 700, used: 400, capacity: 1000"
+        );
+        assert_eq!(
+            reason(admit(&sized("1m", "900Mi"), &[&small], &node)),
+            "OutOfmemory"
+        );
+        assert_eq!(
+            reason(admit(
+                &pod(json!({"nodeSelector": {"disk": "hdd"}})),
+                &[],
+                &node
+            )),
+            "NodeAffinity"
+        );
+        assert_eq!(
+            admit(&pod(json!({"nodeSelector": {"disk": "ssd"}})), &[], &node),
+            Ok(())
+        );
+        assert_eq!(
+            reason(admit(&pod(json!({"os": {"name": "windows"}})), &[], &node)),
+            "PodOSNotSupported"
+        );
+        let with_init = pod(
+            json!({"initContainers": [{"name": "i", "image": "x:1", "resources": {"requests": {"cpu": "2"}}}]}),
+        );
+        assert_eq!(requests(&with_init), (2000, 0));
+        assert_eq!(reason(admit(&with_init, &[], &node)), "OutOfcpu");
+    }
+}
