@@ -10,20 +10,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-fn node(seed: &Seed, name: &str) -> Option<Value> {
-    let out = std::process::Command::new("kubectl")
-        .arg(format!(
-            "--kubeconfig={}",
-            seed.sim_dir.join("admin.kubeconfig").display()
-        ))
-        .args(["get", "node", name, "-o", "json"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())?
-}
-
 fn ready(n: &Value) -> Value {
     n["status"]["conditions"]
         .as_array()
@@ -35,7 +21,7 @@ fn ready(n: &Value) -> Value {
 fn wait_node(seed: &Seed, name: &str, secs: u64, ok: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        if let Some(n) = node(seed, name).filter(|n| ok(n)) {
+        if let Some(n) = seed.try_get(&["node", name]).filter(|n| ok(n)) {
             return n;
         }
         assert!(Instant::now() < deadline, "node {name} never got there");
@@ -76,7 +62,7 @@ fn without_a_runtime_the_node_registers_not_ready() {
     let n = systemd.recv(&mut buf).expect("READY=1 from the agent");
     assert_eq!(&buf[..n], b"READY=1");
     assert!(
-        node(&seed, "n2").is_some(),
+        seed.try_get(&["node", "n2"]).is_some(),
         "READY=1 came before the node was registered"
     );
     agent.expect("Successfully registered node \"n2\"");
@@ -121,7 +107,7 @@ fn register_node_false_reports_status_of_a_node_an_admin_made() {
     ));
     agent.expect("registerNode is false; waiting for node \"n3\" to exist");
     assert!(
-        node(&seed, "n3").is_none(),
+        seed.try_get(&["node", "n3"]).is_none(),
         "the agent made the node itself"
     );
     let manifest = tmp.path().join("n3.yaml");

@@ -19,20 +19,6 @@ fn get(seed: &Seed, args: &[&str]) -> Value {
     serde_json::from_str(&seed.kubectl(&a)).expect("kubectl json")
 }
 
-fn try_node(seed: &Seed) -> Option<Value> {
-    let out = std::process::Command::new("kubectl")
-        .arg(format!(
-            "--kubeconfig={}",
-            seed.sim_dir.join("admin.kubeconfig").display()
-        ))
-        .args(["get", "node", "n1", "-o", "json"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())?
-}
-
 /// Polls `f` every 200 ms until it returns Some, failing after `secs`.
 fn wait<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -127,7 +113,8 @@ fn node_registers_reports_status_and_keeps_its_lease() {
     let mut agent = Agent::start(&args);
     agent.expect("Successfully registered node \"n1\"");
     let node = wait("Ready=True", 30, || {
-        try_node(&seed).filter(|n| condition(n, "Ready")["status"] == "True")
+        seed.try_get(&["node", "n1"])
+            .filter(|n| condition(n, "Ready")["status"] == "True")
     });
 
     // Identity: labels, annotation, taints, providerID, addresses.
@@ -262,18 +249,7 @@ fn node_registers_reports_status_and_keeps_its_lease() {
     }
 
     // The lease: owned by the node, renewed every quarter of its 4 s.
-    let lease_out = || {
-        std::process::Command::new("kubectl")
-            .arg(format!(
-                "--kubeconfig={}",
-                seed.sim_dir.join("admin.kubeconfig").display()
-            ))
-            .args(["get", "lease", "-n", "kube-node-lease", "n1", "-o", "json"])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
-    };
+    let lease_out = || seed.try_get(&["lease", "-n", "kube-node-lease", "n1"]);
     let deadline = Instant::now() + Duration::from_secs(10);
     let lease = loop {
         if let Some(l) = lease_out() {
@@ -299,10 +275,13 @@ fn node_registers_reports_status_and_keeps_its_lease() {
     });
 
     // Heartbeat-only changes wait for nodeStatusReportFrequency (1m): no writes meanwhile.
-    let rv = try_node(&seed).map(|n| n["metadata"]["resourceVersion"].clone());
+    let rv = seed
+        .try_get(&["node", "n1"])
+        .map(|n| n["metadata"]["resourceVersion"].clone());
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        try_node(&seed).map(|n| n["metadata"]["resourceVersion"].clone()),
+        seed.try_get(&["node", "n1"])
+            .map(|n| n["metadata"]["resourceVersion"].clone()),
         rv,
         "status written without a change"
     );
@@ -326,7 +305,8 @@ fn node_registers_reports_status_and_keeps_its_lease() {
     let was_ready_at = condition(&node, "Ready")["lastTransitionTime"].clone();
     env.stop_containerd();
     let down = wait("Ready=False after containerd stops", 10, || {
-        try_node(&seed).filter(|n| condition(n, "Ready")["status"] == "False")
+        seed.try_get(&["node", "n1"])
+            .filter(|n| condition(n, "Ready")["status"] == "False")
     });
     let r = condition(&down, "Ready");
     assert_eq!(r["reason"], "KubeletNotReady");
@@ -334,7 +314,8 @@ fn node_registers_reports_status_and_keeps_its_lease() {
     assert_ne!(r["lastTransitionTime"], was_ready_at);
     env.start_containerd();
     let up = wait("Ready=True after containerd starts", 20, || {
-        try_node(&seed).filter(|n| condition(n, "Ready")["status"] == "True")
+        seed.try_get(&["node", "n1"])
+            .filter(|n| condition(n, "Ready")["status"] == "True")
     });
     assert_eq!(condition(&up, "Ready")["reason"], "KubeletReady");
     let reasons = wait("NodeNotReady and NodeReady events", 10, || {
@@ -347,7 +328,8 @@ fn node_registers_reports_status_and_keeps_its_lease() {
     let (code, log) = agent.stop();
     assert_eq!(code, Some(0), "{}", log.join("\n"));
     let unknown = wait("Ready=Unknown after the lease expires", 15, || {
-        try_node(&seed).filter(|n| condition(n, "Ready")["status"] == "Unknown")
+        seed.try_get(&["node", "n1"])
+            .filter(|n| condition(n, "Ready")["status"] == "Unknown")
     });
     assert_eq!(
         condition(&unknown, "Ready")["message"],
@@ -360,7 +342,8 @@ fn node_registers_reports_status_and_keeps_its_lease() {
     let mut agent = Agent::start(&args);
     agent.expect("Node \"n1\" was previously registered");
     let again = wait("Ready=True after the restart", 30, || {
-        try_node(&seed).filter(|n| condition(n, "Ready")["status"] == "True")
+        seed.try_get(&["node", "n1"])
+            .filter(|n| condition(n, "Ready")["status"] == "True")
     });
     assert_eq!(again["metadata"]["uid"], node["metadata"]["uid"]);
     assert_eq!(again["metadata"]["labels"]["kubernetes.io/arch"], arch);

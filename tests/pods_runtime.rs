@@ -13,22 +13,6 @@ use common::runtime::RuntimeEnv;
 use common::*;
 use serde_json::Value;
 
-fn try_get(seed: &Seed, args: &[&str]) -> Option<Value> {
-    let out = std::process::Command::new("kubectl")
-        .arg(format!(
-            "--kubeconfig={}",
-            seed.sim_dir.join("admin.kubeconfig").display()
-        ))
-        .arg("get")
-        .args(args)
-        .args(["-o", "json"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())?
-}
-
 fn wait<T>(agent: &mut Agent, what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
@@ -277,7 +261,7 @@ fn pods_run_report_restart_complete_and_terminate() {
     let mut agent = Agent::start(&args);
     agent.expect("Successfully registered node \"n1\"");
     wait(&mut agent, "the node to be Ready", 30, || {
-        try_get(&seed, &["node", "n1"]).filter(|n| {
+        seed.try_get(&["node", "n1"]).filter(|n| {
             n["status"]["conditions"].as_array().is_some_and(|c| {
                 c.iter()
                     .any(|c| c["type"] == "Ready" && c["status"] == "True")
@@ -290,7 +274,7 @@ fn pods_run_report_restart_complete_and_terminate() {
 
     // The long-running pod: Running, ready, with a pod IP from the CNI bridge.
     let web = wait(&mut agent, "web to run", 60, || {
-        try_get(&seed, &["pod", "web"]).filter(|p| {
+        seed.try_get(&["pod", "web"]).filter(|p| {
             p["status"]["phase"] == "Running"
                 && p["status"]["containerStatuses"][0]["ready"] == true
         })
@@ -350,7 +334,7 @@ fn pods_run_report_restart_complete_and_terminate() {
 
     // The crashing pod restarts after the 10 s back-off and shows CrashLoopBackOff meanwhile.
     let crash = wait(&mut agent, "crash to restart", 60, || {
-        try_get(&seed, &["pod", "crash"])
+        seed.try_get(&["pod", "crash"])
             .filter(|p| p["status"]["containerStatuses"][0]["restartCount"].as_u64() >= Some(1))
     });
     let c = &crash["status"]["containerStatuses"][0];
@@ -358,7 +342,7 @@ fn pods_run_report_restart_complete_and_terminate() {
     assert_eq!(seed.kubectl(&["logs", "crash", "--previous"]), "bye\n");
     assert_eq!(crash["status"]["phase"], "Running");
     wait(&mut agent, "CrashLoopBackOff", 30, || {
-        try_get(&seed, &["pod", "crash"]).filter(|p| {
+        seed.try_get(&["pod", "crash"]).filter(|p| {
             p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
         })
     });
@@ -366,13 +350,13 @@ fn pods_run_report_restart_complete_and_terminate() {
     // Probes: not ready while the readiness probe fails, ready once it passes; the liveness
     // probe then fails twice and the container is restarted.
     wait(&mut agent, "probed running but not ready", 30, || {
-        try_get(&seed, &["pod", "probed"]).filter(|p| {
+        seed.try_get(&["pod", "probed"]).filter(|p| {
             p["status"]["phase"] == "Running"
                 && p["status"]["containerStatuses"][0]["ready"] == false
         })
     });
     wait(&mut agent, "probed ready", 30, || {
-        try_get(&seed, &["pod", "probed"])
+        seed.try_get(&["pod", "probed"])
             .filter(|p| p["status"]["containerStatuses"][0]["ready"] == true)
     });
     wait(
@@ -380,7 +364,7 @@ fn pods_run_report_restart_complete_and_terminate() {
         "probed restarted by its liveness probe",
         40,
         || {
-            try_get(&seed, &["pod", "probed"])
+            seed.try_get(&["pod", "probed"])
                 .filter(|p| p["status"]["containerStatuses"][0]["restartCount"].as_u64() >= Some(1))
         },
     );
@@ -388,9 +372,10 @@ fn pods_run_report_restart_complete_and_terminate() {
     // Volumes: configMap (an item with its mode, read-only), secret, emptyDir, downwardAPI and
     // the kube-api-access projected volume kube-sim injects (token, ca.crt, namespace).
     wait(&mut agent, "vols to succeed", 60, || {
-        try_get(&seed, &["pod", "vols"]).filter(|p| p["status"]["phase"] == "Succeeded")
+        seed.try_get(&["pod", "vols"])
+            .filter(|p| p["status"]["phase"] == "Succeeded")
     });
-    let vols = try_get(&seed, &["pod", "vols"]).expect("vols");
+    let vols = seed.try_get(&["pod", "vols"]).expect("vols");
     let init = &vols["status"]["initContainerStatuses"][0];
     assert_eq!(init["name"], "prep");
     assert_eq!(init["state"]["terminated"]["reason"], "Completed", "{init}");
@@ -401,7 +386,8 @@ fn pods_run_report_restart_complete_and_terminate() {
 
     // Limits reach the container: past its memory limit it is OOMKilled; Guaranteed QoS.
     let hog = wait(&mut agent, "hog to be OOMKilled", 60, || {
-        try_get(&seed, &["pod", "hog"]).filter(|p| p["status"]["phase"] == "Failed")
+        seed.try_get(&["pod", "hog"])
+            .filter(|p| p["status"]["phase"] == "Failed")
     });
     let t = &hog["status"]["containerStatuses"][0]["state"]["terminated"];
     assert_eq!(
@@ -413,7 +399,8 @@ fn pods_run_report_restart_complete_and_terminate() {
 
     // restartPolicy Never, exit 0: Succeeded, not restarted.
     let once = wait(&mut agent, "once to succeed", 60, || {
-        try_get(&seed, &["pod", "once"]).filter(|p| p["status"]["phase"] == "Succeeded")
+        seed.try_get(&["pod", "once"])
+            .filter(|p| p["status"]["phase"] == "Succeeded")
     });
     let c = &once["status"]["containerStatuses"][0];
     assert_eq!(c["state"]["terminated"]["reason"], "Completed");
@@ -421,7 +408,8 @@ fn pods_run_report_restart_complete_and_terminate() {
 
     // Admission: more cpu than the node has is refused with the kubelet's reason.
     let greedy = wait(&mut agent, "greedy to be rejected", 30, || {
-        try_get(&seed, &["pod", "greedy"]).filter(|p| p["status"]["phase"] == "Failed")
+        seed.try_get(&["pod", "greedy"])
+            .filter(|p| p["status"]["phase"] == "Failed")
     });
     assert_eq!(greedy["status"]["reason"], "OutOfcpu");
     assert!(
@@ -433,12 +421,12 @@ fn pods_run_report_restart_complete_and_terminate() {
     );
 
     // A restart of the agent (SIGKILL) adopts the running containers instead of recreating them.
-    let before = try_get(&seed, &["pod", "web"]).expect("web");
+    let before = seed.try_get(&["pod", "web"]).expect("web");
     agent.kill();
     let mut agent = Agent::start(&args);
     agent.expect("SyncLoop ADD: pod \"default/web\"");
     std::thread::sleep(Duration::from_secs(3));
-    let after = try_get(&seed, &["pod", "web"]).expect("web");
+    let after = seed.try_get(&["pod", "web"]).expect("web");
     for f in ["containerID", "restartCount", "ready"] {
         assert_eq!(
             after["status"]["containerStatuses"][0][f], before["status"]["containerStatuses"][0][f],
@@ -451,7 +439,7 @@ fn pods_run_report_restart_complete_and_terminate() {
     // sandbox and deletes the object.
     seed.kubectl(&["delete", "pod", "web", "--wait=false"]);
     wait(&mut agent, "web to be gone from the API", 30, || {
-        try_get(&seed, &["pod", "web"]).is_none().then_some(())
+        seed.try_get(&["pod", "web"]).is_none().then_some(())
     });
     let rt = env.client();
     let left = rt

@@ -743,31 +743,11 @@ impl Owner {
         let ns = pod.metadata.namespace.clone();
         let lookup = |kind: &str, obj: &str| -> Result<Option<BTreeMap<String, String>>, String> {
             let c = client.get()?;
-            let plural = if kind == "secret" {
-                "secrets"
-            } else {
-                "configmaps"
-            };
-            let v = match c.get::<Value>(&format!("/api/v1/namespaces/{ns}/{plural}/{obj}")) {
-                Ok(v) => v,
-                Err(e) if e.code() == Some(404) => return Ok(None),
-                Err(e) => return Err(e.to_string()),
-            };
-            let mut out = BTreeMap::new();
-            for (k, x) in v["data"].as_object().into_iter().flatten() {
-                let text = x.as_str().unwrap_or("");
-                let value = if kind == "secret" {
-                    use base64::Engine;
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(text)
-                        .map_err(|e| format!("secret {obj:?} key {k:?}: {e}"))?;
-                    String::from_utf8_lossy(&bytes).into_owned()
-                } else {
-                    text.to_string()
-                };
-                out.insert(k.clone(), value);
-            }
-            Ok(Some(out))
+            Ok(super::volumes::object_data(&c, &ns, kind, obj)?.map(|d| {
+                d.into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                    .collect()
+            }))
         };
         let pod_ip = if sandbox.ip.is_empty() {
             self.cfg.host_ip.clone()

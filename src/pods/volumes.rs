@@ -206,6 +206,44 @@ fn get_opt(c: &Client, path: &str) -> Result<Option<Value>, String> {
     }
 }
 
+/// The data of configMap (`kind` "configmap") or secret ("secret") `obj`, values decoded;
+/// None when it does not exist.
+pub fn object_data(
+    c: &Client,
+    ns: &str,
+    kind: &str,
+    obj: &str,
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
+    let secret = kind == "secret";
+    let plural = if secret { "secrets" } else { "configmaps" };
+    Ok(
+        get_opt(c, &format!("/api/v1/namespaces/{ns}/{plural}/{obj}"))?.map(|o| {
+            if secret {
+                secret_data(&o)
+            } else {
+                config_map_data(&o)
+            }
+        }),
+    )
+}
+
+/// The files of a configMap or secret volume source (`obj` its object, `src` the source with
+/// its `items` and `optional`).
+fn object_files(
+    c: &Client,
+    ns: &str,
+    kind: &str,
+    obj: &str,
+    src: &Value,
+    mode: u32,
+) -> Result<Files, String> {
+    match object_data(c, ns, kind, obj)? {
+        Some(data) => from_data(&data, &src["items"], mode, &format!("{kind} {obj:?}")),
+        None if src["optional"] == true => Ok(Files::new()),
+        None => Err(format!("{kind} {obj:?} not found")),
+    }
+}
+
 /// A token for the pod's ServiceAccount, bound to the pod (TokenRequest).
 fn token(c: &Client, pod: &Pod, src: &Value) -> Result<Vec<u8>, String> {
     let sa = pod.raw["spec"]["serviceAccountName"]
@@ -265,19 +303,8 @@ pub fn prepare(
             let cm = &v["configMap"];
             let cm_name = cm["name"].as_str().unwrap_or("");
             let mode = mode_of(&cm["defaultMode"], 0o644);
-            let files = match get_opt(c, &format!("/api/v1/namespaces/{ns}/configmaps/{cm_name}"))
-                .map_err(|e| err(pod, &name, e))?
-            {
-                Some(obj) => from_data(
-                    &config_map_data(&obj),
-                    &cm["items"],
-                    mode,
-                    &format!("configmap {cm_name:?}"),
-                )
-                .map_err(|e| err(pod, &name, e))?,
-                None if cm["optional"] == true => Files::new(),
-                None => return Err(err(pod, &name, format!("configmap {cm_name:?} not found"))),
-            };
+            let files = object_files(c, ns, "configmap", cm_name, cm, mode)
+                .map_err(|e| err(pod, &name, e))?;
             let d = dir("configmap");
             write_atomic(&d, &files).map_err(|e| err(pod, &name, e))?;
             d
@@ -285,19 +312,8 @@ pub fn prepare(
             let s = &v["secret"];
             let s_name = s["secretName"].as_str().unwrap_or("");
             let mode = mode_of(&s["defaultMode"], 0o644);
-            let files = match get_opt(c, &format!("/api/v1/namespaces/{ns}/secrets/{s_name}"))
-                .map_err(|e| err(pod, &name, e))?
-            {
-                Some(obj) => from_data(
-                    &secret_data(&obj),
-                    &s["items"],
-                    mode,
-                    &format!("secret {s_name:?}"),
-                )
-                .map_err(|e| err(pod, &name, e))?,
-                None if s["optional"] == true => Files::new(),
-                None => return Err(err(pod, &name, format!("secret {s_name:?} not found"))),
-            };
+            let files =
+                object_files(c, ns, "secret", s_name, s, mode).map_err(|e| err(pod, &name, e))?;
             let d = dir("secret");
             mkdir(&d, 0o750).map_err(|e| err(pod, &name, e))?;
             write_atomic(&d, &files).map_err(|e| err(pod, &name, e))?;
@@ -319,46 +335,13 @@ pub fn prepare(
                     let path = t["path"].as_str().unwrap_or("token");
                     let tok = token(c, pod, t).map_err(|e| err(pod, &name, e))?;
                     Files::from([(path.to_string(), (tok, mode))])
-                } else if src["configMap"].is_object() {
-                    let cm = &src["configMap"];
-                    let cm_name = cm["name"].as_str().unwrap_or("");
-                    match get_opt(c, &format!("/api/v1/namespaces/{ns}/configmaps/{cm_name}"))
-                        .map_err(|e| err(pod, &name, e))?
-                    {
-                        Some(obj) => from_data(
-                            &config_map_data(&obj),
-                            &cm["items"],
-                            mode,
-                            &format!("configmap {cm_name:?}"),
-                        )
-                        .map_err(|e| err(pod, &name, e))?,
-                        None if cm["optional"] == true => Files::new(),
-                        None => {
-                            return Err(err(
-                                pod,
-                                &name,
-                                format!("configmap {cm_name:?} not found"),
-                            ));
-                        }
-                    }
-                } else if src["secret"].is_object() {
-                    let s = &src["secret"];
-                    let s_name = s["name"].as_str().unwrap_or("");
-                    match get_opt(c, &format!("/api/v1/namespaces/{ns}/secrets/{s_name}"))
-                        .map_err(|e| err(pod, &name, e))?
-                    {
-                        Some(obj) => from_data(
-                            &secret_data(&obj),
-                            &s["items"],
-                            mode,
-                            &format!("secret {s_name:?}"),
-                        )
-                        .map_err(|e| err(pod, &name, e))?,
-                        None if s["optional"] == true => Files::new(),
-                        None => {
-                            return Err(err(pod, &name, format!("secret {s_name:?} not found")));
-                        }
-                    }
+                } else if let Some((kind, r)) =
+                    [("configmap", &src["configMap"]), ("secret", &src["secret"])]
+                        .into_iter()
+                        .find(|(_, r)| r.is_object())
+                {
+                    let obj = r["name"].as_str().unwrap_or("");
+                    object_files(c, ns, kind, obj, r, mode).map_err(|e| err(pod, &name, e))?
                 } else if src["downwardAPI"].is_object() {
                     downward(pod, &src["downwardAPI"]["items"], mode)
                         .map_err(|e| err(pod, &name, e))?

@@ -368,6 +368,23 @@ impl Seed {
         admin_kubectl(&self.sim_dir, args)
     }
 
+    /// `kubectl get <args> -o json` as admin; None when it fails (not found, not yet...).
+    pub fn try_get(&self, args: &[&str]) -> Option<serde_json::Value> {
+        let out = Command::new("kubectl")
+            .arg(format!(
+                "--kubeconfig={}",
+                self.sim_dir.join("admin.kubeconfig").display()
+            ))
+            .arg("get")
+            .args(args)
+            .args(["-o", "json"])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())?
+    }
+
     /// Step 4: `kubectl create clusterrolebinding kubelet-bootstrap ...`.
     pub fn bind_bootstrappers(&self) {
         bind_bootstrappers(&self.sim_dir);
