@@ -68,13 +68,15 @@ fn run(args: impl Iterator<Item = String>) -> Result<(), Error> {
     let server_stats = std::sync::Arc::new(tinylet::certs::manager::Stats::default());
     start_certificates(&settings, client_stats.clone(), server_stats.clone());
     let pods = tinylet::pods::Snapshot::default();
+    let runtime = open_runtime(&settings)?;
     start_servers(
         &settings,
         vec![("client", client_stats), ("server", server_stats)],
         pods.clone(),
+        runtime.clone(),
     )?;
     let stop = std::sync::Arc::new(tinylet::node::agent::Stop::default());
-    let node_threads = start_node(&settings, stop.clone(), pods)?;
+    let node_threads = start_node(&settings, stop.clone(), pods, runtime)?;
     info!("running; waiting for SIGTERM or SIGINT");
     wait_for_termination(&signals)?;
     // Heartbeats stop cleanly; containers are left running, as the kubelet leaves them.
@@ -91,13 +93,8 @@ fn run(args: impl Iterator<Item = String>) -> Result<(), Error> {
 
 /// The container runtime client, the node loop (registration and status), the lease renewer
 /// and the event sender. Without a kubeconfig (standalone) only the runtime is opened.
-fn start_node(
-    s: &Settings,
-    stop: std::sync::Arc<tinylet::node::agent::Stop>,
-    pods: tinylet::pods::Snapshot,
-) -> Result<Vec<std::thread::JoinHandle<()>>, Error> {
-    use std::sync::Arc;
-    use tinylet::node::agent;
+/// The container runtime client (nothing is dialled until the first call).
+fn open_runtime(s: &Settings) -> Result<std::sync::Arc<tinylet::cri::Runtime>, Error> {
     let k = &s.kubelet;
     let image = match k.image_service_endpoint.as_str() {
         "" => None,
@@ -105,15 +102,25 @@ fn start_node(
             tinylet::config::kubelet::RuntimeEndpoint::parse(e).map_err(Error::ImageEndpoint)?,
         ),
     };
-    let runtime = Arc::new(
-        tinylet::cri::Runtime::new(
-            &k.container_runtime_endpoint,
-            image.as_ref(),
-            tinylet::cri::Options::new(k.runtime_request_timeout.as_std()),
-        )
-        .map_err(Error::Runtime)?,
-    );
+    let runtime = tinylet::cri::Runtime::new(
+        &k.container_runtime_endpoint,
+        image.as_ref(),
+        tinylet::cri::Options::new(k.runtime_request_timeout.as_std()),
+    )
+    .map_err(Error::Runtime)?;
     info!("container runtime endpoint {}", runtime.endpoint());
+    Ok(std::sync::Arc::new(runtime))
+}
+
+fn start_node(
+    s: &Settings,
+    stop: std::sync::Arc<tinylet::node::agent::Stop>,
+    pods: tinylet::pods::Snapshot,
+    runtime: std::sync::Arc<tinylet::cri::Runtime>,
+) -> Result<Vec<std::thread::JoinHandle<()>>, Error> {
+    use std::sync::Arc;
+    use tinylet::node::agent;
+    let k = &s.kubelet;
     if s.flags.kubeconfig.is_none() {
         notify_ready();
         return Ok(vec![]);
@@ -340,6 +347,7 @@ fn start_servers(
     s: &Settings,
     certificates: Vec<(&'static str, std::sync::Arc<tinylet::certs::manager::Stats>)>,
     pods: tinylet::pods::Snapshot,
+    runtime: std::sync::Arc<tinylet::cri::Runtime>,
 ) -> Result<(), Error> {
     use tinylet::server;
     let k = &s.kubelet;
@@ -400,6 +408,7 @@ fn start_servers(
         metrics: server::metrics::Metrics::new(certificates),
         pods,
         pod_logs_dir: k.pod_logs_dir.clone().into(),
+        runtime: Some(runtime),
     });
     std::thread::spawn(move || server::serve(l, tls, state));
     info!("kubelet API on https://{addr}");

@@ -319,6 +319,47 @@ fn pods_run_report_restart_complete_and_terminate() {
         serving.exists().then_some(())
     });
     assert_eq!(seed.kubectl(&["logs", "web"]), "hello world from web\n");
+    // kubectl exec: the API server's proxy, then tinylet's splice to containerd's stream.
+    assert_eq!(
+        seed.kubectl(&[
+            "exec",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "echo $GREETING on $(hostname)"
+        ]),
+        "world on web\n"
+    );
+    let kubectl_raw = |args: &[&str], stdin: &[u8]| {
+        use std::io::Write;
+        let mut child = std::process::Command::new("kubectl")
+            .arg(format!(
+                "--kubeconfig={}",
+                seed.sim_dir.join("admin.kubeconfig").display()
+            ))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        if let Some(mut i) = child.stdin.take() {
+            i.write_all(stdin).expect("stdin");
+        }
+        child.wait_with_output().expect("kubectl output")
+    };
+    let out = kubectl_raw(
+        &["exec", "-i", "web", "--", "sh", "-c", "tr a-z A-Z; exit 3"],
+        b"piped in\n",
+    );
+    assert_eq!(text(&out.stdout), "PIPED IN\n", "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("command terminated with exit code 3"),
+        "{}",
+        text(&out.stderr)
+    );
     let listed: Value =
         serde_json::from_str(&seed.kubectl(&["get", "--raw", "/api/v1/nodes/n1/proxy/pods"]))
             .expect("PodList");

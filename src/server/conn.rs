@@ -275,6 +275,63 @@ fn encode(is_head: bool, keep_alive: bool, resp: &Response) -> Vec<u8> {
     out
 }
 
+/// Passes an upgrade request (exec, attach, port-forward) on to the runtime's streaming server
+/// at `url` (plain HTTP on the node) and then copies bytes both ways until either side closes,
+/// as the kubelet's streaming proxy.
+async fn splice(c: &mut Conn, head: &RequestHead, url: &str) -> std::io::Result<()> {
+    use smol::io::{AsyncReadExt, AsyncWriteExt};
+    let invalid = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, m.to_string());
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| invalid("the runtime's streaming URL is not http://"))?;
+    let (hostport, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(hostport)?
+        .next()
+        .ok_or_else(|| invalid("the runtime's streaming URL has no address"))?;
+    let mut rt = Async::<TcpStream>::connect(addr).await?;
+    let mut req = format!(
+        "{} {} HTTP/1.1\r\nHost: {hostport}\r\n",
+        head.method,
+        if path.is_empty() { "/" } else { path }
+    );
+    for (k, v) in &head.headers {
+        if k != "host" && k != "authorization" {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    req.push_str("\r\n");
+    rt.write_all(req.as_bytes()).await?;
+    if !c.plain.is_empty() {
+        rt.write_all(&c.plain).await?;
+        c.plain.clear();
+    }
+    let mut buf = vec![0u8; 16 * 1024];
+    enum Side {
+        Client(std::io::Result<bool>),
+        Runtime(std::io::Result<usize>),
+    }
+    loop {
+        // Only the reads race; each write finishes before the next race, so nothing is lost.
+        let side = future::or(async { Side::Client(c.fill().await) }, async {
+            Side::Runtime(rt.read(&mut buf).await)
+        })
+        .await;
+        match side {
+            Side::Client(Ok(true)) => {
+                rt.write_all(&c.plain).await?;
+                c.plain.clear();
+            }
+            Side::Client(Ok(false)) => return Ok(()),
+            Side::Runtime(Ok(0)) => {
+                c.tls.send_close_notify();
+                return c.flush().await;
+            }
+            Side::Runtime(Ok(n)) => c.write_all(&buf[..n]).await?,
+            Side::Client(Err(e)) | Side::Runtime(Err(e)) => return Err(e),
+        }
+    }
+}
+
 /// One connection: handshake, then requests until close, a deadline or an error.
 async fn connection(
     tcp: Async<TcpStream>,
@@ -318,6 +375,7 @@ async fn connection(
             Some(Ok(r)) => r,
         };
         let (keep_alive, is_head) = (head.keep_alive, head.method == "HEAD");
+        let upgrade_head = head.header("upgrade").is_some().then(|| head.clone());
         // Answered here when nothing can block (the common case: a certificate or a cached
         // token and review); otherwise a handler thread takes it.
         let t0 = Instant::now();
@@ -343,6 +401,12 @@ async fn connection(
                 resp
             }
         };
+        if let (Some(url), Some(h)) = (&resp.upgrade, &upgrade_head) {
+            if let Err(e) = splice(&mut c, h, url).await {
+                crate::vinfo!(2, "streaming to {url}: {e}");
+            }
+            return;
+        }
         let out = encode(is_head, keep_alive, &resp);
         if !matches!(within(IDLE, c.write_all(&out)).await, Some(Ok(()))) || !keep_alive {
             return;

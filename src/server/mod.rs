@@ -41,6 +41,9 @@ pub struct Response {
     pub content_type: &'static str,
     pub body: Vec<u8>,
     pub headers: Vec<(&'static str, String)>,
+    /// The connection is to be spliced to this runtime streaming URL (exec, attach,
+    /// port-forward), the request's upgrade passed on, as the kubelet proxies them.
+    pub upgrade: Option<String>,
 }
 
 impl Response {
@@ -50,6 +53,7 @@ impl Response {
             content_type: "text/plain; charset=utf-8",
             body: body.into().into_bytes(),
             headers: Vec::new(),
+            upgrade: None,
         }
     }
     pub fn json(v: &serde_json::Value) -> Response {
@@ -58,6 +62,7 @@ impl Response {
             content_type: "application/json",
             body: serde_json::to_vec(v).unwrap_or_default(),
             headers: Vec::new(),
+            upgrade: None,
         }
     }
 }
@@ -150,6 +155,85 @@ fn query<'a>(q: &'a str, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// The runtime id of container `container` of pod `ns/pod`, or the 404 to answer.
+fn container_id(s: &State, ns: &str, pod: &str, container: &str) -> Result<String, Response> {
+    let list = s.pods.read().unwrap_or_else(|p| p.into_inner());
+    let p = list
+        .iter()
+        .find(|p| p["metadata"]["namespace"] == ns && p["metadata"]["name"] == pod)
+        .ok_or_else(|| Response::text(404, format!("pod {pod:?} does not exist\n")))?;
+    p["status"]["containerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(
+            p["status"]["initContainerStatuses"]
+                .as_array()
+                .into_iter()
+                .flatten(),
+        )
+        .find(|c| c["name"] == container && c["state"]["running"].is_object())
+        .and_then(|c| c["containerID"].as_str())
+        .and_then(|id| id.split_once("://").map(|(_, id)| id.to_string()))
+        .ok_or_else(|| {
+            Response::text(
+                404,
+                format!("container {container:?} not found in pod {pod:?}\n"),
+            )
+        })
+}
+
+/// `/exec/<ns>/<pod>/<container>?command=...&stdin=1&stdout=1&stderr=1&tty=1`: a CRI Exec,
+/// whose streaming URL the connection is then spliced to (the upgrade passes through).
+fn exec(s: &State, r: &Request) -> Response {
+    let parts: Vec<&str> = r
+        .head
+        .path
+        .trim_start_matches("/exec/")
+        .split('/')
+        .collect();
+    let [ns, pod, container] = parts.as_slice() else {
+        return Response::text(400, "path must be /exec/<namespace>/<pod>/<container>");
+    };
+    if r.head.header("upgrade").is_none() {
+        return Response::text(400, "Upgrade request required");
+    }
+    let id = match container_id(s, ns, pod, container) {
+        Ok(id) => id,
+        Err(resp) => return resp,
+    };
+    let q = r.head.query.as_str();
+    let flag = |k: &str| matches!(query(q, k), Some("1" | "true"));
+    let cmd: Vec<String> = q
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("command="))
+        .map(|c| crate::cri::grpc::percent_decode(c.replace('+', " ").as_bytes()))
+        .collect();
+    if cmd.is_empty() {
+        return Response::text(400, "you must specify at least 1 command");
+    }
+    let Some(rt) = &s.runtime else {
+        return Response::text(500, "no container runtime");
+    };
+    match rt.exec(&crate::cri::api::ExecRequest {
+        container_id: id,
+        cmd,
+        tty: flag("tty"),
+        stdin: flag("input") || flag("stdin"),
+        stdout: flag("output") || flag("stdout"),
+        stderr: flag("error") || flag("stderr"),
+    }) {
+        Ok(resp) => Response {
+            status: 101,
+            content_type: "",
+            body: Vec::new(),
+            headers: Vec::new(),
+            upgrade: Some(resp.url),
+        },
+        Err(e) => Response::text(500, format!("failed to exec in container: {e}")),
+    }
+}
+
 /// `/containerLogs/<ns>/<pod>/<container>`: the container's CRI log file as `kubectl logs`
 /// shows it (`previous`, `timestamps`, `tailLines`, `limitBytes`; `follow` answers what is
 /// there now).
@@ -221,6 +305,7 @@ fn container_logs(s: &State, r: &Request) -> Response {
         content_type: "text/plain",
         body: crate::logs::render(&content, &o),
         headers: Vec::new(),
+        upgrade: None,
     }
 }
 
@@ -234,6 +319,7 @@ fn metrics_route(s: &State, _: &Request) -> Response {
         content_type: "text/plain; version=0.0.4; charset=utf-8",
         body: s.metrics.render(s).into_bytes(),
         headers: Vec::new(),
+        upgrade: None,
     }
 }
 
@@ -257,7 +343,7 @@ pub static ROUTES: &[Route] = &[
     Route::new("/metrics/probes", &["GET"], not_yet),
     Route::new("/stats/", &["GET", "POST"], not_yet).on_worker(),
     Route::debug("/containerLogs/", &["GET"], container_logs).on_worker(),
-    Route::debug("/exec/", &["GET", "POST"], not_yet).on_worker(),
+    Route::debug("/exec/", &["GET", "POST"], exec).on_worker(),
     Route::debug("/attach/", &["GET", "POST"], not_yet).on_worker(),
     Route::debug("/portForward/", &["GET", "POST"], not_yet).on_worker(),
     Route::debug("/run/", &["POST"], not_yet).on_worker(),
@@ -283,6 +369,8 @@ pub struct State {
     /// The pods the agent runs (the pod owner writes it).
     pub pods: crate::pods::Snapshot,
     pub pod_logs_dir: std::path::PathBuf,
+    /// The container runtime, for exec.
+    pub runtime: Option<std::sync::Arc<crate::cri::Runtime>>,
 }
 
 /// Authentication, authorization, then the route: the only way into a handler. May call the
