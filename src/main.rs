@@ -133,6 +133,7 @@ fn start_node(
     ));
     let uid = Arc::new(std::sync::Mutex::new(String::new()));
     let (recorder, sender) = agent::recorder(&cfg, client.clone(), stop.clone());
+    let pod_events = recorder.clone();
     let mut threads = vec![spawn("events", move || sender.run())?];
     {
         let (cfg, client, uid, stop) = (cfg.clone(), client.clone(), uid.clone(), stop.clone());
@@ -183,7 +184,8 @@ fn start_node(
             tinylet::pods::source::run(&source_client, &node, &tx, &source_stop)
         })?);
         threads.push(spawn("pods", move || {
-            tinylet::pods::owner::Owner::new(pods_cfg, client, runtime, snapshot).run(&rx, &stop)
+            tinylet::pods::owner::Owner::new(pods_cfg, client, runtime, snapshot, Some(pod_events))
+                .run(&rx, &stop)
         })?);
     }
     threads.push(spawn("node", move || {

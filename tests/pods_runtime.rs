@@ -482,6 +482,60 @@ fn pods_run_report_restart_complete_and_terminate() {
     wait(&mut agent, "web to be gone from the API", 30, || {
         seed.try_get(&["pod", "web"]).is_none().then_some(())
     });
+    // The pods' events, as the kubelet records them (kubectl describe shows these).
+    let events = wait(&mut agent, "the pods' events", 20, || {
+        let list = seed.try_get(&["events"])?;
+        let got: Vec<(String, String, String)> = list["items"]
+            .as_array()?
+            .iter()
+            .map(|e| {
+                let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+                (
+                    s(&e["involvedObject"]["name"]),
+                    s(&e["reason"]),
+                    s(&e["message"]),
+                )
+            })
+            .collect();
+        got.iter()
+            .any(|(n, r, _)| n == "web" && r == "Killing")
+            .then_some(got)
+    });
+    let has = |pod: &str, reason: &str, message: &str| {
+        events
+            .iter()
+            .any(|(n, r, m)| n == pod && r == reason && m.starts_with(message))
+    };
+    for (pod, reason, message) in [
+        (
+            "web",
+            "Pulled",
+            "Container image \"docker.io/library/busybox:1.36\" already present on machine",
+        ),
+        ("web", "Created", "Created container app"),
+        ("web", "Started", "Started container app"),
+        ("web", "Killing", "Stopping container app"),
+        (
+            "crash",
+            "BackOff",
+            "Back-off restarting failed container app in pod crash_default(",
+        ),
+        (
+            "probed",
+            "Unhealthy",
+            "Readiness probe failed: command \"test -e /tmp/ready\" exited with 1",
+        ),
+        (
+            "probed",
+            "Killing",
+            "Container app failed liveness probe, will be restarted",
+        ),
+    ] {
+        assert!(
+            has(pod, reason, message),
+            "no {reason} event for {pod}: {events:?}"
+        );
+    }
     let rt = env.client();
     let left = rt
         .list_pod_sandbox(&tinylet::cri::api::ListPodSandboxRequest {

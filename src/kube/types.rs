@@ -250,6 +250,8 @@ pub struct ObjectReference {
     pub name: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub uid: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub field_path: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -522,6 +524,7 @@ mod tests {
                 namespace: "".into(),
                 name: "n1".into(),
                 uid: "n1".into(),
+                field_path: "spec.containers{app}".into(),
             },
             reason: "Starting".into(),
             message: "Starting kubelet.".into(),

@@ -153,7 +153,7 @@ fn now_text() -> String {
 /// blocked status loop.
 #[derive(Clone)]
 pub struct Recorder {
-    tx: SyncSender<NodeEvent>,
+    tx: SyncSender<(Option<ObjectReference>, NodeEvent)>,
     node: String,
 }
 
@@ -167,7 +167,24 @@ impl Recorder {
             e.reason,
             e.message
         );
-        if let Err(TrySendError::Full(e)) = self.tx.try_send(e) {
+        if let Err(TrySendError::Full((_, e))) = self.tx.try_send((None, e)) {
+            warn!("event queue full; dropped event {}", e.reason);
+        }
+    }
+
+    /// An event about another object (a pod, one of its containers).
+    pub fn record_about(&self, object: ObjectReference, e: NodeEvent) {
+        vinfo!(
+            2,
+            "Event occurred object=\"{}/{}\" kind={:?} type={:?} reason={:?} message={:?}",
+            object.namespace,
+            object.name,
+            object.kind,
+            if e.warning { "Warning" } else { "Normal" },
+            e.reason,
+            e.message
+        );
+        if let Err(TrySendError::Full((_, e))) = self.tx.try_send((Some(object), e)) {
             warn!("event queue full; dropped event {}", e.reason);
         }
     }
@@ -194,7 +211,7 @@ pub fn recorder(cfg: &Config, client: Arc<Lazy>, stop: Arc<Stop>) -> (Recorder, 
 }
 
 pub struct EventSender {
-    rx: Receiver<NodeEvent>,
+    rx: Receiver<(Option<ObjectReference>, NodeEvent)>,
     client: Arc<Lazy>,
     stop: Arc<Stop>,
     node: String,
@@ -207,7 +224,7 @@ impl EventSender {
         let mut tokens = f64::from(self.burst);
         let mut last = Instant::now();
         while !self.stop.is_stopped() {
-            let Ok(e) = self.rx.recv_timeout(Duration::from_millis(500)) else {
+            let Ok((object, e)) = self.rx.recv_timeout(Duration::from_millis(500)) else {
                 continue;
             };
             if self.qps > 0 {
@@ -224,31 +241,38 @@ impl EventSender {
                 }
                 tokens -= 1.0;
             }
-            self.send(&e);
+            self.send(object, &e);
         }
     }
 
-    fn send(&self, e: &NodeEvent) {
+    fn send(&self, object: Option<ObjectReference>, e: &NodeEvent) {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos();
         let ts = now_text();
+        // The kubelet's nodeRef: the node's name doubles as its UID.
+        let involved = object.unwrap_or_else(|| ObjectReference {
+            kind: "Node".into(),
+            name: self.node.clone(),
+            uid: self.node.clone(),
+            ..ObjectReference::default()
+        });
+        let namespace = if involved.namespace.is_empty() {
+            "default".to_string()
+        } else {
+            involved.namespace.clone()
+        };
+        let path = format!("/api/v1/namespaces/{namespace}/events");
         let ev = Event {
             api_version: "v1".into(),
             kind: "Event".into(),
             metadata: ObjectMeta {
-                name: format!("{}.{nanos:x}", self.node),
-                namespace: "default".into(),
+                name: format!("{}.{nanos:x}", involved.name),
+                namespace,
                 ..ObjectMeta::default()
             },
-            // The kubelet's nodeRef: the node's name doubles as its UID.
-            involved_object: ObjectReference {
-                kind: "Node".into(),
-                name: self.node.clone(),
-                uid: self.node.clone(),
-                ..ObjectReference::default()
-            },
+            involved_object: involved,
             reason: e.reason.clone(),
             message: e.message.clone(),
             source: EventSource {
@@ -268,9 +292,7 @@ impl EventSender {
         loop {
             let err = match self.client.get() {
                 Err(_) => None,
-                Ok(c) => match c
-                    .create::<_, serde_json::Value>("/api/v1/namespaces/default/events", &ev)
-                {
+                Ok(c) => match c.create::<_, serde_json::Value>(&path, &ev) {
                     Ok(_) => return,
                     Err(err) => Some(err),
                 },

@@ -86,6 +86,7 @@ pub struct Owner {
     runtime: std::sync::Arc<Runtime>,
     pods: BTreeMap<String, Entry>,
     snapshot: super::Snapshot,
+    events: Option<crate::node::agent::Recorder>,
 }
 
 impl Owner {
@@ -94,6 +95,7 @@ impl Owner {
         client: std::sync::Arc<Lazy>,
         runtime: std::sync::Arc<Runtime>,
         snapshot: super::Snapshot,
+        events: Option<crate::node::agent::Recorder>,
     ) -> Owner {
         Owner {
             cfg,
@@ -101,7 +103,46 @@ impl Owner {
             runtime,
             pods: BTreeMap::new(),
             snapshot,
+            events,
         }
+    }
+
+    /// An event about `pod` (or one of its containers), as the kubelet records them.
+    fn event(
+        &self,
+        pod: &Pod,
+        container: Option<&str>,
+        warning: bool,
+        reason: &str,
+        message: String,
+    ) {
+        let Some(r) = &self.events else {
+            return;
+        };
+        let field_path = container
+            .map(|c| {
+                let init = pod.spec.init_containers.iter().any(|i| i.name == c);
+                format!(
+                    "spec.{}{{{c}}}",
+                    if init { "initContainers" } else { "containers" }
+                )
+            })
+            .unwrap_or_default();
+        r.record_about(
+            crate::kube::types::ObjectReference {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                namespace: pod.metadata.namespace.clone(),
+                name: pod.metadata.name.clone(),
+                uid: pod.metadata.uid.clone(),
+                field_path,
+            },
+            crate::node::status::NodeEvent {
+                warning,
+                reason: reason.into(),
+                message,
+            },
+        );
     }
 
     /// Publishes the pods with their latest status for the 10250 API.
@@ -463,6 +504,7 @@ impl Owner {
         }
         // Crash-loop back-off: computed once per exited attempt that is to run again.
         let now = now_secs();
+        let mut backoff_events = Vec::new();
         for c in &obs.containers {
             if c.state == CState::Exited && plan::restartable(&entry.pod, &c.name, c.exit_code) {
                 let prev = entry.backoff.get(&c.name).copied();
@@ -472,12 +514,26 @@ impl Owner {
                         Duration::from_nanos((c.finished_at - c.started_at).max(0).unsigned_abs());
                     let b = Backoff::next(prev.map(|(_, b)| b), finished.max(1), ran);
                     entry.backoff.insert(c.name.clone(), (c.attempt, b));
+                    backoff_events.push(c.name.clone());
                 }
             }
         }
         let backoff = entry.backoff.clone();
         let may_restart = |name: &str| backoff.get(name).is_none_or(|(_, b)| now >= b.until);
         let pod = entry.pod.clone();
+        for name in backoff_events {
+            let m = &pod.metadata;
+            self.event(
+                &pod,
+                Some(&name),
+                true,
+                "BackOff",
+                format!(
+                    "Back-off restarting failed container {name} in pod {}_{}({})",
+                    m.name, m.namespace, m.uid
+                ),
+            );
+        }
         let actions = plan::step(&pod, &obs, &may_restart);
         let mut acted = false;
         for a in actions {
@@ -529,6 +585,7 @@ impl Owner {
             .as_millis() as u64;
         let key = entry.pod.key();
         let mut kill = Vec::new();
+        let mut unhealthy = Vec::new();
         for spec in &entry.pod.spec.containers {
             let Some(c) = obs
                 .container(&spec.name)
@@ -559,6 +616,15 @@ impl Owner {
                         "Probe failed: {kind} probe of {key}/{}: {why}",
                         spec.name
                     );
+                    let kind_title = if kind == "liveness" {
+                        "Liveness"
+                    } else {
+                        "Readiness"
+                    };
+                    unhealthy.push((
+                        spec.name.clone(),
+                        format!("{kind_title} probe failed: {why}"),
+                    ));
                 }
                 if t.record(probe, now_ms, &outcome) {
                     info!(
@@ -575,12 +641,23 @@ impl Owner {
                             "Container {} failed liveness probe, will be restarted",
                             spec.name
                         );
-                        kill.push((c.id.clone(), entry.pod.grace_seconds()));
+                        kill.push((c.id.clone(), entry.pod.grace_seconds(), spec.name.clone()));
                     }
                 }
             }
         }
-        for (id, grace) in kill {
+        let pod = entry.pod.clone();
+        for (name, message) in unhealthy {
+            self.event(&pod, Some(&name), true, "Unhealthy", message);
+        }
+        for (id, grace, name) in kill {
+            self.event(
+                &pod,
+                Some(&name),
+                false,
+                "Killing",
+                format!("Container {name} failed liveness probe, will be restarted"),
+            );
             if let Err(e) = self.runtime.stop_container(&StopContainerRequest {
                 container_id: id,
                 timeout: grace,
@@ -616,6 +693,15 @@ impl Owner {
                 .map_err(e)?;
             }
             Action::StopContainer { id, grace } => {
+                if let Some(c) = obs.containers.iter().find(|c| &c.id == id) {
+                    self.event(
+                        pod,
+                        Some(&c.name),
+                        false,
+                        "Killing",
+                        format!("Stopping container {}", c.name),
+                    );
+                }
                 rt.stop_container(&StopContainerRequest {
                     container_id: id.clone(),
                     timeout: grace.as_secs() as i64,
@@ -703,14 +789,41 @@ impl Owner {
                         ),
                     };
                     self.hold_pull(&entry_key, name, w.clone());
+                    self.event(
+                        pod,
+                        Some(name),
+                        true,
+                        "ErrImageNeverPull",
+                        w.message.clone(),
+                    );
                     return pull_failure(w);
                 }
                 false
             }
         };
+        if !need_pull {
+            self.event(
+                pod,
+                Some(name),
+                false,
+                "Pulled",
+                format!(
+                    "Container image {:?} already present on machine",
+                    spec.image
+                ),
+            );
+        }
         let config = self.sandbox_config(pod, sandbox.attempt);
         if need_pull {
             info!("Pulling image {:?} for pod {}", spec.image, pod.key());
+            self.event(
+                pod,
+                Some(name),
+                false,
+                "Pulling",
+                format!("Pulling image {:?}", spec.image),
+            );
+            let t0 = std::time::Instant::now();
             if let Err(x) = rt.pull_image(&PullImageRequest {
                 image: Some(image.clone()),
                 auth: None,
@@ -721,8 +834,26 @@ impl Owner {
                     message: x.to_string(),
                 };
                 self.hold_pull(&entry_key, name, w.clone());
+                self.event(
+                    pod,
+                    Some(name),
+                    true,
+                    "Failed",
+                    format!("Failed to pull image {:?}: {x}", spec.image),
+                );
                 return pull_failure(w);
             }
+            self.event(
+                pod,
+                Some(name),
+                false,
+                "Pulled",
+                format!(
+                    "Successfully pulled image {:?} in {:.3}s",
+                    spec.image,
+                    t0.elapsed().as_secs_f64()
+                ),
+            );
         }
         if let Some(e) = self.pods.get_mut(&entry_key) {
             e.pull.remove(name);
@@ -731,7 +862,13 @@ impl Owner {
             Some(v) => v,
             None => {
                 let c = self.client.get()?;
-                let v = super::volumes::prepare(pod, &self.cfg.root_dir, &c)?;
+                let v = match super::volumes::prepare(pod, &self.cfg.root_dir, &c) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.event(pod, None, true, "FailedMount", e.clone());
+                        return Err(e);
+                    }
+                };
                 if let Some(e) = self.pods.get_mut(&entry_key) {
                     e.volumes = Some(v.clone());
                 }
@@ -812,10 +949,24 @@ impl Owner {
                 sandbox_config: Some(config),
             })
             .map_err(|x| x.to_string())?;
+        self.event(
+            pod,
+            Some(name),
+            false,
+            "Created",
+            format!("Created container {name}"),
+        );
         rt.start_container(&StartContainerRequest {
             container_id: created.container_id,
         })
         .map_err(|x| x.to_string())?;
+        self.event(
+            pod,
+            Some(name),
+            false,
+            "Started",
+            format!("Started container {name}"),
+        );
         info!("Started container {name} of pod {}", pod.key());
         Ok(true)
     }

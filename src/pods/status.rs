@@ -175,6 +175,12 @@ pub fn build(
     } else {
         "Pending"
     };
+    // While a deleted pod's containers are being taken down, what is left says little: keep the
+    // phase the API has rather than falling back to Pending.
+    let phase = match pod.status["phase"].as_str() {
+        Some(api) if pod.deleting() && phase == "Pending" => api,
+        _ => phase,
+    };
     let all_ready = statuses.iter().all(|s| s["ready"] == json!(true));
     let cond = |t: &str, ok: bool, reason: Option<&str>| {
         let mut c = json!({"type": t, "status": if ok { "True" } else { "False" }});
@@ -389,6 +395,15 @@ mod tests {
             c["lastState"]["terminated"]["containerID"],
             "containerd://old"
         );
+    }
+
+    #[test]
+    fn a_terminating_pod_keeps_its_phase_while_its_containers_go() {
+        let mut p = pod("Always");
+        p.metadata.deletion_timestamp = Some("2026-11-29T00:00:00Z".into());
+        p.status["phase"] = json!("Running");
+        let s = build(&p, &obs(None, 0), "h", "t1", "t2", &none, &yes);
+        assert_eq!(s["phase"], "Running");
     }
 
     #[test]
