@@ -166,6 +166,8 @@ fn start_node(
                 .map(|m| m.memory_bytes)
                 .unwrap_or(0),
             cpu_cfs_quota: k.cpu_cfs_quota,
+            cgroup_mount: "/sys/fs/cgroup".into(),
+            pod_pids_limit: k.pod_pids_limit,
             limits: {
                 let a =
                     tinylet::node::status::allocatable_now(&cfg.spec, &cfg.roots, &cfg.root_dir);

@@ -120,7 +120,7 @@ fn starts_on_the_unfixed_seed_template_and_stops_on_sigterm() {
         .filter(|l| l.contains("accepted but not implemented: "))
         .collect();
     assert_eq!(ni.len(), 1, "{log}");
-    for field in ["evictionHard", "podPidsLimit", "cgroupDriver"] {
+    for field in ["evictionHard", "cgroupsPerQOS", "cgroupDriver"] {
         assert!(ni[0].contains(field), "{field} not listed: {}", ni[0]);
     }
     assert!(

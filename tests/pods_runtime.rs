@@ -239,7 +239,7 @@ fn pods_run_report_restart_complete_and_terminate() {
              address: 127.0.0.1\nport: {port}\nhealthzPort: 0\nserverTLSBootstrap: true\n\
              authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n  x509:\n    clientCAFile: {}\n\
              authorization:\n  mode: Webhook\n\
-             nodeStatusUpdateFrequency: 1s\npodLogsDir: {}\ncgroupRoot: {}\n",
+             nodeStatusUpdateFrequency: 1s\npodLogsDir: {}\ncgroupRoot: {}\npodPidsLimit: 77\n",
             seed.sim_dir.join("ca.pem").display(),
             logs.display(),
             env.cgroup_parent()
@@ -303,6 +303,18 @@ fn pods_run_report_restart_complete_and_terminate() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(ready["status"], "True");
+    // The pod's cgroup, made by the agent with podPidsLimit (cgroup v1 or v2).
+    let uid0 = web["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    let rel = format!(
+        "{}/kubepods/besteffort/pod{uid0}",
+        env.cgroup_parent().trim_start_matches('/')
+    );
+    let pod_cgroup = ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"]
+        .iter()
+        .map(|m| std::path::Path::new(m).join(&rel))
+        .find(|p| p.join("pids.max").exists())
+        .expect("the pod's pids cgroup");
+    assert_eq!(read(&pod_cgroup.join("pids.max")).trim(), "77");
     // Its log, in the kubelet's place and format.
     let uid = web["metadata"]["uid"].as_str().unwrap_or("").to_string();
     let log = logs.join(format!("default_web_{uid}/app/0.log"));
@@ -547,6 +559,11 @@ fn pods_run_report_restart_complete_and_terminate() {
         .expect("ListPodSandbox")
         .items;
     assert!(left.is_empty(), "sandbox of the deleted pod left: {left:?}");
+    assert!(
+        !pod_cgroup.exists(),
+        "the pod cgroup {} is left",
+        pod_cgroup.display()
+    );
     let (code, _) = agent.stop();
     assert_eq!(code, Some(0));
 }

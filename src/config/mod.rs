@@ -72,6 +72,7 @@ pub const IMPLEMENTED_FIELDS: &[&str] = &[
     "cgroupRoot",
     "clusterDNS",
     "clusterDomain",
+    "podPidsLimit",
 ];
 
 /// Supported flags tinylet does not act on yet (parsed and validated only).

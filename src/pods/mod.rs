@@ -3,6 +3,7 @@
 //! and drives the container runtime (`owner`).
 
 pub mod admit;
+pub mod cgroups;
 pub mod env;
 pub mod owner;
 pub mod plan;

@@ -49,6 +49,10 @@ pub struct Config {
     pub cpu_cfs_quota: bool,
     /// What admission checks pods against.
     pub limits: super::admit::NodeLimits,
+    /// The cgroup mount (`/sys/fs/cgroup`) for pod cgroups.
+    pub cgroup_mount: PathBuf,
+    /// `podPidsLimit` (-1: none).
+    pub pod_pids_limit: i64,
 }
 
 struct Entry {
@@ -64,6 +68,8 @@ struct Entry {
     volumes: Option<BTreeMap<String, PathBuf>>,
     /// Refused at admission: (reason, message); it never runs.
     rejected: Option<super::admit::Rejection>,
+    /// The resourceVersion of the agent's last status write.
+    status_rv: String,
 }
 
 /// The API says the pod finished (Succeeded or Failed).
@@ -206,7 +212,19 @@ impl Owner {
     fn upsert(&mut self, pod: Pod) {
         let uid = pod.metadata.uid.clone();
         match self.pods.get_mut(&uid) {
-            Some(e) => e.pod = pod,
+            Some(e) => {
+                // A watch event older than the status the agent last wrote keeps that status.
+                let rv = |s: &str| s.parse::<u64>().ok();
+                let stale = matches!(
+                    (rv(&pod.metadata.resource_version), rv(&e.status_rv)),
+                    (Some(a), Some(b)) if a < b
+                );
+                let status = e.pod.status.clone();
+                e.pod = pod;
+                if stale {
+                    e.pod.status = status;
+                }
+            }
             None => {
                 info!("SyncLoop ADD: pod {:?} (uid {uid})", pod.key());
                 let fresh = matches!(pod.status["phase"].as_str(), None | Some("Pending"));
@@ -238,6 +256,7 @@ impl Owner {
                         probes: HashMap::new(),
                         volumes: None,
                         rejected,
+                        status_rv: String::new(),
                     },
                 );
             }
@@ -406,19 +425,31 @@ impl Owner {
         ))
     }
 
+    /// `<cgroupRoot>/kubepods[/<qos>]/pod<uid>`.
+    fn cgroup_parent(&self, pod: &Pod) -> String {
+        let root = self.cfg.cgroup_root.trim_end_matches('/');
+        let uid = &pod.metadata.uid;
+        match pod.qos_class() {
+            "Guaranteed" => format!("{root}/kubepods/pod{uid}"),
+            "Burstable" => format!("{root}/kubepods/burstable/pod{uid}"),
+            _ => format!("{root}/kubepods/besteffort/pod{uid}"),
+        }
+    }
+
+    fn remove_pod_cgroup(&self, pod: &Pod) {
+        let parent = self.cgroup_parent(pod);
+        if let Err(e) = super::cgroups::Cgroups::new(&self.cfg.cgroup_mount).remove_pod(&parent) {
+            warn!("pod {}: {e}", pod.key());
+        }
+    }
+
     fn sandbox_config(&self, pod: &Pod, attempt: u32) -> PodSandboxConfig {
         let m = &pod.metadata;
         let mut labels = m.labels.clone();
         labels.insert("io.kubernetes.pod.name".into(), m.name.clone());
         labels.insert("io.kubernetes.pod.namespace".into(), m.namespace.clone());
         labels.insert(UID_LABEL.into(), m.uid.clone());
-        let qos = pod.qos_class();
-        let root = self.cfg.cgroup_root.trim_end_matches('/');
-        let cgroup_parent = match qos {
-            "Guaranteed" => format!("{root}/kubepods/pod{}", m.uid),
-            "Burstable" => format!("{root}/kubepods/burstable/pod{}", m.uid),
-            _ => format!("{root}/kubepods/besteffort/pod{}", m.uid),
-        };
+        let cgroup_parent = self.cgroup_parent(pod);
         let cluster_first =
             pod.spec.dns_policy.as_deref().unwrap_or("ClusterFirst") == "ClusterFirst";
         let dns = (!pod.spec.host_network && cluster_first && !self.cfg.cluster_dns.is_empty())
@@ -673,6 +704,22 @@ impl Owner {
         let e = |x: crate::cri::CriError| x.to_string();
         match a {
             Action::RunSandbox { attempt } => {
+                let limits: Vec<Option<i64>> = pod
+                    .spec
+                    .containers
+                    .iter()
+                    .map(|c| {
+                        c.resources["limits"]["memory"]
+                            .as_str()
+                            .and_then(|q| crate::config::quantity::Quantity::parse(q).ok())
+                            .map(|q| q.value())
+                    })
+                    .collect();
+                super::cgroups::Cgroups::new(&self.cfg.cgroup_mount).create_pod(
+                    &self.cgroup_parent(pod),
+                    Some(self.cfg.pod_pids_limit),
+                    super::cgroups::pod_memory_limit(&limits),
+                )?;
                 let dir = self.log_dir(pod);
                 std::fs::create_dir_all(&dir)
                     .map_err(|x| format!("creating {}: {x}", dir.display()))?;
@@ -725,6 +772,9 @@ impl Owner {
                     pod_sandbox_id: id.clone(),
                 })
                 .map_err(e)?;
+                if pod.deleting() {
+                    self.remove_pod_cgroup(pod);
+                }
             }
             Action::DeletePod => {
                 let m = &pod.metadata;
@@ -1058,7 +1108,13 @@ impl Owner {
                 );
                 if let Some(e) = self.pods.get_mut(uid) {
                     e.pod.status = v["status"].clone();
+                    e.status_rv = v["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string();
                 }
+                // The 10250 API sees the new status at once (exec needs a running container).
+                self.publish();
             }
             Err(e) => warn!("Failed to update status for pod {:?}: {e}", entry.pod.key()),
         }
