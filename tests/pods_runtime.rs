@@ -28,6 +28,40 @@ fn wait<T>(agent: &mut Agent, what: &str, secs: u64, mut f: impl FnMut() -> Opti
     }
 }
 
+/// Lifecycle hooks and a startup probe; the preStop hook leaves a file in a hostPath.
+const HOOKS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hooks
+spec:
+  terminationGracePeriodSeconds: 5
+  volumes:
+  - name: host
+    hostPath:
+      path: HOST_DIR
+      type: Directory
+  containers:
+  - name: app
+    image: docker.io/library/busybox:1.36
+    command: ["sh", "-c", "while [ ! -e /tmp/started ]; do sleep 0.2; done; echo post-start ran; sleep 2; touch /tmp/up; sleep 3600"]
+    volumeMounts:
+    - name: host
+      mountPath: /host
+    lifecycle:
+      postStart:
+        exec:
+          command: ["touch", "/tmp/started"]
+      preStop:
+        exec:
+          command: ["sh", "-c", "echo pre-stop ran > /host/prestop"]
+    startupProbe:
+      exec:
+        command: ["test", "-e", "/tmp/up"]
+      periodSeconds: 1
+      failureThreshold: 30
+"#;
+
 const PODS: &str = r#"
 apiVersion: v1
 kind: Pod
@@ -271,6 +305,14 @@ fn pods_run_report_restart_complete_and_terminate() {
     let manifest = tmp.path().join("pods.yaml");
     write(&manifest, PODS);
     seed.kubectl(&["apply", "-f", &manifest.display().to_string()]);
+    let host_dir = tmp.path().join("host");
+    std::fs::create_dir_all(&host_dir).expect("host dir");
+    let hooks_manifest = tmp.path().join("hooks.yaml");
+    write(
+        &hooks_manifest,
+        &HOOKS.replace("HOST_DIR", &host_dir.display().to_string()),
+    );
+    seed.kubectl(&["apply", "-f", &hooks_manifest.display().to_string()]);
 
     // The long-running pod: Running, ready, with a pod IP from the CNI bridge.
     let web = wait(&mut agent, "web to run", 60, || {
@@ -458,6 +500,25 @@ fn pods_run_report_restart_complete_and_terminate() {
     let c = &once["status"]["containerStatuses"][0];
     assert_eq!(c["state"]["terminated"]["reason"], "Completed");
     assert_eq!(c["restartCount"], 0);
+
+    // Lifecycle hooks and a startup probe: postStart runs (the container waits for it), the
+    // pod is ready only once the startup probe passes, preStop runs on deletion.
+    let hooks = wait(
+        &mut agent,
+        "hooks ready after its startup probe",
+        40,
+        || {
+            seed.try_get(&["pod", "hooks"])
+                .filter(|p| p["status"]["containerStatuses"][0]["ready"] == true)
+        },
+    );
+    assert_eq!(hooks["status"]["containerStatuses"][0]["restartCount"], 0);
+    assert_eq!(seed.kubectl(&["logs", "hooks"]), "post-start ran\n");
+    seed.kubectl(&["delete", "pod", "hooks", "--wait=false"]);
+    wait(&mut agent, "hooks to be gone", 30, || {
+        seed.try_get(&["pod", "hooks"]).is_none().then_some(())
+    });
+    assert_eq!(read(&host_dir.join("prestop")), "pre-stop ran\n");
 
     // Admission: more cpu than the node has is refused with the kubelet's reason.
     let greedy = wait(&mut agent, "greedy to be rejected", 30, || {

@@ -151,6 +151,38 @@ impl Owner {
         );
     }
 
+    /// Runs a lifecycle hook of container `c` (bounded by `timeout`); the failure, if any.
+    fn run_hook(
+        &self,
+        pod: &Pod,
+        h: &super::spec::LifecycleHandler,
+        container_id: &str,
+        ports: &[super::spec::ContainerPort],
+        pod_ip: &str,
+        timeout: Duration,
+    ) -> Option<String> {
+        if let Some(sl) = &h.sleep {
+            std::thread::sleep(Duration::from_secs(sl.seconds).min(timeout));
+            return None;
+        }
+        let probe = h.as_probe(timeout.as_secs().clamp(1, u64::from(u32::MAX)) as u32);
+        match super::probe::run(&probe, &self.runtime, container_id, pod_ip, ports) {
+            super::probe::Outcome::Success => None,
+            super::probe::Outcome::Failure(why) => {
+                warn!("pod {}: hook failed: {why}", pod.key());
+                Some(why)
+            }
+        }
+    }
+
+    fn pod_ip(&self, obs: &Observed) -> String {
+        obs.sandbox
+            .as_ref()
+            .map(|s| s.ip.clone())
+            .filter(|ip| !ip.is_empty())
+            .unwrap_or_else(|| self.cfg.host_ip.clone())
+    }
+
     /// Publishes the pods with their latest status for the 10250 API.
     fn publish(&self) {
         let list: Vec<Value> = self
@@ -625,10 +657,21 @@ impl Owner {
                 continue;
             };
             let started_ms = (c.started_at.max(0) / 1_000_000) as u64;
-            for (kind, probe) in [
-                ("readiness", &spec.readiness_probe),
-                ("liveness", &spec.liveness_probe),
-            ] {
+            // Until a startup probe succeeds, the other probes wait.
+            let started = entry
+                .probes
+                .get(&(spec.name.clone(), "startup"))
+                .is_some_and(|t| t.container_id == c.id && t.result == Some(true));
+            let probes: &[(&'static str, &Option<super::spec::Probe>)] =
+                if spec.startup_probe.is_some() && !started {
+                    &[("startup", &spec.startup_probe)]
+                } else {
+                    &[
+                        ("readiness", &spec.readiness_probe),
+                        ("liveness", &spec.liveness_probe),
+                    ]
+                };
+            for &(kind, probe) in probes {
                 let Some(probe) = probe else { continue };
                 let t = entry
                     .probes
@@ -647,10 +690,10 @@ impl Owner {
                         "Probe failed: {kind} probe of {key}/{}: {why}",
                         spec.name
                     );
-                    let kind_title = if kind == "liveness" {
-                        "Liveness"
-                    } else {
-                        "Readiness"
+                    let kind_title = match kind {
+                        "liveness" => "Liveness",
+                        "startup" => "Startup",
+                        _ => "Readiness",
                     };
                     unhealthy.push((
                         spec.name.clone(),
@@ -667,12 +710,17 @@ impl Owner {
                             "failure"
                         }
                     );
-                    if kind == "liveness" && t.result == Some(false) {
+                    if kind != "readiness" && t.result == Some(false) {
                         info!(
-                            "Container {} failed liveness probe, will be restarted",
+                            "Container {} failed {kind} probe, will be restarted",
                             spec.name
                         );
-                        kill.push((c.id.clone(), entry.pod.grace_seconds(), spec.name.clone()));
+                        kill.push((
+                            c.id.clone(),
+                            entry.pod.grace_seconds(),
+                            spec.name.clone(),
+                            kind,
+                        ));
                     }
                 }
             }
@@ -681,13 +729,13 @@ impl Owner {
         for (name, message) in unhealthy {
             self.event(&pod, Some(&name), true, "Unhealthy", message);
         }
-        for (id, grace, name) in kill {
+        for (id, grace, name, kind) in kill {
             self.event(
                 &pod,
                 Some(&name),
                 false,
                 "Killing",
-                format!("Container {name} failed liveness probe, will be restarted"),
+                format!("Container {name} failed {kind} probe, will be restarted"),
             );
             if let Err(e) = self.runtime.stop_container(&StopContainerRequest {
                 container_id: id,
@@ -740,6 +788,7 @@ impl Owner {
                 .map_err(e)?;
             }
             Action::StopContainer { id, grace } => {
+                let mut grace = *grace;
                 if let Some(c) = obs.containers.iter().find(|c| &c.id == id) {
                     self.event(
                         pod,
@@ -748,6 +797,32 @@ impl Owner {
                         "Killing",
                         format!("Stopping container {}", c.name),
                     );
+                    let hook = pod
+                        .container(&c.name)
+                        .and_then(|s| s.lifecycle.as_ref())
+                        .and_then(|l| l.pre_stop.clone());
+                    if let (Some(h), true) = (hook, pod.deleting() && c.state == CState::Running) {
+                        let t0 = std::time::Instant::now();
+                        let ports = pod
+                            .container(&c.name)
+                            .map(|s| s.ports.clone())
+                            .unwrap_or_default();
+                        if let Some(why) =
+                            self.run_hook(pod, &h, id, &ports, &self.pod_ip(obs), grace)
+                        {
+                            self.event(
+                                pod,
+                                Some(&c.name),
+                                true,
+                                "FailedPreStopHook",
+                                format!("PreStopHook failed: {why}"),
+                            );
+                        }
+                        // The hook's time comes out of the grace period, as in the kubelet.
+                        grace = grace
+                            .saturating_sub(t0.elapsed())
+                            .max(Duration::from_secs(2));
+                    }
                 }
                 rt.stop_container(&StopContainerRequest {
                     container_id: id.clone(),
@@ -1007,7 +1082,7 @@ impl Owner {
             format!("Created container {name}"),
         );
         rt.start_container(&StartContainerRequest {
-            container_id: created.container_id,
+            container_id: created.container_id.clone(),
         })
         .map_err(|x| x.to_string())?;
         self.event(
@@ -1017,6 +1092,34 @@ impl Owner {
             "Started",
             format!("Started container {name}"),
         );
+        if let Some(h) = spec.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            let ip = if sandbox.ip.is_empty() {
+                self.cfg.host_ip.clone()
+            } else {
+                sandbox.ip.clone()
+            };
+            if let Some(why) = self.run_hook(
+                pod,
+                h,
+                &created.container_id,
+                &spec.ports,
+                &ip,
+                Duration::from_secs(30),
+            ) {
+                self.event(
+                    pod,
+                    Some(name),
+                    true,
+                    "FailedPostStartHook",
+                    format!("PostStartHook failed: {why}"),
+                );
+                // A failed postStart hook kills the container; the restart policy decides.
+                let _ = rt.stop_container(&StopContainerRequest {
+                    container_id: created.container_id.clone(),
+                    timeout: pod.grace_seconds(),
+                });
+            }
+        }
         info!("Started container {name} of pod {}", pod.key());
         Ok(true)
     }
@@ -1060,17 +1163,16 @@ impl Owner {
             })
         };
         let ready = |name: &str| {
-            let has_probe = entry
-                .pod
-                .spec
-                .containers
-                .iter()
-                .any(|c| c.name == name && c.readiness_probe.is_some());
-            !has_probe
-                || entry
+            let spec = entry.pod.spec.containers.iter().find(|c| c.name == name);
+            let passed = |kind: &'static str| {
+                entry
                     .probes
-                    .get(&(name.to_string(), "readiness"))
+                    .get(&(name.to_string(), kind))
                     .is_some_and(|t| t.result == Some(true))
+            };
+            let started = spec.is_none_or(|s| s.startup_probe.is_none()) || passed("startup");
+            let ready = spec.is_none_or(|s| s.readiness_probe.is_none()) || passed("readiness");
+            started && ready
         };
         let next = status::build(
             &entry.pod,

@@ -85,6 +85,54 @@ pub struct Container {
     pub readiness_probe: Option<Probe>,
     #[serde(default)]
     pub liveness_probe: Option<Probe>,
+    #[serde(default)]
+    pub startup_probe: Option<Probe>,
+    #[serde(default)]
+    pub lifecycle: Option<Lifecycle>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lifecycle {
+    #[serde(default)]
+    pub post_start: Option<LifecycleHandler>,
+    #[serde(default)]
+    pub pre_stop: Option<LifecycleHandler>,
+}
+
+/// A postStart/preStop hook: exec, httpGet, tcpSocket or sleep.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleHandler {
+    #[serde(default)]
+    pub exec: Option<ExecAction>,
+    #[serde(default)]
+    pub http_get: Option<HttpGetAction>,
+    #[serde(default)]
+    pub tcp_socket: Option<TcpSocketAction>,
+    #[serde(default)]
+    pub sleep: Option<SleepAction>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SleepAction {
+    pub seconds: u64,
+}
+
+impl LifecycleHandler {
+    /// The handler as a one-shot probe with `timeout_seconds` (sleep is not a probe).
+    pub fn as_probe(&self, timeout_seconds: u32) -> Probe {
+        Probe {
+            exec: self.exec.clone(),
+            http_get: self.http_get.clone(),
+            tcp_socket: self.tcp_socket.clone(),
+            initial_delay_seconds: 0,
+            period_seconds: 1,
+            timeout_seconds,
+            success_threshold: 1,
+            failure_threshold: 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -321,6 +369,8 @@ mod tests {
             ports: vec![],
             readiness_probe: None,
             liveness_probe: None,
+            startup_probe: None,
+            lifecycle: None,
         };
         assert_eq!(c("busybox").pull_policy(), PullPolicy::Always);
         assert_eq!(c("busybox:latest").pull_policy(), PullPolicy::Always);
