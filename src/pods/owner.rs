@@ -1174,6 +1174,14 @@ impl Owner {
             let ready = spec.is_none_or(|s| s.readiness_probe.is_none()) || passed("readiness");
             started && ready
         };
+        let started = |name: &str| {
+            let spec = entry.pod.spec.containers.iter().find(|c| c.name == name);
+            spec.is_none_or(|s| s.startup_probe.is_none())
+                || entry
+                    .probes
+                    .get(&(name.to_string(), "startup"))
+                    .is_some_and(|t| t.result == Some(true))
+        };
         let next = status::build(
             &entry.pod,
             obs,
@@ -1181,7 +1189,7 @@ impl Owner {
             &entry.start_time,
             &Civil::now().rfc3339(),
             &waiting,
-            &ready,
+            &|name: &str| (started(name), ready(name)),
         );
         self.patch_status(uid, &next);
     }

@@ -47,8 +47,9 @@ fn state_of(c: &ContainerObs) -> Value {
 }
 
 /// The status for `pod` now. `waiting(name)` names a reason the agent holds a container with
-/// (CrashLoopBackOff, ErrImagePull...); `ready(name)` is a running container's readiness (its
-/// readiness probe, or true without one); `start_time` is when the agent first saw the pod.
+/// (CrashLoopBackOff, ErrImagePull...); `probed(name)` is a running container's (started,
+/// ready): its startup and readiness probes passed (true without them); `start_time` is when the
+/// agent first saw the pod.
 pub fn build(
     pod: &Pod,
     obs: &Observed,
@@ -56,7 +57,7 @@ pub fn build(
     start_time: &str,
     now: &str,
     waiting: &dyn Fn(&str) -> Option<Waiting>,
-    ready: &dyn Fn(&str) -> bool,
+    probed: &dyn Fn(&str) -> (bool, bool),
 ) -> Value {
     let policy = pod.spec.restart_policy;
     let sandbox_ready = obs.sandbox.as_ref().is_some_and(|s| s.ready);
@@ -83,8 +84,9 @@ pub fn build(
             match o.state {
                 CState::Running => {
                     running += 1;
-                    st["ready"] = json!(ready(&spec.name));
-                    st["started"] = json!(true);
+                    let (started, ready) = probed(&spec.name);
+                    st["ready"] = json!(ready);
+                    st["started"] = json!(started);
                 }
                 CState::Exited => {
                     if o.exit_code == 0 {
@@ -278,8 +280,8 @@ mod tests {
         None
     }
 
-    fn yes(_: &str) -> bool {
-        true
+    fn yes(_: &str) -> (bool, bool) {
+        (true, true)
     }
 
     #[test]
@@ -292,7 +294,7 @@ mod tests {
             "t1",
             "t2",
             &none,
-            &|_| false,
+            &|_| (true, false),
         );
         assert_eq!(s["phase"], "Running");
         assert_eq!(s["containerStatuses"][0]["ready"], false);
@@ -394,6 +396,25 @@ mod tests {
         assert_eq!(
             c["lastState"]["terminated"]["containerID"],
             "containerd://old"
+        );
+    }
+
+    #[test]
+    fn a_container_held_by_its_startup_probe_is_not_started() {
+        let p = pod("Always");
+        let s = build(
+            &p,
+            &obs(Some((CState::Running, 0)), 0),
+            "h",
+            "t1",
+            "t2",
+            &none,
+            &|_| (false, false),
+        );
+        let c = &s["containerStatuses"][0];
+        assert_eq!(
+            (c["started"].clone(), c["ready"].clone()),
+            (json!(false), json!(false))
         );
     }
 
