@@ -149,6 +149,11 @@ fn start_node(
                 .first()
                 .map(ToString::to_string)
                 .unwrap_or_default();
+        // One read of the host for the pods' OOM scores and admission.
+        let machine = tinylet::node::host::Machine::read(&cfg.roots).ok();
+        let allocatable = machine
+            .as_ref()
+            .and_then(|m| tinylet::node::status::allocatable_on(&cfg.spec, m, &cfg.root_dir));
         let pods_cfg = tinylet::pods::owner::Config {
             node: s.node_name.clone(),
             host_ip,
@@ -162,21 +167,15 @@ fn start_node(
             cluster_domain: k.cluster_domain.clone(),
             sync_every: std::time::Duration::from_secs(1),
             root_dir: s.flags.root_dir.clone(),
-            node_memory: tinylet::node::host::Machine::read(&cfg.roots)
-                .map(|m| m.memory_bytes)
-                .unwrap_or(0),
+            node_memory: machine.as_ref().map_or(0, |m| m.memory_bytes),
             cpu_cfs_quota: k.cpu_cfs_quota,
             cgroup_mount: "/sys/fs/cgroup".into(),
             pod_pids_limit: k.pod_pids_limit,
-            limits: {
-                let a =
-                    tinylet::node::status::allocatable_now(&cfg.spec, &cfg.roots, &cfg.root_dir);
-                tinylet::pods::admit::NodeLimits {
-                    max_pods: cfg.spec.max_pods,
-                    cpu_millis: a.as_ref().map_or(i64::MAX, |a| a.cpu_millis),
-                    memory: a.as_ref().map_or(i64::MAX, |a| a.memory),
-                    labels: cfg.spec.labels.clone(),
-                }
+            limits: tinylet::pods::admit::NodeLimits {
+                max_pods: cfg.spec.max_pods,
+                cpu_millis: allocatable.as_ref().map_or(i64::MAX, |a| a.cpu_millis),
+                memory: allocatable.as_ref().map_or(i64::MAX, |a| a.memory),
+                labels: cfg.spec.labels.clone(),
             },
         };
         let (tx, rx) = std::sync::mpsc::channel();

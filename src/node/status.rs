@@ -153,15 +153,10 @@ pub fn capacity(spec: &Spec, m: &Machine, rootfs: &FsStats) -> Resources {
     }
 }
 
-/// Allocatable now, from this host (None when the host cannot be read).
-pub fn allocatable_now(
-    spec: &Spec,
-    roots: &super::host::Roots,
-    root_dir: &std::path::Path,
-) -> Option<Resources> {
-    let m = Machine::read(roots).ok()?;
+/// Allocatable on machine `m` with the root dir's filesystem (None when it cannot be read).
+pub fn allocatable_on(spec: &Spec, m: &Machine, root_dir: &std::path::Path) -> Option<Resources> {
     let fs = super::host::fs_stats(root_dir).ok()?;
-    Some(allocatable(spec, &capacity(spec, &m, &fs)))
+    Some(allocatable(spec, &capacity(spec, m, &fs)))
 }
 
 /// A threshold's amount against `capacity` (percentages truncate, as the kubelet's int64 cast).

@@ -165,8 +165,14 @@ impl Owner {
             std::thread::sleep(Duration::from_secs(sl.seconds).min(timeout));
             return None;
         }
-        let probe = h.as_probe(timeout.as_secs().clamp(1, u64::from(u32::MAX)) as u32);
-        match super::probe::run(&probe, &self.runtime, container_id, pod_ip, ports) {
+        match super::probe::run(
+            &h.handler,
+            timeout,
+            &self.runtime,
+            container_id,
+            pod_ip,
+            ports,
+        ) {
             super::probe::Outcome::Success => None,
             super::probe::Outcome::Failure(why) => {
                 warn!("pod {}: hook failed: {why}", pod.key());
@@ -629,18 +635,9 @@ impl Owner {
     /// Runs the probes that are due for the pod's running containers. A liveness failure past
     /// its threshold stops the container (the restart policy then decides), as the kubelet does.
     fn probe(&mut self, uid: &str, obs: &Observed) {
+        let ip = self.pod_ip(obs);
         let Some(entry) = self.pods.get_mut(uid) else {
             return;
-        };
-        let ip = obs
-            .sandbox
-            .as_ref()
-            .map(|s| s.ip.clone())
-            .unwrap_or_default();
-        let ip = if ip.is_empty() {
-            self.cfg.host_ip.clone()
-        } else {
-            ip
         };
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -683,7 +680,14 @@ impl Owner {
                 if !t.due(probe, now_ms, started_ms) {
                     continue;
                 }
-                let outcome = super::probe::run(probe, &self.runtime, &c.id, &ip, &spec.ports);
+                let outcome = super::probe::run(
+                    &probe.handler,
+                    super::probe::timeout(probe),
+                    &self.runtime,
+                    &c.id,
+                    &ip,
+                    &spec.ports,
+                );
                 if let super::probe::Outcome::Failure(why) = &outcome {
                     vinfo!(
                         2,
@@ -1011,11 +1015,7 @@ impl Owner {
                     .collect()
             }))
         };
-        let pod_ip = if sandbox.ip.is_empty() {
-            self.cfg.host_ip.clone()
-        } else {
-            sandbox.ip.clone()
-        };
+        let pod_ip = self.pod_ip(obs);
         let envs = super::env::build(pod, name, &pod_ip, &self.cfg.host_ip, &lookup)?;
         let expand = |v: &[String]| -> Vec<String> {
             v.iter().map(|s| super::env::expand(s, &envs)).collect()
@@ -1092,33 +1092,28 @@ impl Owner {
             "Started",
             format!("Started container {name}"),
         );
-        if let Some(h) = spec.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
-            let ip = if sandbox.ip.is_empty() {
-                self.cfg.host_ip.clone()
-            } else {
-                sandbox.ip.clone()
-            };
-            if let Some(why) = self.run_hook(
+        if let Some(h) = spec.lifecycle.as_ref().and_then(|l| l.post_start.as_ref())
+            && let Some(why) = self.run_hook(
                 pod,
                 h,
                 &created.container_id,
                 &spec.ports,
-                &ip,
+                &pod_ip,
                 Duration::from_secs(30),
-            ) {
-                self.event(
-                    pod,
-                    Some(name),
-                    true,
-                    "FailedPostStartHook",
-                    format!("PostStartHook failed: {why}"),
-                );
-                // A failed postStart hook kills the container; the restart policy decides.
-                let _ = rt.stop_container(&StopContainerRequest {
-                    container_id: created.container_id.clone(),
-                    timeout: pod.grace_seconds(),
-                });
-            }
+            )
+        {
+            self.event(
+                pod,
+                Some(name),
+                true,
+                "FailedPostStartHook",
+                format!("PostStartHook failed: {why}"),
+            );
+            // A failed postStart hook kills the container; the restart policy decides.
+            let _ = rt.stop_container(&StopContainerRequest {
+                container_id: created.container_id.clone(),
+                timeout: pod.grace_seconds(),
+            });
         }
         info!("Started container {name} of pod {}", pod.key());
         Ok(true)

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::spec::{ContainerPort, Probe};
+use super::spec::{ContainerPort, Handler, Probe};
 use crate::cri::Runtime;
 use crate::cri::api::ExecSyncRequest;
 
@@ -47,20 +47,21 @@ fn addr(host: &str, pod_ip: &str, port: u16) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{host}:{port}: no address"))
 }
 
-/// Runs `probe` once against a container.
+/// Runs a probe's or hook's handler once against a container, bounded by `timeout`.
 pub fn run(
-    probe: &Probe,
+    handler: &Handler,
+    timeout: Duration,
     rt: &Runtime,
     container_id: &str,
     pod_ip: &str,
     ports: &[ContainerPort],
 ) -> Outcome {
-    let timeout = Duration::from_secs(u64::from(probe.timeout_seconds.max(1)));
-    if let Some(e) = &probe.exec {
+    let timeout = timeout.max(Duration::from_secs(1));
+    if let Some(e) = &handler.exec {
         return match rt.exec_sync(&ExecSyncRequest {
             container_id: container_id.into(),
             cmd: e.command.clone(),
-            timeout: i64::from(probe.timeout_seconds.max(1)),
+            timeout: timeout.as_secs().min(i64::MAX as u64) as i64,
         }) {
             Ok(r) if r.exit_code == 0 => Outcome::Success,
             Ok(r) => {
@@ -76,7 +77,7 @@ pub fn run(
             Err(err) => Outcome::Failure(err.to_string()),
         };
     }
-    if let Some(t) = &probe.tcp_socket {
+    if let Some(t) = &handler.tcp_socket {
         let a = match port(&t.port, ports).and_then(|p| addr(&t.host, pod_ip, p)) {
             Ok(a) => a,
             Err(e) => return Outcome::Failure(e),
@@ -86,7 +87,7 @@ pub fn run(
             Err(e) => Outcome::Failure(format!("dial tcp {a}: {e}")),
         };
     }
-    if let Some(h) = &probe.http_get {
+    if let Some(h) = &handler.http_get {
         let a = match port(&h.port, ports).and_then(|p| addr(&h.host, pod_ip, p)) {
             Ok(a) => a,
             Err(e) => return Outcome::Failure(e),
@@ -124,6 +125,11 @@ fn http_get(a: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<u16
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer"))
+}
+
+/// A probe's timeout (timeoutSeconds, at least 1 s).
+pub fn timeout(probe: &Probe) -> Duration {
+    Duration::from_secs(u64::from(probe.timeout_seconds.max(1)))
 }
 
 /// One probe's results so far, for one container instance.
@@ -262,20 +268,29 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let http = probe(json!({"httpGet": {"path": "/ready", "port": p}}));
-        assert_eq!(run(&http, &rt, "c", "127.0.0.1", &[]), Outcome::Success);
         assert_eq!(
-            run(&http, &rt, "c", "127.0.0.1", &[]),
+            run(&http.handler, timeout(&http), &rt, "c", "127.0.0.1", &[]),
+            Outcome::Success
+        );
+        assert_eq!(
+            run(&http.handler, timeout(&http), &rt, "c", "127.0.0.1", &[]),
             Outcome::Failure("HTTP probe failed with statuscode: 500".into())
         );
         let _ = server.join();
         let tcp = probe(json!({"tcpSocket": {"port": p}}));
         assert!(
-            matches!(run(&tcp, &rt, "c", "127.0.0.1", &[]), Outcome::Failure(_)),
+            matches!(
+                run(&tcp.handler, timeout(&tcp), &rt, "c", "127.0.0.1", &[]),
+                Outcome::Failure(_)
+            ),
             "closed port"
         );
         let exec = probe(json!({"exec": {"command": ["true"]}}));
         assert!(
-            matches!(run(&exec, &rt, "c", "127.0.0.1", &[]), Outcome::Failure(_)),
+            matches!(
+                run(&exec.handler, timeout(&exec), &rt, "c", "127.0.0.1", &[]),
+                Outcome::Failure(_)
+            ),
             "no runtime"
         );
     }

@@ -102,14 +102,9 @@ pub struct Lifecycle {
 
 /// A postStart/preStop hook: exec, httpGet, tcpSocket or sleep.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct LifecycleHandler {
-    #[serde(default)]
-    pub exec: Option<ExecAction>,
-    #[serde(default)]
-    pub http_get: Option<HttpGetAction>,
-    #[serde(default)]
-    pub tcp_socket: Option<TcpSocketAction>,
+    #[serde(flatten)]
+    pub handler: Handler,
     #[serde(default)]
     pub sleep: Option<SleepAction>,
 }
@@ -117,22 +112,6 @@ pub struct LifecycleHandler {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct SleepAction {
     pub seconds: u64,
-}
-
-impl LifecycleHandler {
-    /// The handler as a one-shot probe with `timeout_seconds` (sleep is not a probe).
-    pub fn as_probe(&self, timeout_seconds: u32) -> Probe {
-        Probe {
-            exec: self.exec.clone(),
-            http_get: self.http_get.clone(),
-            tcp_socket: self.tcp_socket.clone(),
-            initial_delay_seconds: 0,
-            period_seconds: 1,
-            timeout_seconds,
-            success_threshold: 1,
-            failure_threshold: 1,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -143,16 +122,24 @@ pub struct ContainerPort {
     pub container_port: u16,
 }
 
-/// A probe: one handler (exec, httpGet, tcpSocket) and its timing, with the API's defaults.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// What a probe or a hook does: exec, httpGet or tcpSocket (the first one set).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Probe {
+pub struct Handler {
     #[serde(default)]
     pub exec: Option<ExecAction>,
     #[serde(default)]
     pub http_get: Option<HttpGetAction>,
     #[serde(default)]
     pub tcp_socket: Option<TcpSocketAction>,
+}
+
+/// A probe: one handler and its timing, with the API's defaults.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Probe {
+    #[serde(flatten)]
+    pub handler: Handler,
     #[serde(default)]
     pub initial_delay_seconds: u32,
     #[serde(default = "ten")]
