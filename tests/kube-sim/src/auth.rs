@@ -327,7 +327,7 @@ fn referenced_by_node_pod(store: &Store, node: &str, ns: &str, resource: &str, n
         })
 }
 
-fn pod_refs(spec: &Value, resource: &str, out: &mut Vec<String>) {
+pub fn pod_refs(spec: &Value, resource: &str, out: &mut Vec<String>) {
     let push = |out: &mut Vec<String>, v: &Value| {
         if let Some(s) = v.as_str() {
             out.push(s.to_string());
@@ -377,6 +377,95 @@ fn pod_refs(spec: &Value, resource: &str, out: &mut Vec<String>) {
         }
         _ => {}
     }
+}
+
+/// The NodeRestriction admission plugin on a pod created by `system:node:<node>`: only a mirror
+/// pod bound to itself, controlled by its Node object, referencing no other API objects.
+pub fn node_restriction_pod_create(
+    node: &str,
+    node_uid: Option<&str>,
+    pod: &Value,
+) -> Result<(), String> {
+    if !pod["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string() {
+        return Err(format!(
+            "pod does not have \"kubernetes.io/config.mirror\" annotation, node {node:?} can only create mirror pods"
+        ));
+    }
+    if pod["spec"]["nodeName"].as_str() != Some(node) {
+        return Err(format!(
+            "node {node:?} can only create pods with spec.nodeName set to itself"
+        ));
+    }
+    let owners = pod["metadata"]["ownerReferences"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    match owners.as_slice() {
+        [] => {
+            return Err(format!(
+                "node {node:?} can only create pods with an owner reference set to itself"
+            ));
+        }
+        [o] => {
+            if o["apiVersion"] != "v1" || o["kind"] != "Node" || o["name"].as_str() != Some(node) {
+                return Err(format!(
+                    "node {node:?} can only create pods with an owner reference set to itself"
+                ));
+            }
+            if o["controller"] != true {
+                return Err(format!(
+                    "node {node:?} can only create pods with a controller owner reference set to itself"
+                ));
+            }
+            if o["blockOwnerDeletion"] == true {
+                return Err(format!(
+                    "node {node:?} must not set blockOwnerDeletion on an owner reference"
+                ));
+            }
+            let got = o["uid"].as_str().unwrap_or("");
+            match node_uid {
+                None => {
+                    return Err(format!(
+                        "error looking up node {node} to verify uid: node {node:?} not found"
+                    ));
+                }
+                Some(want) if want != got => {
+                    return Err(format!(
+                        "node {node} UID mismatch: expected {got} got {want}"
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        _ => {
+            return Err(format!(
+                "node {node:?} can only create pods with a single owner reference set to itself"
+            ));
+        }
+    }
+    let spec = &pod["spec"];
+    if spec["serviceAccountName"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(format!(
+            "node {node:?} can not create pods that reference a service account"
+        ));
+    }
+    for (resource, word) in [
+        ("secrets", "secrets"),
+        ("configmaps", "configmaps"),
+        ("persistentvolumeclaims", "persistentvolumeclaims"),
+    ] {
+        let mut refs = Vec::new();
+        pod_refs(spec, resource, &mut refs);
+        if !refs.is_empty() {
+            return Err(format!(
+                "node {node:?} can not create pods that reference {word}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Node authorizer, then RBAC, as the apiserver's `--authorization-mode=Node,RBAC`.

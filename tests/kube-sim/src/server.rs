@@ -568,6 +568,7 @@ async fn resource(
                 .get(res, ns, &info.name)
                 .cloned()
                 .ok_or_else(|| ApiError::not_found(res, &info.name))?;
+            check_uid(&cur, &body)?;
             let mut merged = apply_subresource(res, &info.subresource, &cur, body);
             normalize(res, &mut merged);
             if info.subresource.is_empty() {
@@ -594,6 +595,7 @@ async fn resource(
                 .get(res, ns, &info.name)
                 .cloned()
                 .ok_or_else(|| ApiError::not_found(res, &info.name))?;
+            check_uid(&cur, &p)?;
             let mut next = cur.clone();
             match ctype.as_str() {
                 "application/merge-patch+json" => patch::merge(&mut next, &p),
@@ -695,6 +697,21 @@ fn normalize(res: &Res, body: &mut Value) {
             body["data"][k] =
                 json!(base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or("")));
         }
+    }
+}
+
+/// A `metadata.uid` in an update or patch is a precondition: it must be the stored object's.
+fn check_uid(cur: &Value, body: &Value) -> Result<(), ApiError> {
+    match (
+        body["metadata"]["uid"].as_str(),
+        cur["metadata"]["uid"].as_str(),
+    ) {
+        (Some(want), Some(have)) if !want.is_empty() && want != have => Err(ApiError::new(
+            409,
+            "Conflict",
+            format!("Precondition failed: UID in precondition: {want}, UID in object meta: {have}"),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -912,6 +929,25 @@ fn create(
             body["status"] = json!({});
         }
         "pods" => {
+            if let Some(node) = user.name.strip_prefix("system:node:")
+                && user.in_group("system:nodes")
+            {
+                let node_uid = api::find("", "v1", "nodes")
+                    .and_then(|r| store.get(r, "", node))
+                    .and_then(|n| n["metadata"]["uid"].as_str().map(String::from));
+                if let Err(why) =
+                    auth::node_restriction_pod_create(node, node_uid.as_deref(), &body)
+                {
+                    let name = body["metadata"]["name"].as_str().unwrap_or("");
+                    let mut e = ApiError::new(
+                        403,
+                        "Forbidden",
+                        format!("pods {name:?} is forbidden: {why}"),
+                    );
+                    e.details = Some(json!({"name": name, "kind": "pods"}));
+                    return Err(e);
+                }
+            }
             service_account_admission(&store, ns, &mut body)?;
             if body["status"]["phase"].as_str().is_none() {
                 body["status"] = json!({"phase": "Pending", "qosClass": qos_class(&body["spec"])});
