@@ -120,20 +120,19 @@ fn start_node(
 ) -> Result<Vec<std::thread::JoinHandle<()>>, Error> {
     use std::sync::Arc;
     use tinylet::node::agent;
-    let k = &s.kubelet;
-    if s.flags.kubeconfig.is_none() {
-        notify_ready();
-        return Ok(vec![]);
-    }
     let cfg = Arc::new(agent::Config::from_settings(s));
     let client = Arc::new(tinylet::kube::Lazy::new(
         s.flags.kubeconfig.clone(),
-        k.kube_api_qps,
-        k.kube_api_burst,
+        s.kubelet.kube_api_qps,
+        s.kubelet.kube_api_burst,
     ));
+    if s.flags.kubeconfig.is_none() {
+        notify_ready();
+        // Standalone: static pods only.
+        return start_pods(s, &cfg, client, None, runtime, pods, stop);
+    }
     let uid = Arc::new(std::sync::Mutex::new(String::new()));
     let (recorder, sender) = agent::recorder(&cfg, client.clone(), stop.clone());
-    let pod_events = recorder.clone();
     let mut threads = vec![spawn("events", move || sender.run())?];
     {
         let (cfg, client, uid, stop) = (cfg.clone(), client.clone(), uid.clone(), stop.clone());
@@ -141,54 +140,15 @@ fn start_node(
             agent::run_lease(&cfg, &client, &uid, &stop)
         })?);
     }
-    {
-        let (client, runtime, stop) = (client.clone(), runtime.clone(), stop.clone());
-        let snapshot = pods.clone();
-        let host_ip =
-            tinylet::node::node_ips(&s.flags.node_ip, k.address, std::path::Path::new("/proc"))
-                .first()
-                .map(ToString::to_string)
-                .unwrap_or_default();
-        // One read of the host for the pods' OOM scores and admission.
-        let machine = tinylet::node::host::Machine::read(&cfg.roots).ok();
-        let allocatable = machine
-            .as_ref()
-            .and_then(|m| tinylet::node::status::allocatable_on(&cfg.spec, m, &cfg.root_dir));
-        let pods_cfg = tinylet::pods::owner::Config {
-            node: s.node_name.clone(),
-            host_ip,
-            pod_logs_dir: k.pod_logs_dir.clone().into(),
-            cgroup_root: if k.cgroup_root.is_empty() {
-                "/".into()
-            } else {
-                k.cgroup_root.clone()
-            },
-            cluster_dns: k.cluster_dns.clone(),
-            cluster_domain: k.cluster_domain.clone(),
-            sync_every: std::time::Duration::from_secs(1),
-            root_dir: s.flags.root_dir.clone(),
-            node_memory: machine.as_ref().map_or(0, |m| m.memory_bytes),
-            cpu_cfs_quota: k.cpu_cfs_quota,
-            cgroup_mount: "/sys/fs/cgroup".into(),
-            pod_pids_limit: k.pod_pids_limit,
-            limits: tinylet::pods::admit::NodeLimits {
-                max_pods: cfg.spec.max_pods,
-                cpu_millis: allocatable.as_ref().map_or(i64::MAX, |a| a.cpu_millis),
-                memory: allocatable.as_ref().map_or(i64::MAX, |a| a.memory),
-                labels: cfg.spec.labels.clone(),
-            },
-        };
-        let (tx, rx) = std::sync::mpsc::channel();
-        let node = s.node_name.clone();
-        let (source_client, source_stop) = (client.clone(), stop.clone());
-        threads.push(spawn("pod-source", move || {
-            tinylet::pods::source::run(&source_client, &node, &tx, &source_stop)
-        })?);
-        threads.push(spawn("pods", move || {
-            tinylet::pods::owner::Owner::new(pods_cfg, client, runtime, snapshot, Some(pod_events))
-                .run(&rx, &stop)
-        })?);
-    }
+    threads.extend(start_pods(
+        s,
+        &cfg,
+        client.clone(),
+        Some(recorder.clone()),
+        runtime.clone(),
+        pods,
+        stop.clone(),
+    )?);
     threads.push(spawn("node", move || {
         agent::run(
             &cfg,
@@ -199,6 +159,88 @@ fn start_node(
             &uid,
             notify_ready,
         )
+    })?);
+    Ok(threads)
+}
+
+/// The pod owner and its sources: the API server's pods bound to this node (with a kubeconfig)
+/// and the static pods of `staticPodPath` (when set).
+fn start_pods(
+    s: &Settings,
+    cfg: &tinylet::node::agent::Config,
+    client: std::sync::Arc<tinylet::kube::Lazy>,
+    recorder: Option<tinylet::node::agent::Recorder>,
+    runtime: std::sync::Arc<tinylet::cri::Runtime>,
+    snapshot: tinylet::pods::Snapshot,
+    stop: std::sync::Arc<tinylet::node::agent::Stop>,
+) -> Result<Vec<std::thread::JoinHandle<()>>, Error> {
+    let k = &s.kubelet;
+    let api_source = s.flags.kubeconfig.is_some();
+    let static_path = (!k.static_pod_path.is_empty()).then(|| k.static_pod_path.clone());
+    if !api_source && static_path.is_none() {
+        return Ok(vec![]);
+    }
+    let host_ip =
+        tinylet::node::node_ips(&s.flags.node_ip, k.address, std::path::Path::new("/proc"))
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+    // One read of the host for the pods' OOM scores and admission.
+    let machine = tinylet::node::host::Machine::read(&cfg.roots).ok();
+    let allocatable = machine
+        .as_ref()
+        .and_then(|m| tinylet::node::status::allocatable_on(&cfg.spec, m, &cfg.root_dir));
+    let pods_cfg = tinylet::pods::owner::Config {
+        node: s.node_name.clone(),
+        host_ip,
+        pod_logs_dir: k.pod_logs_dir.clone().into(),
+        cgroup_root: if k.cgroup_root.is_empty() {
+            "/".into()
+        } else {
+            k.cgroup_root.clone()
+        },
+        cluster_dns: k.cluster_dns.clone(),
+        cluster_domain: k.cluster_domain.clone(),
+        sync_every: std::time::Duration::from_secs(1),
+        root_dir: s.flags.root_dir.clone(),
+        node_memory: machine.as_ref().map_or(0, |m| m.memory_bytes),
+        cpu_cfs_quota: k.cpu_cfs_quota,
+        cgroup_mount: "/sys/fs/cgroup".into(),
+        pod_pids_limit: k.pod_pids_limit,
+        limits: tinylet::pods::admit::NodeLimits {
+            max_pods: cfg.spec.max_pods,
+            cpu_millis: allocatable.as_ref().map_or(i64::MAX, |a| a.cpu_millis),
+            memory: allocatable.as_ref().map_or(i64::MAX, |a| a.memory),
+            labels: cfg.spec.labels.clone(),
+        },
+        api_source,
+        static_source: static_path.is_some(),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut threads = Vec::new();
+    if api_source {
+        let (client, stop, tx, node) = (
+            client.clone(),
+            stop.clone(),
+            tx.clone(),
+            s.node_name.clone(),
+        );
+        threads.push(spawn("pod-source", move || {
+            tinylet::pods::source::run(&client, &node, &tx, &stop)
+        })?);
+    }
+    if let Some(path) = static_path {
+        let (stop, tx, node) = (stop.clone(), tx.clone(), s.node_name.clone());
+        let every = k.file_check_frequency.as_std();
+        info!("static pods from {path} (read every {every:?})");
+        threads.push(spawn("static-pods", move || {
+            tinylet::pods::files::run(std::path::Path::new(&path), &node, every, &tx, &stop)
+        })?);
+    }
+    drop(tx);
+    threads.push(spawn("pods", move || {
+        tinylet::pods::owner::Owner::new(pods_cfg, client, runtime, snapshot, recorder)
+            .run(&rx, &stop)
     })?);
     Ok(threads)
 }

@@ -28,6 +28,39 @@ fn wait<T>(agent: &mut Agent, what: &str, secs: u64, mut f: impl FnMut() -> Opti
     }
 }
 
+/// The seed's RBAC steps: bootstrappers, CSR auto-approval, and (step 4) the API server's
+/// identity on the kubelet API (kubectl logs/exec).
+fn seed_steps(seed: &Seed) {
+    seed.bind_bootstrappers();
+    seed.apply_csr_crb();
+    seed.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "kube-apiserver:kubelet-apis",
+        "--clusterrole=system:kubelet-api-admin",
+        "--user=kubernetes-master",
+    ]);
+}
+
+/// A KubeletConfiguration serving 10250's API on a free local port as the seed does (webhook
+/// authn/authz, a serving certificate by CSR), pods on `env`'s runtime, plus `extra` lines.
+fn serving_config(seed: &Seed, env: &RuntimeEnv, logs: &std::path::Path, extra: &str) -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    format!(
+        "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\n\
+         address: 127.0.0.1\nport: {port}\nhealthzPort: 0\nserverTLSBootstrap: true\n\
+         authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n  x509:\n    clientCAFile: {}\n\
+         authorization:\n  mode: Webhook\n\
+         nodeStatusUpdateFrequency: 1s\npodLogsDir: {}\ncgroupRoot: {}\n{extra}",
+        seed.sim_dir.join("ca.pem").display(),
+        logs.display(),
+        env.cgroup_parent()
+    )
+}
+
 /// Lifecycle hooks and a startup probe; the preStop hook leaves a file in a hostPath.
 const HOOKS: &str = r#"
 apiVersion: v1
@@ -250,34 +283,12 @@ fn pods_run_report_restart_complete_and_terminate() {
     };
     let tmp = tempdir();
     let seed = Seed::start(tmp.path(), &["--approve-serving-csrs"]);
-    seed.bind_bootstrappers();
-    seed.apply_csr_crb();
-    // The seed's step 4: the API server's identity may use the kubelet API (kubectl logs).
-    seed.kubectl(&[
-        "create",
-        "clusterrolebinding",
-        "kube-apiserver:kubelet-apis",
-        "--clusterrole=system:kubelet-api-admin",
-        "--user=kubernetes-master",
-    ]);
+    seed_steps(&seed);
     let logs = tmp.path().join("pod-logs");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
     let cfg = tmp.path().join("kubelet-config.yaml");
     write(
         &cfg,
-        &format!(
-            "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\n\
-             address: 127.0.0.1\nport: {port}\nhealthzPort: 0\nserverTLSBootstrap: true\n\
-             authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n  x509:\n    clientCAFile: {}\n\
-             authorization:\n  mode: Webhook\n\
-             nodeStatusUpdateFrequency: 1s\npodLogsDir: {}\ncgroupRoot: {}\npodPidsLimit: 77\n",
-            seed.sim_dir.join("ca.pem").display(),
-            logs.display(),
-            env.cgroup_parent()
-        ),
+        &serving_config(&seed, &env, &logs, "podPidsLimit: 77\n"),
     );
     let args = seed.agent_args(
         "n1",
@@ -624,6 +635,403 @@ fn pods_run_report_restart_complete_and_terminate() {
         !pod_cgroup.exists(),
         "the pod cgroup {} is left",
         pod_cgroup.display()
+    );
+    let (code, _) = agent.stop();
+    assert_eq!(code, Some(0));
+}
+
+const STATIC_WEB: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: static-web\n  namespace: kube-system\n  labels:\n    tier: control\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: app\n    image: docker.io/library/busybox:1.36\n    command: [\"sh\", \"-c\", \"echo VERSION; sleep 3600\"]\n";
+
+const PRIVATE: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: private
+spec:
+  terminationGracePeriodSeconds: 1
+  imagePullSecrets:
+  - name: regcred
+  containers:
+  - name: app
+    image: AUTH_REGISTRY/library/busybox:1.36
+    imagePullPolicy: Always
+    command: ["sleep", "3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: private-nocreds
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: AUTH_REGISTRY/library/busybox:1.36
+    imagePullPolicy: Always
+    command: ["sleep", "3600"]
+"#;
+
+const KEEPER: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: keeper
+data:
+  motd: kept-through-reboots
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: keeper
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: cfg
+    configMap:
+      name: keeper
+  containers:
+  - name: app
+    image: docker.io/library/busybox:1.36
+    command: ["sh", "-c", "cat /cfg/motd; sleep 3600"]
+    volumeMounts:
+    - name: cfg
+      mountPath: /cfg
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: gone
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: docker.io/library/busybox:1.36
+    command: ["sleep", "3600"]
+"#;
+
+fn pod_uid(p: &Value) -> String {
+    p["metadata"]["uid"].as_str().unwrap_or("").to_string()
+}
+
+fn container_id(p: &Value) -> String {
+    p["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap_or("")
+        .trim_start_matches("containerd://")
+        .to_string()
+}
+
+/// The runtime's running containers of pod `uid`.
+fn running_in_runtime(rt: &tinylet::cri::Runtime, uid: &str) -> Vec<String> {
+    use tinylet::cri::api::*;
+    rt.list_containers(&ListContainersRequest {
+        filter: Some(ContainerFilter {
+            label_selector: [("io.kubernetes.pod.uid".to_string(), uid.to_string())].into(),
+            state: Some(ContainerStateValue { state: 1 }),
+            ..Default::default()
+        }),
+    })
+    .map(|l| l.containers.into_iter().map(|c| c.id).collect())
+    .unwrap_or_default()
+}
+
+/// Static pods with their mirror pods (NodeRestriction enforced), image pull secrets against a
+/// registry that wants them, and a "reboot" with the API server away: the checkpointed pods come
+/// back, and the API server's list settles them once it is back.
+#[test]
+fn static_pods_pull_secrets_and_reboot_with_the_api_server_away() {
+    let Some(env) = RuntimeEnv::start(true) else {
+        return;
+    };
+    let tmp = tempdir();
+    let seed = Seed::start(tmp.path(), &["--approve-serving-csrs"]);
+    seed_steps(&seed);
+    // The agent reaches the API server through a forwarder the test can take down.
+    let proxy = common::proxy::Proxy::start(seed.server.trim_start_matches("https://"));
+    let boot = read(&seed.bootstrap).replace(&seed.server, &proxy.url());
+    write(&seed.bootstrap, &boot);
+    let manifests = tmp.path().join("manifests");
+    std::fs::create_dir_all(&manifests).expect("manifests dir");
+    write(
+        &manifests.join("web.yaml"),
+        &STATIC_WEB.replace("VERSION", "v1"),
+    );
+    let cfg = tmp.path().join("kubelet-config.yaml");
+    let extra = format!(
+        "staticPodPath: {}\nfileCheckFrequency: 1s\n",
+        manifests.display()
+    );
+    write(
+        &cfg,
+        &serving_config(&seed, &env, &tmp.path().join("pod-logs"), &extra),
+    );
+    let root = tmp.path().join("root");
+    let args = seed.agent_args(
+        "n1",
+        &[
+            format!("--config={}", cfg.display()),
+            "--node-ip=127.0.0.1".into(),
+            format!(
+                "--container-runtime-endpoint=unix://{}",
+                env.endpoint().path()
+            ),
+            format!("--root-dir={}", root.display()),
+            "--v=2".into(),
+        ],
+    );
+    let mut agent = Agent::start(&args);
+    agent.expect("Successfully registered node \"n1\"");
+    let node_uid = seed
+        .try_get(&["node", "n1"])
+        .map(|n| pod_uid(&n))
+        .expect("node n1");
+
+    // The static pod runs, and its mirror pod shows it in the API.
+    let get_mirror = |want: &dyn Fn(&Value) -> bool| {
+        seed.try_get(&["pod", "-n", "kube-system", "static-web-n1"])
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null() && want(p))
+    };
+    let mirror = wait(&mut agent, "the static pod's mirror, Running", 60, || {
+        get_mirror(&|p| p["status"]["phase"] == "Running" && !container_id(p).is_empty())
+    });
+    let ann = &mirror["metadata"]["annotations"];
+    let hash = ann["kubernetes.io/config.hash"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert_eq!(hash.len(), 32, "{ann}");
+    assert_eq!(ann["kubernetes.io/config.mirror"], hash.as_str());
+    assert_eq!(ann["kubernetes.io/config.source"], "file");
+    assert_ne!(pod_uid(&mirror), hash, "the mirror has the API's own uid");
+    assert_eq!(mirror["metadata"]["labels"]["tier"], "control");
+    assert_eq!(
+        mirror["metadata"]["ownerReferences"][0],
+        serde_json::json!({"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": node_uid, "controller": true})
+    );
+    assert!(
+        mirror["spec"]["volumes"].is_null(),
+        "no service account token is injected into a mirror pod: {}",
+        mirror["spec"]
+    );
+    let static_container = container_id(&mirror);
+    let rt = env.client();
+    assert_eq!(
+        running_in_runtime(&rt, &hash),
+        std::slice::from_ref(&static_container)
+    );
+    assert_eq!(
+        seed.kubectl(&["logs", "-n", "kube-system", "static-web-n1"]),
+        "v1\n"
+    );
+    // The node's credentials may create mirror pods only (NodeRestriction).
+    let node_kubeconfig = seed.node.join("kubelet.kubeconfig");
+    let out = std::process::Command::new("kubectl")
+        .arg(format!("--kubeconfig={}", node_kubeconfig.display()))
+        .args([
+            "run",
+            "sneaky",
+            "--image=busybox",
+            "--overrides",
+            r#"{"spec":{"nodeName":"n1"}}"#,
+        ])
+        .output()
+        .expect("kubectl");
+    assert!(
+        text(&out.stderr).contains("pods \"sneaky\" is forbidden: pod does not have \"kubernetes.io/config.mirror\" annotation, node \"n1\" can only create mirror pods"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Deleting the mirror pod does not touch the static pod: the mirror comes back.
+    seed.kubectl(&[
+        "delete",
+        "pod",
+        "-n",
+        "kube-system",
+        "static-web-n1",
+        "--wait=false",
+    ]);
+    let again = wait(&mut agent, "a new mirror pod", 30, || {
+        get_mirror(&|p| pod_uid(p) != pod_uid(&mirror) && p["status"]["phase"] == "Running")
+    });
+    assert_eq!(
+        container_id(&again),
+        static_container,
+        "the container was not restarted"
+    );
+
+    // An edited manifest is a new pod: the old one stops, the mirror is replaced.
+    write(
+        &manifests.join("web.yaml"),
+        &STATIC_WEB.replace("VERSION", "v2"),
+    );
+    let edited = wait(&mut agent, "the edited static pod's mirror", 60, || {
+        get_mirror(&|p| {
+            p["metadata"]["annotations"]["kubernetes.io/config.hash"] != hash.as_str()
+                && p["status"]["phase"] == "Running"
+                && !container_id(p).is_empty()
+        })
+    });
+    wait(
+        &mut agent,
+        "the old static pod's container to stop",
+        30,
+        || running_in_runtime(&rt, &hash).is_empty().then_some(()),
+    );
+    assert_eq!(
+        seed.kubectl(&["logs", "-n", "kube-system", "static-web-n1"]),
+        "v2\n"
+    );
+
+    // Image pull secrets: the registry that wants credentials gets them from the secret.
+    let registry = env.var("AUTH_REGISTRY").to_string();
+    seed.kubectl(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        &format!("--docker-server={registry}"),
+        &format!("--docker-username={}", env.var("AUTH_USER")),
+        &format!("--docker-password={}", env.var("AUTH_PASSWORD")),
+    ]);
+    let private = tmp.path().join("private.yaml");
+    write(&private, &PRIVATE.replace("AUTH_REGISTRY", &registry));
+    seed.kubectl(&["apply", "-f", &private.display().to_string()]);
+    wait(&mut agent, "the private image's pod to run", 60, || {
+        seed.try_get(&["pod", "private"])
+            .filter(|p| p["status"]["phase"] == "Running")
+    });
+    let refused = wait(
+        &mut agent,
+        "the pull without credentials to fail",
+        60,
+        || {
+            seed.try_get(&["pod", "private-nocreds"]).filter(|p| {
+                let r = &p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"];
+                r == "ErrImagePull" || r == "ImagePullBackOff"
+            })
+        },
+    );
+    let why = refused["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_lowercase();
+    assert!(why.contains("401") || why.contains("unauthorized"), "{why}");
+    seed.kubectl(&[
+        "delete",
+        "-f",
+        &private.display().to_string(),
+        "--wait=false",
+    ]);
+
+    // The manifest removed: the static pod stops and its mirror goes.
+    std::fs::remove_file(manifests.join("web.yaml")).expect("rm manifest");
+    let edited_hash = edited["metadata"]["annotations"]["kubernetes.io/config.hash"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    wait(
+        &mut agent,
+        "the static pod to stop and its mirror to go",
+        30,
+        || {
+            (running_in_runtime(&rt, &edited_hash).is_empty()
+                && seed
+                    .try_get(&["pod", "-n", "kube-system", "static-web-n1"])
+                    .is_none())
+            .then_some(())
+        },
+    );
+    assert!(
+        !root.join("pods").join(&edited_hash).exists(),
+        "the static pod's dir is left"
+    );
+
+    // Reboot with the API server away: the agent stops, the API server becomes unreachable, the
+    // runtime loses every running container (stopped sandboxes, as after a power cut).
+    let keeper = tmp.path().join("keeper.yaml");
+    write(&keeper, KEEPER);
+    seed.kubectl(&["apply", "-f", &keeper.display().to_string()]);
+    let running = |name: &str| {
+        seed.try_get(&["pod", name])
+            .filter(|p| p["status"]["phase"] == "Running" && !container_id(p).is_empty())
+    };
+    let before = wait(&mut agent, "keeper to run", 60, || running("keeper"));
+    let gone = wait(&mut agent, "gone to run", 60, || running("gone"));
+    wait(&mut agent, "the private pods to be gone", 30, || {
+        (seed.try_get(&["pod", "private"]).is_none()
+            && seed.try_get(&["pod", "private-nocreds"]).is_none())
+        .then_some(())
+    });
+    let (keeper_uid, gone_uid) = (pod_uid(&before), pod_uid(&gone));
+    assert!(
+        root.join("pods")
+            .join(&keeper_uid)
+            .join("pod.json")
+            .exists()
+    );
+    let (code, _) = agent.stop();
+    assert_eq!(code, Some(0));
+    proxy.set_down(true);
+    use tinylet::cri::api::*;
+    for s in rt
+        .list_pod_sandbox(&ListPodSandboxRequest::default())
+        .expect("sandboxes")
+        .items
+    {
+        rt.stop_pod_sandbox(&StopPodSandboxRequest {
+            pod_sandbox_id: s.id,
+        })
+        .expect("stop sandbox");
+    }
+    assert!(running_in_runtime(&rt, &keeper_uid).is_empty());
+    // Meanwhile `gone` is deleted in the API.
+    seed.kubectl(&["delete", "pod", "gone", "--grace-period=0", "--force"]);
+    let mut agent = Agent::start(&args);
+    agent.expect("restored 2 pod(s) from checkpoints");
+    let back = wait(
+        &mut agent,
+        "keeper's container back with the API server away",
+        60,
+        || {
+            let ids = running_in_runtime(&rt, &keeper_uid);
+            (!ids.is_empty()).then_some(ids)
+        },
+    );
+    assert_ne!(back[0], container_id(&before));
+    let cfg_kept = agent.log_so_far();
+    assert!(
+        cfg_kept.contains("keeping the content written before"),
+        "the configMap volume was kept from before: {cfg_kept}"
+    );
+    let out = rt
+        .exec_sync(&ExecSyncRequest {
+            container_id: back[0].clone(),
+            cmd: vec!["cat".into(), "/cfg/motd".into()],
+            timeout: 10,
+        })
+        .expect("exec");
+    assert_eq!(text(&out.stdout), "kept-through-reboots");
+    // The API server back: its list settles it. keeper's status shows the new container; gone,
+    // deleted meanwhile, is stopped and its directory removed.
+    proxy.set_down(false);
+    wait(
+        &mut agent,
+        "keeper's status to show the new container",
+        60,
+        || {
+            seed.try_get(&["pod", "keeper"])
+                .filter(|p| container_id(p) == back[0] && p["status"]["phase"] == "Running")
+        },
+    );
+    wait(
+        &mut agent,
+        "gone's containers and dir to be removed",
+        60,
+        || {
+            (running_in_runtime(&rt, &gone_uid).is_empty()
+                && !root.join("pods").join(&gone_uid).exists())
+            .then_some(())
+        },
     );
     let (code, _) = agent.stop();
     assert_eq!(code, Some(0));

@@ -73,6 +73,9 @@ pub const IMPLEMENTED_FIELDS: &[&str] = &[
     "clusterDNS",
     "clusterDomain",
     "podPidsLimit",
+    "cpuCFSQuota",
+    "staticPodPath",
+    "fileCheckFrequency",
 ];
 
 /// Supported flags tinylet does not act on yet (parsed and validated only).

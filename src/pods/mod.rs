@@ -5,9 +5,11 @@
 pub mod admit;
 pub mod cgroups;
 pub mod env;
+pub mod files;
 pub mod owner;
 pub mod plan;
 pub mod probe;
+pub mod pull;
 pub mod resources;
 pub mod source;
 pub mod spec;

@@ -4,12 +4,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use super::files;
 use super::plan::{self, Action, Backoff, CState, ContainerObs, Observed, SandboxObs};
 use super::spec::{Pod, PullPolicy};
 use super::status::{self, Waiting};
@@ -29,6 +31,8 @@ pub enum Msg {
     Removed {
         uid: String,
     },
+    /// The whole set of static pods (after each read of `staticPodPath` that changed it).
+    Static(Vec<Pod>),
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +57,10 @@ pub struct Config {
     pub cgroup_mount: PathBuf,
     /// `podPidsLimit` (-1: none).
     pub pod_pids_limit: i64,
+    /// Pods come from the API server (a kubeconfig was given).
+    pub api_source: bool,
+    /// Pods come from `staticPodPath`.
+    pub static_source: bool,
 }
 
 struct Entry {
@@ -70,6 +78,10 @@ struct Entry {
     rejected: Option<super::admit::Rejection>,
     /// The resourceVersion of the agent's last status write.
     status_rv: String,
+    /// A static pod's mirror is not created again before this (seconds since the epoch).
+    mirror_retry: u64,
+    /// The last failure to write the status, logged once until it changes.
+    status_error: String,
 }
 
 /// The API says the pod finished (Succeeded or Failed).
@@ -85,6 +97,8 @@ fn now_secs() -> u64 {
 }
 
 const UID_LABEL: &str = "io.kubernetes.pod.uid";
+/// The API pod's checkpoint in its pod directory.
+const CHECKPOINT: &str = "pod.json";
 
 pub struct Owner {
     cfg: Config,
@@ -93,6 +107,14 @@ pub struct Owner {
     pods: BTreeMap<String, Entry>,
     snapshot: super::Snapshot,
     events: Option<crate::node::agent::Recorder>,
+    /// Mirror pods of static pods, by `namespace/name`, as the API has them.
+    mirrors: BTreeMap<String, Pod>,
+    /// The Node object's uid (the mirror pods' owner), once read.
+    node_uid: Option<String>,
+    /// The API source has listed once / the static source has read once: until each configured
+    /// source has, a sandbox the agent does not know may still be one of its pods.
+    listed: bool,
+    static_read: bool,
 }
 
 impl Owner {
@@ -110,7 +132,16 @@ impl Owner {
             pods: BTreeMap::new(),
             snapshot,
             events,
+            mirrors: BTreeMap::new(),
+            node_uid: None,
+            listed: false,
+            static_read: false,
         }
+    }
+
+    /// Every configured source has said once what it holds.
+    fn sources_known(&self) -> bool {
+        (self.listed || !self.cfg.api_source) && (self.static_read || !self.cfg.static_source)
     }
 
     /// An event about `pod` (or one of its containers), as the kubelet records them.
@@ -203,8 +234,72 @@ impl Owner {
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = list;
     }
 
+    /// `<root-dir>/pods/<uid>`: the pod's volumes and its checkpoint.
+    fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.cfg.root_dir.join("pods").join(uid)
+    }
+
+    /// Writes the API pod's object to `<pod dir>/pod.json` (atomically), so that after a reboot
+    /// with the API server away the agent still knows what to run.
+    fn checkpoint(&self, pod: &Pod) {
+        if files::is_static(pod) {
+            return;
+        }
+        let dir = self.pod_dir(&pod.metadata.uid);
+        let mut v = pod.raw.clone();
+        v["status"] = pod.status.clone();
+        let write = || -> std::io::Result<()> {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(&dir)?;
+            let tmp = dir.join(".pod.json.tmp");
+            std::fs::write(&tmp, serde_json::to_vec(&v).unwrap_or_default())?;
+            std::fs::rename(&tmp, dir.join(CHECKPOINT))
+        };
+        if let Err(e) = write() {
+            warn!("checkpointing pod {} in {}: {e}", pod.key(), dir.display());
+        }
+    }
+
+    /// The pods checkpointed by an earlier run: the agent runs them until the API server says
+    /// otherwise (its first list replaces them).
+    fn restore(&mut self) {
+        let Ok(dirs) = std::fs::read_dir(self.cfg.root_dir.join("pods")) else {
+            return;
+        };
+        let mut n = 0;
+        for d in dirs.flatten() {
+            let path = d.path().join(CHECKPOINT);
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let pod = serde_json::from_slice::<Value>(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(Pod::from_value);
+            match pod {
+                Ok(p) if p.metadata.uid == d.file_name().to_string_lossy() => {
+                    self.upsert(p);
+                    n += 1;
+                }
+                Ok(p) => warn!(
+                    "ignoring checkpoint {}: it holds pod uid {}",
+                    path.display(),
+                    p.metadata.uid
+                ),
+                Err(e) => warn!("ignoring checkpoint {}: {e}", path.display()),
+            }
+        }
+        if n > 0 {
+            info!("restored {n} pod(s) from checkpoints; the API server's list will replace them");
+        }
+    }
+
     /// Runs until stopped or the source goes away.
     pub fn run(mut self, rx: &Receiver<Msg>, stop: &Stop) {
+        if self.cfg.api_source {
+            self.restore();
+        }
         while !stop.is_stopped() {
             match rx.recv_timeout(self.cfg.sync_every) {
                 Ok(m) => {
@@ -230,24 +325,63 @@ impl Owner {
     fn take(&mut self, m: Msg) {
         match m {
             Msg::Listed(pods) => {
+                let (mirrors, pods): (Vec<Pod>, Vec<Pod>) =
+                    pods.into_iter().partition(files::is_mirror);
+                self.mirrors = mirrors.into_iter().map(|m| (m.key(), m)).collect();
                 let keep: Vec<String> = pods.iter().map(|p| p.metadata.uid.clone()).collect();
-                self.pods.retain(|uid, _| keep.contains(uid));
+                self.pods
+                    .retain(|uid, e| files::is_static(&e.pod) || keep.contains(uid));
                 for p in pods {
                     self.upsert(p);
                 }
+                self.listed = true;
                 self.remove_orphans();
+            }
+            Msg::Upsert(p) if files::is_mirror(&p) => {
+                let rv = |p: &Pod| p.metadata.resource_version.parse::<u64>().ok();
+                let stale = self
+                    .mirrors
+                    .get(&p.key())
+                    .is_some_and(|m| m.metadata.uid == p.metadata.uid && rv(m) > rv(&p));
+                if !stale {
+                    self.mirrors.insert(p.key(), *p);
+                }
             }
             Msg::Upsert(p) => self.upsert(*p),
             Msg::Removed { uid } => {
+                let mirrors = self.mirrors.len();
+                self.mirrors.retain(|_, m| m.metadata.uid != uid);
                 // Deleted from the API without us (grace 0 by someone else): clean up now.
-                if self.pods.remove(&uid).is_some() {
+                if mirrors == self.mirrors.len() && self.pods.remove(&uid).is_some() {
                     self.remove_orphans();
                 }
+            }
+            Msg::Static(pods) => {
+                let keep: Vec<String> = pods.iter().map(|p| p.metadata.uid.clone()).collect();
+                for (uid, e) in &mut self.pods {
+                    if files::is_static(&e.pod) && !keep.contains(uid) && !e.pod.deleting() {
+                        info!(
+                            "static pod {} (uid {uid}) is gone from its manifest",
+                            e.pod.key()
+                        );
+                        let grace = e.pod.grace_seconds();
+                        e.pod.metadata.deletion_timestamp = Some(Civil::now().rfc3339());
+                        e.pod.metadata.deletion_grace_period_seconds = Some(grace);
+                    }
+                }
+                for p in pods {
+                    if !self.pods.contains_key(&p.metadata.uid) {
+                        self.upsert(p);
+                    }
+                }
+                self.static_read = true;
+                self.remove_orphans();
             }
         }
     }
 
     fn upsert(&mut self, pod: Pod) {
+        self.checkpoint(&pod);
         let uid = pod.metadata.uid.clone();
         match self.pods.get_mut(&uid) {
             Some(e) => {
@@ -295,6 +429,8 @@ impl Owner {
                         volumes: None,
                         rejected,
                         status_rv: String::new(),
+                        mirror_retry: 0,
+                        status_error: String::new(),
                     },
                 );
             }
@@ -303,6 +439,9 @@ impl Owner {
 
     /// Sandboxes of pods the API no longer has: their containers and they are removed.
     fn remove_orphans(&self) {
+        if !self.sources_known() {
+            return;
+        }
         let Ok(list) = self
             .runtime
             .list_pod_sandbox(&ListPodSandboxRequest::default())
@@ -343,6 +482,38 @@ impl Owner {
             let _ = self.runtime.remove_pod_sandbox(&RemovePodSandboxRequest {
                 pod_sandbox_id: s.id,
             });
+        }
+        // Pod directories (volumes, checkpoints) of pods that are gone.
+        for d in std::fs::read_dir(self.cfg.root_dir.join("pods"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let uid = d.file_name().to_string_lossy().into_owned();
+            if !self.pods.contains_key(&uid) {
+                self.remove_pod_dir(&uid);
+            }
+        }
+    }
+
+    /// Removes a gone pod's directory, unless something is mounted under it (a volume of an
+    /// earlier agent's): removing through a mount would delete what it holds.
+    fn remove_pod_dir(&self, uid: &str) {
+        let dir = self.pod_dir(uid);
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let prefix = format!("{}/", dir.display());
+        if let Some(m) = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .find(|m| m.starts_with(&prefix))
+        {
+            warn!("not removing {}: {m} is mounted under it", dir.display());
+            return;
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => vinfo!(2, "removed {}", dir.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => warn!("removing {}: {e}", dir.display()),
         }
     }
 
@@ -617,6 +788,7 @@ impl Owner {
             }
             if a == Action::DeletePod {
                 self.pods.remove(uid);
+                self.remove_pod_dir(uid);
                 return;
             }
         }
@@ -629,7 +801,83 @@ impl Owner {
             obs
         };
         self.probe(uid, &obs);
+        if files::is_static(&pod) {
+            self.ensure_mirror(uid);
+        }
         self.report(uid, &obs);
+    }
+
+    /// Deletes the mirror pod `key` (grace 0, its uid as the precondition).
+    fn delete_mirror(&mut self, key: &str) {
+        let Some(m) = self.mirrors.remove(key) else {
+            return;
+        };
+        let path = format!(
+            "/api/v1/namespaces/{}/pods/{}",
+            m.metadata.namespace, m.metadata.name
+        );
+        let result = self.client.get().and_then(|c| {
+            c.delete(
+                &path,
+                &json!({"gracePeriodSeconds": 0, "preconditions": {"uid": m.metadata.uid}}),
+            )
+            .map_err(|e| match e.code() {
+                Some(404 | 409) => String::new(),
+                _ => e.to_string(),
+            })
+        });
+        match result {
+            Ok(_) => info!("Deleted mirror pod {key} (uid {})", m.metadata.uid),
+            Err(e) if e.is_empty() => {}
+            Err(e) => warn!("deleting mirror pod {key}: {e}"),
+        }
+    }
+
+    /// Makes the API hold a live mirror pod of static pod `uid`, as the kubelet does: a mirror
+    /// that is being deleted or is of another version of the manifest is replaced.
+    fn ensure_mirror(&mut self, uid: &str) {
+        let Some(e) = self.pods.get(uid) else {
+            return;
+        };
+        if !self.cfg.api_source || e.pod.deleting() || now_secs() < e.mirror_retry {
+            return;
+        }
+        let pod = e.pod.clone();
+        let key = pod.key();
+        match self.mirrors.get(&key) {
+            Some(m) if files::mirrors(m, &pod) => return,
+            Some(_) => self.delete_mirror(&key),
+            None => {}
+        }
+        let created = self.client.get().and_then(|c| {
+            let node_uid = match &self.node_uid {
+                Some(u) => u.clone(),
+                None => {
+                    let n: Value = c
+                        .get(&format!("/api/v1/nodes/{}", self.cfg.node))
+                        .map_err(|e| format!("reading node {}: {e}", self.cfg.node))?;
+                    let u = n["metadata"]["uid"].as_str().unwrap_or("").to_string();
+                    self.node_uid = Some(u.clone());
+                    u
+                }
+            };
+            let body = files::mirror_of(&pod, &self.cfg.node, &node_uid);
+            let path = format!("/api/v1/namespaces/{}/pods", pod.metadata.namespace);
+            c.create::<_, Value>(&path, &body)
+                .map_err(|e| e.to_string())
+        });
+        match created.and_then(Pod::from_value) {
+            Ok(m) => {
+                info!("Created mirror pod {key} (uid {})", m.metadata.uid);
+                self.mirrors.insert(key, m);
+            }
+            Err(why) => {
+                warn!("creating mirror pod for static pod {key}: {why}; retrying in 10s");
+                if let Some(e) = self.pods.get_mut(uid) {
+                    e.mirror_retry = now_secs() + 10;
+                }
+            }
+        }
     }
 
     /// Runs the probes that are due for the pod's running containers. A liveness failure past
@@ -855,6 +1103,10 @@ impl Owner {
                     self.remove_pod_cgroup(pod);
                 }
             }
+            Action::DeletePod if files::is_static(pod) => {
+                self.delete_mirror(&pod.key());
+                info!("static pod {} stopped and removed", pod.key());
+            }
             Action::DeletePod => {
                 let m = &pod.metadata;
                 let path = format!("/api/v1/namespaces/{}/pods/{}", m.namespace, m.name);
@@ -953,11 +1205,23 @@ impl Owner {
                 format!("Pulling image {:?}", spec.image),
             );
             let t0 = std::time::Instant::now();
-            if let Err(x) = rt.pull_image(&PullImageRequest {
-                image: Some(image.clone()),
-                auth: None,
-                sandbox_config: Some(config.clone()),
-            }) {
+            let creds = self.pull_credentials(pod, name, &spec.image);
+            let pull = |auth: Option<AuthConfig>| {
+                rt.pull_image(&PullImageRequest {
+                    image: Some(image.clone()),
+                    auth,
+                    sandbox_config: Some(config.clone()),
+                })
+            };
+            // Each matching credential in turn, as the kubelet's keyring; none: anonymous.
+            let mut result = pull(creds.first().cloned());
+            for c in creds.into_iter().skip(1) {
+                if result.is_ok() {
+                    break;
+                }
+                result = pull(Some(c));
+            }
+            if let Err(x) = result {
                 let w = Waiting {
                     reason: "ErrImagePull".into(),
                     message: x.to_string(),
@@ -990,8 +1254,8 @@ impl Owner {
         let volumes = match self.pods.get(&entry_key).and_then(|e| e.volumes.clone()) {
             Some(v) => v,
             None => {
-                let c = self.client.get()?;
-                let v = match super::volumes::prepare(pod, &self.cfg.root_dir, &c) {
+                let c = self.client.get().ok();
+                let v = match super::volumes::prepare(pod, &self.cfg.root_dir, c.as_deref()) {
                     Ok(v) => v,
                     Err(e) => {
                         self.event(pod, None, true, "FailedMount", e.clone());
@@ -1119,6 +1383,47 @@ impl Owner {
         Ok(true)
     }
 
+    /// The credentials of the pod's `imagePullSecrets` for `image`. Secrets that cannot be read
+    /// are reported (an event, as the kubelet's) and the pull goes on without them.
+    fn pull_credentials(&self, pod: &Pod, container: &str, image: &str) -> Vec<AuthConfig> {
+        let names: Vec<&str> = pod.raw["spec"]["imagePullSecrets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        if names.is_empty() {
+            return Vec::new();
+        }
+        let mut secrets = Vec::new();
+        let mut missing = Vec::new();
+        for n in names {
+            let data = self.client.get().and_then(|c| {
+                super::volumes::object_data(&c, &pod.metadata.namespace, "secret", n)
+            });
+            match data {
+                Ok(Some(d)) => secrets.push((n.to_string(), d)),
+                Ok(None) => missing.push(format!("{}/{n}", pod.metadata.namespace)),
+                Err(e) => missing.push(format!("{}/{n}: {e}", pod.metadata.namespace)),
+            }
+        }
+        let (creds, problems) = super::pull::credentials(&secrets, image);
+        missing.extend(problems);
+        if !missing.is_empty() {
+            self.event(
+                pod,
+                Some(container),
+                true,
+                "FailedToRetrieveImagePullSecret",
+                format!(
+                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                    missing.join(", ")
+                ),
+            );
+        }
+        creds
+    }
+
     fn hold_pull(&mut self, uid: &str, name: &str, w: Waiting) {
         if let Some(e) = self.pods.get_mut(uid) {
             let prev = e.pull.get(name).map(|(b, _)| *b);
@@ -1189,31 +1494,59 @@ impl Owner {
         self.patch_status(uid, &next);
     }
 
-    /// Patches the pod's status from what the API has to `next`, when they differ.
+    /// Patches the pod's status from what the API has to `next`, when they differ, with the
+    /// pod's uid as the precondition. A static pod's status goes to its mirror pod; without
+    /// one it is only kept here (and served on 10250).
     fn patch_status(&mut self, uid: &str, next: &Value) {
-        let Some(entry) = self.pods.get(uid) else {
+        let Some(entry) = self.pods.get_mut(uid) else {
             return;
         };
-        let Some(patch) = crate::kube::patch::diff(&entry.pod.status, next) else {
+        let key = entry.pod.key();
+        let (base, target_uid) = if files::is_static(&entry.pod) {
+            match self
+                .mirrors
+                .get(&key)
+                .filter(|m| files::mirrors(m, &entry.pod))
+            {
+                Some(m) => (&m.status, m.metadata.uid.clone()),
+                None => {
+                    if entry.pod.status != *next {
+                        entry.pod.status = next.clone();
+                        self.publish();
+                    }
+                    return;
+                }
+            }
+        } else {
+            (&entry.pod.status, entry.pod.metadata.uid.clone())
+        };
+        let Some(patch) = crate::kube::patch::diff(base, next) else {
             return;
         };
         let m = &entry.pod.metadata;
         let path = format!("/api/v1/namespaces/{}/pods/{}/status", m.namespace, m.name);
+        let body = json!({"metadata": {"uid": target_uid}, "status": patch});
         let result = self.client.get().and_then(|c| {
-            c.patch::<Value>(&path, PatchKind::Strategic, &json!({ "status": patch }))
+            c.patch::<Value>(&path, PatchKind::Strategic, &body)
                 .map_err(|e| e.to_string())
         });
         match result {
             Ok(v) => {
-                vinfo!(
-                    2,
-                    "Patch status for pod {:?}: phase {}",
-                    entry.pod.key(),
-                    next["phase"]
-                );
-                if let Some(e) = self.pods.get_mut(uid) {
-                    e.pod.status = v["status"].clone();
-                    e.status_rv = v["metadata"]["resourceVersion"]
+                vinfo!(2, "Patch status for pod {key:?}: phase {}", next["phase"]);
+                entry.pod.status = v["status"].clone();
+                entry.status_error.clear();
+                if let Some(m) = self
+                    .mirrors
+                    .get_mut(&key)
+                    .filter(|m| m.metadata.uid == target_uid)
+                {
+                    m.status = v["status"].clone();
+                    m.metadata.resource_version = v["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string();
+                } else {
+                    entry.status_rv = v["metadata"]["resourceVersion"]
                         .as_str()
                         .unwrap_or("")
                         .to_string();
@@ -1221,7 +1554,13 @@ impl Owner {
                 // The 10250 API sees the new status at once (exec needs a running container).
                 self.publish();
             }
-            Err(e) => warn!("Failed to update status for pod {:?}: {e}", entry.pod.key()),
+            Err(e) => {
+                // Once per distinct failure: with the API server away this repeats every sync.
+                if entry.status_error != e {
+                    warn!("Failed to update status for pod {key:?}: {e}");
+                    entry.status_error = e;
+                }
+            }
         }
     }
 }

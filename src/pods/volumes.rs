@@ -272,12 +272,38 @@ fn token(c: &Client, pod: &Pod, src: &Value) -> Result<Vec<u8>, String> {
         .ok_or_else(|| "the TokenRequest answer has no token".into())
 }
 
-/// The host path of every volume of `pod`, its content written.
+/// Writes `files` (when they could be made) into `d`. When the API server could not give them
+/// and `d` holds what an earlier run wrote (after a reboot with the API server away), that is
+/// kept: the pod runs with its last known configuration, as it did before.
+fn write_or_keep(
+    pod: &Pod,
+    name: &str,
+    d: PathBuf,
+    files: Result<Files, String>,
+) -> Result<PathBuf, String> {
+    match files {
+        Ok(files) => write_atomic(&d, &files).map_err(|e| err(pod, name, e))?,
+        Err(e) if d.join("..data").exists() => {
+            crate::warn!(
+                "{}; keeping the content written before in {}",
+                err(pod, name, e),
+                d.display()
+            );
+        }
+        Err(e) => return Err(err(pod, name, e)),
+    }
+    Ok(d)
+}
+
+/// The host path of every volume of `pod`, its content written. Without an API client
+/// (standalone, or the API server away) only volumes that need no API object can be made
+/// afresh.
 pub fn prepare(
     pod: &Pod,
     root_dir: &Path,
-    c: &Client,
+    c: Option<&Client>,
 ) -> Result<BTreeMap<String, PathBuf>, String> {
+    let api = || c.ok_or_else(|| "no API server to read it from".to_string());
     let ns = &pod.metadata.namespace;
     let base = root_dir
         .join("pods")
@@ -303,21 +329,16 @@ pub fn prepare(
             let cm = &v["configMap"];
             let cm_name = cm["name"].as_str().unwrap_or("");
             let mode = mode_of(&cm["defaultMode"], 0o644);
-            let files = object_files(c, ns, "configmap", cm_name, cm, mode)
-                .map_err(|e| err(pod, &name, e))?;
-            let d = dir("configmap");
-            write_atomic(&d, &files).map_err(|e| err(pod, &name, e))?;
-            d
+            let files = api().and_then(|c| object_files(c, ns, "configmap", cm_name, cm, mode));
+            write_or_keep(pod, &name, dir("configmap"), files)?
         } else if v["secret"].is_object() {
             let s = &v["secret"];
             let s_name = s["secretName"].as_str().unwrap_or("");
             let mode = mode_of(&s["defaultMode"], 0o644);
-            let files =
-                object_files(c, ns, "secret", s_name, s, mode).map_err(|e| err(pod, &name, e))?;
+            let files = api().and_then(|c| object_files(c, ns, "secret", s_name, s, mode));
             let d = dir("secret");
             mkdir(&d, 0o750).map_err(|e| err(pod, &name, e))?;
-            write_atomic(&d, &files).map_err(|e| err(pod, &name, e))?;
-            d
+            write_or_keep(pod, &name, d, files)?
         } else if v["downwardAPI"].is_object() {
             let dv = &v["downwardAPI"];
             let files = downward(pod, &dv["items"], mode_of(&dv["defaultMode"], 0o644))
@@ -328,31 +349,31 @@ pub fn prepare(
         } else if v["projected"].is_object() {
             let pv = &v["projected"];
             let mode = mode_of(&pv["defaultMode"], 0o644);
-            let mut files = Files::new();
-            for src in pv["sources"].as_array().into_iter().flatten() {
-                let part = if src["serviceAccountToken"].is_object() {
-                    let t = &src["serviceAccountToken"];
-                    let path = t["path"].as_str().unwrap_or("token");
-                    let tok = token(c, pod, t).map_err(|e| err(pod, &name, e))?;
-                    Files::from([(path.to_string(), (tok, mode))])
-                } else if let Some((kind, r)) =
-                    [("configmap", &src["configMap"]), ("secret", &src["secret"])]
-                        .into_iter()
-                        .find(|(_, r)| r.is_object())
-                {
-                    let obj = r["name"].as_str().unwrap_or("");
-                    object_files(c, ns, kind, obj, r, mode).map_err(|e| err(pod, &name, e))?
-                } else if src["downwardAPI"].is_object() {
-                    downward(pod, &src["downwardAPI"]["items"], mode)
-                        .map_err(|e| err(pod, &name, e))?
-                } else {
-                    return Err(err(pod, &name, "unsupported projected source"));
-                };
-                files.extend(part);
-            }
-            let d = dir("projected");
-            write_atomic(&d, &files).map_err(|e| err(pod, &name, e))?;
-            d
+            let files = (|| {
+                let mut files = Files::new();
+                for src in pv["sources"].as_array().into_iter().flatten() {
+                    let part = if src["serviceAccountToken"].is_object() {
+                        let t = &src["serviceAccountToken"];
+                        let path = t["path"].as_str().unwrap_or("token");
+                        let tok = token(api()?, pod, t)?;
+                        Files::from([(path.to_string(), (tok, mode))])
+                    } else if let Some((kind, r)) =
+                        [("configmap", &src["configMap"]), ("secret", &src["secret"])]
+                            .into_iter()
+                            .find(|(_, r)| r.is_object())
+                    {
+                        let obj = r["name"].as_str().unwrap_or("");
+                        object_files(api()?, ns, kind, obj, r, mode)?
+                    } else if src["downwardAPI"].is_object() {
+                        downward(pod, &src["downwardAPI"]["items"], mode)?
+                    } else {
+                        return Err("unsupported projected source".to_string());
+                    };
+                    files.extend(part);
+                }
+                Ok(files)
+            })();
+            write_or_keep(pod, &name, dir("projected"), files)?
         } else {
             return Err(err(pod, &name, "volume type not supported yet"));
         };

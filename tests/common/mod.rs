@@ -451,4 +451,5 @@ pub fn csr_name_in(line: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+pub mod proxy;
 pub mod runtime;
