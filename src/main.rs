@@ -215,6 +215,8 @@ fn start_pods(
         },
         api_source,
         static_source: static_path.is_some(),
+        resolv_conf: k.resolv_conf.clone().into(),
+        seccomp_default: k.seccomp_default,
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let mut threads = Vec::new();

@@ -53,6 +53,30 @@ impl Civil {
     }
 }
 
+/// Seconds since the epoch of a `metav1.Time` (`2026-11-29T01:02:03Z`, fractions ignored);
+/// None when it is not one.
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || !s.ends_with('Z') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    // Hinnant's days_from_civil.
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + h * 3600 + mi * 60 + se).ok()
+}
+
 /// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -103,5 +127,16 @@ mod tests {
             (c.year, c.month, c.day, c.hour, c.minute, c.second),
             (2026, 11, 28, 23, 59, 59)
         );
+    }
+
+    #[test]
+    fn rfc3339_round_trips() {
+        for secs in [0u64, 951_782_400, 1_796_000_000, 1_800_000_123] {
+            let t = UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            assert_eq!(parse_rfc3339(&Civil::from_system(t).rfc3339()), Some(secs));
+        }
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:01.5Z"), Some(1));
+        assert_eq!(parse_rfc3339("2026-13-29T01:02:03Z"), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

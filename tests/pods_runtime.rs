@@ -1036,3 +1036,211 @@ fn static_pods_pull_secrets_and_reboot_with_the_api_server_away() {
     let (code, _) = agent.stop();
     assert_eq!(code, Some(0));
 }
+
+const SECURE: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: secure
+spec:
+  terminationGracePeriodSeconds: 1
+  securityContext:
+    runAsUser: 1000
+    runAsGroup: 3000
+    fsGroup: 2000
+  containers:
+  - name: app
+    image: docker.io/library/busybox:1.36
+    command: ["sh", "-c", "id; touch /x || true; grep -E '^(CapBnd|NoNewPrivs)' /proc/self/status; sleep 3600"]
+    securityContext:
+      readOnlyRootFilesystem: true
+      allowPrivilegeEscalation: false
+      capabilities:
+        drop: ["ALL"]
+        add: ["NET_BIND_SERVICE"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: masked
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: docker.io/library/busybox:1.36
+    command: ["sh", "-c", "echo timer_list=$(wc -c < /proc/timer_list); grep ' /proc/sys ' /proc/mounts; sleep 3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: nonroot
+spec:
+  securityContext:
+    runAsNonRoot: true
+  containers:
+  - name: app
+    image: docker.io/library/busybox:1.36
+    command: ["sleep", "3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: deadline
+spec:
+  terminationGracePeriodSeconds: 1
+  activeDeadlineSeconds: 4
+  containers:
+  - name: app
+    image: docker.io/library/busybox:1.36
+    command: ["sleep", "3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: ports
+spec:
+  terminationGracePeriodSeconds: 1
+  dnsPolicy: None
+  dnsConfig:
+    nameservers: ["192.0.2.10"]
+    searches: ["example.test"]
+    options:
+    - name: ndots
+      value: "2"
+  containers:
+  - name: app
+    image: docker.io/library/busybox:1.36
+    command: ["sh", "-c", "cat /etc/resolv.conf; mkdir /www; echo hello-hostport > /www/index.html; httpd -f -p 8080 -h /www"]
+    ports:
+    - containerPort: 8080
+      hostPort: HOST_PORT
+"#;
+
+/// Security contexts as the container sees them, the runAsNonRoot check, activeDeadlineSeconds,
+/// a hostPort reached from the node, and dnsPolicy None with a dnsConfig.
+#[test]
+fn security_contexts_deadlines_host_ports_and_dns() {
+    let Some(env) = RuntimeEnv::start(false) else {
+        return;
+    };
+    let tmp = tempdir();
+    let seed = Seed::start(tmp.path(), &["--approve-serving-csrs"]);
+    seed_steps(&seed);
+    let cfg = tmp.path().join("kubelet-config.yaml");
+    write(
+        &cfg,
+        &serving_config(&seed, &env, &tmp.path().join("pod-logs"), ""),
+    );
+    let args = seed.agent_args(
+        "n1",
+        &[
+            format!("--config={}", cfg.display()),
+            "--node-ip=127.0.0.1".into(),
+            format!(
+                "--container-runtime-endpoint=unix://{}",
+                env.endpoint().path()
+            ),
+            format!("--root-dir={}", tmp.path().join("root").display()),
+            "--v=2".into(),
+        ],
+    );
+    let mut agent = Agent::start(&args);
+    agent.expect("Successfully registered node \"n1\"");
+    let host_port = std::net::TcpListener::bind("0.0.0.0:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let manifest = tmp.path().join("secure.yaml");
+    write(
+        &manifest,
+        &SECURE.replace("HOST_PORT", &host_port.to_string()),
+    );
+    seed.kubectl(&["apply", "-f", &manifest.display().to_string()]);
+    let running = |name: &str| {
+        seed.try_get(&["pod", name])
+            .filter(|p| p["status"]["phase"] == "Running")
+    };
+    let log_of = |agent: &mut Agent, name: &str, needle: &str| {
+        wait(agent, &format!("{name}'s log"), 30, || {
+            let out = std::process::Command::new("kubectl")
+                .arg(format!(
+                    "--kubeconfig={}",
+                    seed.sim_dir.join("admin.kubeconfig").display()
+                ))
+                .args(["logs", name])
+                .output()
+                .ok()?;
+            let log = text(&out.stdout);
+            log.contains(needle).then_some(log)
+        })
+    };
+    wait(&mut agent, "secure to run", 60, || running("secure"));
+    let log = log_of(&mut agent, "secure", "NoNewPrivs");
+    assert!(log.contains("uid=1000 gid=3000 groups=2000,3000"), "{log}");
+    assert!(log.contains("Read-only file system"), "{log}");
+    assert!(log.contains("NoNewPrivs:\t1"), "{log}");
+    // The bounding set: NET_BIND_SERVICE (bit 10) only.
+    assert!(log.contains("CapBnd:\t0000000000000400"), "{log}");
+    wait(&mut agent, "masked to run", 60, || running("masked"));
+    let log = log_of(&mut agent, "masked", "/proc/sys");
+    assert!(
+        log.contains("timer_list=0\n"),
+        "the kubelet's masked paths: {log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" /proc/sys ") && l.contains(" ro,")),
+        "the kubelet's read-only paths: {log}"
+    );
+
+    let refused = wait(&mut agent, "nonroot to be refused", 60, || {
+        seed.try_get(&["pod", "nonroot"]).filter(|p| {
+            p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                == "CreateContainerConfigError"
+        })
+    });
+    assert_eq!(
+        refused["status"]["containerStatuses"][0]["state"]["waiting"]["message"],
+        "container has runAsNonRoot and image will run as root (pod: \"default/nonroot\", container: app)"
+    );
+    assert_eq!(refused["status"]["phase"], "Pending");
+
+    let failed = wait(&mut agent, "deadline to fail", 60, || {
+        seed.try_get(&["pod", "deadline"])
+            .filter(|p| p["status"]["phase"] == "Failed")
+    });
+    assert_eq!(failed["status"]["reason"], "DeadlineExceeded");
+    assert_eq!(
+        failed["status"]["message"],
+        "Pod was active on the node longer than the specified deadline"
+    );
+    let stopped = wait(&mut agent, "deadline's container to stop", 30, || {
+        seed.try_get(&["pod", "deadline"])
+            .filter(|p| p["status"]["containerStatuses"][0]["state"]["terminated"].is_object())
+    });
+    assert_eq!(stopped["status"]["phase"], "Failed");
+    let events = seed.kubectl(&[
+        "get",
+        "events",
+        "--field-selector=involvedObject.name=deadline",
+    ]);
+    assert!(events.contains("DeadlineExceeded"), "{events}");
+
+    wait(&mut agent, "ports to run", 60, || running("ports"));
+    let log = log_of(&mut agent, "ports", "nameserver");
+    assert!(log.contains("nameserver 192.0.2.10"), "{log}");
+    assert!(log.contains("search example.test"), "{log}");
+    assert!(log.contains("options ndots:2"), "{log}");
+    // The hostPort, from the node: CNI's portmap forwards it to the pod.
+    let page = wait(&mut agent, "the hostPort to answer", 30, || {
+        let out = std::process::Command::new("curl")
+            .args(["-fsS", "--max-time", "2"])
+            .arg(format!("http://127.0.0.1:{host_port}/"))
+            .output()
+            .ok()?;
+        out.status.success().then(|| text(&out.stdout))
+    });
+    assert_eq!(page, "hello-hostport\n");
+    let (code, _) = agent.stop();
+    assert_eq!(code, Some(0));
+}

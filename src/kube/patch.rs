@@ -18,7 +18,8 @@ fn merge_key(field: &str) -> Option<&'static str> {
 
 /// A two-way strategic merge patch turning `old` into `new` (objects field by field, `null` for
 /// a removed field; keyed lists element by element with `$setElementOrder`; other lists whole);
-/// `None` when nothing differs.
+/// `None` when nothing differs. A `null` field and an absent one are the same (the API server
+/// drops nulls; a patch deleting what is not there would be sent forever).
 pub fn diff(old: &Value, new: &Value) -> Option<Value> {
     let (Value::Object(o), Value::Object(n)) = (old, new) else {
         return (old != new).then(|| new.clone());
@@ -26,7 +27,9 @@ pub fn diff(old: &Value, new: &Value) -> Option<Value> {
     let mut patch = Map::new();
     for (k, nv) in n {
         let Some(ov) = o.get(k) else {
-            patch.insert(k.clone(), nv.clone());
+            if !nv.is_null() {
+                patch.insert(k.clone(), nv.clone());
+            }
             continue;
         };
         if ov == nv {
@@ -52,6 +55,13 @@ pub fn diff(old: &Value, new: &Value) -> Option<Value> {
                         items.push(json!({key: e.get(key), "$patch": "delete"}));
                     }
                 }
+                let same_order = oa
+                    .iter()
+                    .map(|e| e.get(key))
+                    .eq(na.iter().map(|e| e.get(key)));
+                if items.is_empty() && same_order {
+                    continue;
+                }
                 let order: Vec<Value> = na.iter().map(|e| json!({key: e.get(key)})).collect();
                 patch.insert(format!("$setElementOrder/{k}"), Value::Array(order));
                 patch.insert(k.clone(), Value::Array(items));
@@ -66,10 +76,29 @@ pub fn diff(old: &Value, new: &Value) -> Option<Value> {
             }
         }
     }
-    for k in o.keys() {
-        if !n.contains_key(k) {
+    for (k, ov) in o {
+        if !n.contains_key(k) && !ov.is_null() {
             patch.insert(k.clone(), Value::Null);
         }
     }
     (!patch.is_empty()).then_some(Value::Object(patch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn null_and_absent_are_the_same() {
+        let old = json!({"conditions": [{"type": "Ready", "status": "True"}], "gone": null});
+        let new = json!({"conditions": [{"type": "Ready", "status": "True", "lastProbeTime": null}], "extra": null});
+        assert_eq!(diff(&old, &new), None);
+        let flipped =
+            json!({"conditions": [{"type": "Ready", "status": "False", "lastProbeTime": null}]});
+        assert_eq!(
+            diff(&old, &flipped),
+            Some(json!({"$setElementOrder/conditions": [{"type": "Ready"}],
+                        "conditions": [{"type": "Ready", "status": "False"}]}))
+        );
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod admit;
 pub mod cgroups;
+pub mod dns;
 pub mod env;
 pub mod files;
 pub mod owner;
@@ -11,6 +12,7 @@ pub mod plan;
 pub mod probe;
 pub mod pull;
 pub mod resources;
+pub mod security;
 pub mod source;
 pub mod spec;
 pub mod status;

@@ -61,6 +61,10 @@ pub struct Config {
     pub api_source: bool,
     /// Pods come from `staticPodPath`.
     pub static_source: bool,
+    /// `resolvConf`: the host's resolver configuration (dnsPolicy Default, search domains).
+    pub resolv_conf: PathBuf,
+    /// `seccompDefault`: RuntimeDefault for containers that name no seccomp profile.
+    pub seccomp_default: bool,
 }
 
 struct Entry {
@@ -82,6 +86,8 @@ struct Entry {
     mirror_retry: u64,
     /// The last failure to write the status, logged once until it changes.
     status_error: String,
+    /// Failed here for good (activeDeadlineSeconds): (reason, message) for the status.
+    failed: Option<(String, String)>,
 }
 
 /// The API says the pod finished (Succeeded or Failed).
@@ -431,6 +437,7 @@ impl Owner {
                         status_rv: String::new(),
                         mirror_retry: 0,
                         status_error: String::new(),
+                        failed: None,
                     },
                 );
             }
@@ -659,29 +666,32 @@ impl Owner {
         labels.insert("io.kubernetes.pod.namespace".into(), m.namespace.clone());
         labels.insert(UID_LABEL.into(), m.uid.clone());
         let cgroup_parent = self.cgroup_parent(pod);
-        let cluster_first =
-            pod.spec.dns_policy.as_deref().unwrap_or("ClusterFirst") == "ClusterFirst";
-        let dns = (!pod.spec.host_network && cluster_first && !self.cfg.cluster_dns.is_empty())
-            .then(|| {
-                let d = &self.cfg.cluster_domain;
-                DnsConfig {
-                    servers: self
-                        .cfg
-                        .cluster_dns
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect(),
-                    searches: vec![
-                        format!("{}.svc.{d}", m.namespace),
-                        format!("svc.{d}"),
-                        d.clone(),
-                    ],
-                    options: vec!["ndots:5".into()],
-                }
-            });
-        let mode = |host: bool, otherwise: NamespaceMode| {
-            (if host { NamespaceMode::Node } else { otherwise }) as i32
-        };
+        let resolv = &self.cfg.resolv_conf;
+        let dns = super::dns::config(
+            pod,
+            &self.cfg.cluster_dns,
+            &self.cfg.cluster_domain,
+            &|| std::fs::read_to_string(resolv).ok(),
+        );
+        let (security_context, sysctls) = super::security::sandbox(pod);
+        // hostPort mappings, as the kubelet's makePortMappings (CNI's portmap plugin acts).
+        let port_mappings = pod
+            .raw_containers()
+            .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+            .filter_map(|p| {
+                let host_port = p["hostPort"].as_i64().filter(|h| *h > 0)?;
+                Some(PortMapping {
+                    protocol: match p["protocol"].as_str() {
+                        Some("UDP") => Protocol::Udp,
+                        Some("SCTP") => Protocol::Sctp,
+                        _ => Protocol::Tcp,
+                    } as i32,
+                    container_port: p["containerPort"].as_i64().unwrap_or(0) as i32,
+                    host_port: host_port as i32,
+                    host_ip: p["hostIP"].as_str().unwrap_or("").to_string(),
+                })
+            })
+            .collect();
         PodSandboxConfig {
             metadata: Some(PodSandboxMetadata {
                 name: m.name.clone(),
@@ -698,22 +708,15 @@ impl Owner {
             },
             log_directory: self.log_dir(pod).display().to_string(),
             dns_config: dns,
+            port_mappings,
             labels,
             annotations: m.annotations.clone(),
             linux: Some(LinuxPodSandboxConfig {
                 cgroup_parent,
-                security_context: Some(LinuxSandboxSecurityContext {
-                    namespace_options: Some(NamespaceOption {
-                        network: mode(pod.spec.host_network, NamespaceMode::Pod),
-                        pid: mode(pod.spec.host_pid, NamespaceMode::Container),
-                        ipc: mode(pod.spec.host_ipc, NamespaceMode::Pod),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
+                security_context: Some(security_context),
+                sysctls,
                 ..Default::default()
             }),
-            ..Default::default()
         }
     }
 
@@ -744,9 +747,31 @@ impl Owner {
         }
         // Crash-loop back-off: computed once per exited attempt that is to run again.
         let now = now_secs();
+        // activeDeadlineSeconds, counted from the pod's start on this node: past it the pod
+        // fails (DeadlineExceeded) and its containers stop.
+        let deadline = entry.pod.raw["spec"]["activeDeadlineSeconds"].as_u64();
+        let started = crate::timefmt::parse_rfc3339(&entry.start_time);
+        if let (Some(d), Some(t0), None, false) =
+            (deadline, started, &entry.failed, entry.pod.deleting())
+            && !terminal(&entry.pod)
+            && now >= t0 + d
+        {
+            let msg = "Pod was active on the node longer than the specified deadline";
+            entry.failed = Some(("DeadlineExceeded".into(), msg.into()));
+            let pod = entry.pod.clone();
+            info!("pod {}: {msg}", pod.key());
+            self.event(&pod, None, true, "DeadlineExceeded", msg.into());
+        }
+        let Some(entry) = self.pods.get_mut(uid) else {
+            return;
+        };
         let mut backoff_events = Vec::new();
+        let finished = !entry.pod.deleting() && (entry.failed.is_some() || terminal(&entry.pod));
         for c in &obs.containers {
-            if c.state == CState::Exited && plan::restartable(&entry.pod, &c.name, c.exit_code) {
+            if !finished
+                && c.state == CState::Exited
+                && plan::restartable(&entry.pod, &c.name, c.exit_code)
+            {
                 let prev = entry.backoff.get(&c.name).copied();
                 if prev.is_none_or(|(attempt, _)| attempt != c.attempt) {
                     let finished = (c.finished_at.max(0) / 1_000_000_000) as u64;
@@ -774,7 +799,11 @@ impl Owner {
                 ),
             );
         }
-        let actions = plan::step(&pod, &obs, &may_restart);
+        let actions = if finished {
+            plan::stop_all(&pod, &obs)
+        } else {
+            plan::step(&pod, &obs, &may_restart)
+        };
         let mut acted = false;
         for a in actions {
             vinfo!(3, "pod {}: {a:?}", pod.key());
@@ -1268,30 +1297,60 @@ impl Owner {
                 v
             }
         };
-        let mounts = super::volumes::mounts(pod, name, &volumes)?;
+        // What the container is made of; a failure here is the kubelet's
+        // CreateContainerConfigError (retried, the pod stays Pending).
         let client = self.client.clone();
         let ns = pod.metadata.namespace.clone();
-        let lookup = |kind: &str, obj: &str| -> Result<Option<BTreeMap<String, String>>, String> {
-            let c = client.get()?;
-            Ok(super::volumes::object_data(&c, &ns, kind, obj)?.map(|d| {
-                d.into_iter()
-                    .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-                    .collect()
-            }))
-        };
         let pod_ip = self.pod_ip(obs);
-        let envs = super::env::build(pod, name, &pod_ip, &self.cfg.host_ip, &lookup)?;
+        let made = (|| -> Result<_, String> {
+            let mounts = super::volumes::mounts(pod, name, &volumes)?;
+            let lookup =
+                |kind: &str, obj: &str| -> Result<Option<BTreeMap<String, String>>, String> {
+                    let c = client.get()?;
+                    Ok(super::volumes::object_data(&c, &ns, kind, obj)?.map(|d| {
+                        d.into_iter()
+                            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                            .collect()
+                    }))
+                };
+            let envs = super::env::build(pod, name, &pod_ip, &self.cfg.host_ip, &lookup)?;
+            let resources = super::resources::linux(
+                &spec.resources,
+                pod.qos_class(),
+                self.cfg.node_memory,
+                self.cfg.cpu_cfs_quota,
+            )
+            .map_err(|e| format!("container {name:?} resources: {e}"))?;
+            super::security::verify_non_root(pod, name, &|| {
+                rt.image_status(&ImageStatusRequest {
+                    image: Some(image.clone()),
+                    verbose: false,
+                })
+                .ok()
+                .and_then(|r| r.image)
+                .map(|i| (i.uid.map(|u| u.value), i.username))
+                .unwrap_or_default()
+            })?;
+            Ok((mounts, envs, resources))
+        })();
+        let (mounts, envs, resources) = match made {
+            Ok(m) => m,
+            Err(why) => {
+                let w = Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: why.clone(),
+                };
+                self.hold_pull(&entry_key, name, w);
+                self.event(pod, Some(name), true, "Failed", format!("Error: {why}"));
+                return Err(why);
+            }
+        };
         let expand = |v: &[String]| -> Vec<String> {
             v.iter().map(|s| super::env::expand(s, &envs)).collect()
         };
         let (command, args) = (expand(&spec.command), expand(&spec.args));
-        let resources = super::resources::linux(
-            &spec.resources,
-            pod.qos_class(),
-            self.cfg.node_memory,
-            self.cfg.cpu_cfs_quota,
-        )
-        .map_err(|e| format!("container {name:?} resources: {e}"))?;
+        let security =
+            super::security::container(pod, name, &self.cfg.root_dir, self.cfg.seccomp_default);
         let dir = self.log_dir(pod).join(name);
         std::fs::create_dir_all(&dir).map_err(|x| format!("creating {}: {x}", dir.display()))?;
         let m = &pod.metadata;
@@ -1331,7 +1390,7 @@ impl Owner {
                     log_path: format!("{name}/{attempt}.log"),
                     linux: Some(LinuxContainerConfig {
                         resources: Some(resources),
-                        security_context: None,
+                        security_context: Some(security),
                     }),
                     ..Default::default()
                 }),
@@ -1440,7 +1499,7 @@ impl Owner {
         let now = now_secs();
         let waiting = |name: &str| -> Option<Waiting> {
             if let Some((b, w)) = entry.pull.get(name) {
-                let reason = if now < b.until {
+                let reason = if now < b.until && w.reason == "ErrImagePull" {
                     "ImagePullBackOff"
                 } else {
                     w.reason.as_str()
@@ -1449,6 +1508,9 @@ impl Owner {
                     reason: reason.into(),
                     message: w.message.clone(),
                 });
+            }
+            if entry.failed.is_some() || terminal(&entry.pod) {
+                return None;
             }
             let (_, b) = entry.backoff.get(name)?;
             let c = obs.container(name)?;
@@ -1482,8 +1544,14 @@ impl Owner {
                     .get(&(name.to_string(), "startup"))
                     .is_some_and(|t| t.result == Some(true))
         };
-        let next = status::build(
-            &entry.pod,
+        // Failed here: the status is built as for a pod the API knows has failed.
+        let failed_pod = entry.failed.as_ref().map(|_| {
+            let mut p = entry.pod.clone();
+            p.status["phase"] = json!("Failed");
+            p
+        });
+        let mut next = status::build(
+            failed_pod.as_ref().unwrap_or(&entry.pod),
             obs,
             &self.cfg.host_ip,
             &entry.start_time,
@@ -1491,6 +1559,18 @@ impl Owner {
             &waiting,
             &|name: &str| (started(name), ready(name)),
         );
+        // A pod failed here keeps its reason; a finished pod never leaves its phase.
+        if let Some((reason, message)) = &entry.failed {
+            next["phase"] = json!("Failed");
+            next["reason"] = json!(reason);
+            next["message"] = json!(message);
+        } else if terminal(&entry.pod) {
+            for k in ["phase", "reason", "message"] {
+                if !entry.pod.status[k].is_null() {
+                    next[k] = entry.pod.status[k].clone();
+                }
+            }
+        }
         self.patch_status(uid, &next);
     }
 
@@ -1533,6 +1613,7 @@ impl Owner {
         match result {
             Ok(v) => {
                 vinfo!(2, "Patch status for pod {key:?}: phase {}", next["phase"]);
+                vinfo!(4, "Patch status for pod {key:?}: {body}");
                 entry.pod.status = v["status"].clone();
                 entry.status_error.clear();
                 if let Some(m) = self

@@ -258,6 +258,28 @@ pub fn step(pod: &Pod, obs: &Observed, may_restart: &dyn Fn(&str) -> bool) -> Ve
     out
 }
 
+/// A pod that is finished (the API says Succeeded or Failed) or failed here for good
+/// (activeDeadlineSeconds): its running containers stop, then its sandbox; nothing starts again.
+pub fn stop_all(pod: &Pod, obs: &Observed) -> Vec<Action> {
+    let grace = Duration::from_secs(pod.grace_seconds().unsigned_abs());
+    let running: Vec<Action> = obs
+        .containers
+        .iter()
+        .filter(|c| matches!(c.state, CState::Running | CState::Unknown))
+        .map(|c| Action::StopContainer {
+            id: c.id.clone(),
+            grace,
+        })
+        .collect();
+    if !running.is_empty() {
+        return running;
+    }
+    match &obs.sandbox {
+        Some(s) if s.ready => vec![Action::StopSandbox { id: s.id.clone() }],
+        _ => Vec::new(),
+    }
+}
+
 /// The crash-loop back-off of one container: 10 s doubling to 300 s, reset once it has run
 /// for 10 minutes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,6 +373,31 @@ mod tests {
         Action::StopContainer {
             id: format!("id-{name}"),
             grace: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn stop_all_table() {
+        use CState::*;
+        let p = pod("Always", false);
+        let stop30 = |n: &str| Action::StopContainer {
+            id: format!("id-{n}"),
+            grace: Duration::from_secs(30),
+        };
+        let rows: Vec<(Observed, Vec<Action>)> = vec![
+            (
+                obs(sandbox(true), vec![c("a", Running, 0), c("b", Exited, 1)]),
+                vec![stop30("a")],
+            ),
+            (
+                obs(sandbox(true), vec![c("a", Exited, 137), c("b", Exited, 1)]),
+                vec![Action::StopSandbox { id: "s1".into() }],
+            ),
+            (obs(sandbox(false), vec![c("a", Exited, 137)]), vec![]),
+            (obs(None, vec![]), vec![]),
+        ];
+        for (o, want) in rows {
+            assert_eq!(stop_all(&p, &o), want, "{o:?}");
         }
     }
 

@@ -254,6 +254,14 @@ impl Pod {
             .unwrap_or_default()
     }
 
+    /// Every container's raw spec (app and init).
+    pub fn raw_containers(&self) -> impl Iterator<Item = &Value> {
+        ["containers", "initContainers"]
+            .into_iter()
+            .filter_map(|k| self.raw["spec"][k].as_array())
+            .flatten()
+    }
+
     /// A container's spec (app or init) by name.
     pub fn container(&self, name: &str) -> Option<&Container> {
         self.spec

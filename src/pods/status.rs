@@ -60,6 +60,9 @@ pub fn build(
     probed: &dyn Fn(&str) -> (bool, bool),
 ) -> Value {
     let policy = pod.spec.restart_policy;
+    // A finished pod (Succeeded or Failed, as `pod.status` says) runs nothing again: its exited
+    // containers stay terminated.
+    let finished = matches!(pod.status["phase"].as_str(), Some("Succeeded" | "Failed"));
     let sandbox_ready = obs.sandbox.as_ref().is_some_and(|s| s.ready);
     let mut statuses = Vec::new();
     let (mut running, mut exited_ok, mut exited_failed, mut waiting_n) = (0, 0, 0, 0);
@@ -94,7 +97,7 @@ pub fn build(
                     } else {
                         exited_failed += 1;
                     }
-                    if should_restart(policy, o.exit_code) {
+                    if should_restart(policy, o.exit_code) && !finished {
                         // Waiting to run again: the last run becomes lastState.
                         st["lastState"] = st["state"].take();
                         st["state"] = json!({"waiting": {"reason": "ContainerCreating"}});
@@ -301,6 +304,36 @@ mod tests {
         assert_eq!(s["containerStatuses"][0]["started"], true);
         assert_eq!(cond(&s, "Ready")["status"], "False");
         assert_eq!(cond(&s, "Ready")["reason"], "ContainersNotReady");
+    }
+
+    #[test]
+    fn a_finished_pod_shows_its_containers_terminated() {
+        let mut p = pod("Always");
+        let s = build(
+            &p,
+            &obs(Some((CState::Exited, 137)), 0),
+            "h",
+            "t1",
+            "t2",
+            &none,
+            &yes,
+        );
+        assert!(s["containerStatuses"][0]["state"]["waiting"].is_object());
+        p.status["phase"] = json!("Failed");
+        let s = build(
+            &p,
+            &obs(Some((CState::Exited, 137)), 0),
+            "h",
+            "t1",
+            "t2",
+            &none,
+            &yes,
+        );
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+            137
+        );
+        assert!(s["containerStatuses"][0]["lastState"].is_null());
     }
 
     fn cond<'a>(s: &'a Value, t: &str) -> &'a Value {
