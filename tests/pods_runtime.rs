@@ -1114,12 +1114,27 @@ spec:
     ports:
     - containerPort: 8080
       hostPort: HOST_PORT
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: attachme
+spec:
+  terminationGracePeriodSeconds: 1
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: docker.io/library/busybox:1.36
+    command: ["sh", "-c", "read line; echo got $line"]
+    stdin: true
+    stdinOnce: true
 "#;
 
 /// Security contexts as the container sees them, the runAsNonRoot check, activeDeadlineSeconds,
-/// a hostPort reached from the node, and dnsPolicy None with a dnsConfig.
+/// a hostPort reached from the node, dnsPolicy None with a dnsConfig, kubectl port-forward and
+/// kubectl attach -i.
 #[test]
-fn security_contexts_deadlines_host_ports_and_dns() {
+fn security_deadlines_networking_attach_and_port_forward() {
     let Some(env) = RuntimeEnv::start(false) else {
         return;
     };
@@ -1241,6 +1256,64 @@ fn security_contexts_deadlines_host_ports_and_dns() {
         out.status.success().then(|| text(&out.stdout))
     });
     assert_eq!(page, "hello-hostport\n");
+    // kubectl port-forward: the API server's proxy, then the splice to the runtime's stream.
+    let local = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let kubeconfig = format!(
+        "--kubeconfig={}",
+        seed.sim_dir.join("admin.kubeconfig").display()
+    );
+    let mut forward = std::process::Command::new("kubectl")
+        .arg(&kubeconfig)
+        .args(["port-forward", "pod/ports", &format!("{local}:8080")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl port-forward");
+    let forwarded = wait(&mut agent, "the forwarded port to answer", 30, || {
+        let out = std::process::Command::new("curl")
+            .args(["-fsS", "--max-time", "2"])
+            .arg(format!("http://127.0.0.1:{local}/"))
+            .output()
+            .ok()?;
+        out.status.success().then(|| text(&out.stdout))
+    });
+    let _ = forward.kill();
+    let _ = forward.wait();
+    assert_eq!(forwarded, "hello-hostport\n");
+    // kubectl attach -i: stdin reaches the container's own process.
+    wait(&mut agent, "attachme to run", 60, || running("attachme"));
+    let out = {
+        use std::io::Write;
+        let mut child = std::process::Command::new("kubectl")
+            .arg(&kubeconfig)
+            .args(["attach", "-i", "attachme", "-c", "app"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl attach");
+        if let Some(mut i) = child.stdin.take() {
+            i.write_all(b"hello-attach\n").expect("stdin");
+        }
+        child.wait_with_output().expect("kubectl attach output")
+    };
+    assert!(
+        text(&out.stdout).contains("got hello-attach"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let done = wait(&mut agent, "attachme to complete", 30, || {
+        seed.try_get(&["pod", "attachme"])
+            .filter(|p| p["status"]["phase"] == "Succeeded")
+    });
+    assert_eq!(
+        done["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        0
+    );
     let (code, _) = agent.stop();
     assert_eq!(code, Some(0));
 }

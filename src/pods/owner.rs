@@ -1388,6 +1388,9 @@ impl Owner {
                     )]
                     .into(),
                     log_path: format!("{name}/{attempt}.log"),
+                    stdin: pod.raw_container(name)["stdin"] == true,
+                    stdin_once: pod.raw_container(name)["stdinOnce"] == true,
+                    tty: pod.raw_container(name)["tty"] == true,
                     linux: Some(LinuxContainerConfig {
                         resources: Some(resources),
                         security_context: Some(security),

@@ -183,27 +183,56 @@ fn container_id(s: &State, ns: &str, pod: &str, container: &str) -> Result<Strin
         })
 }
 
+/// The 101 that hands the connection over to the runtime's streaming `url`.
+fn upgrade_to(url: String) -> Response {
+    Response {
+        status: 101,
+        content_type: "",
+        body: Vec::new(),
+        headers: Vec::new(),
+        upgrade: Some(url),
+    }
+}
+
+/// The `<ns>/<pod>[/<more>]` of a streaming route's path, after an upgrade check; or the 400.
+fn stream_target<'a>(r: &'a Request, route: &str, n: usize) -> Result<Vec<&'a str>, Response> {
+    let parts: Vec<&str> = r.head.path.trim_start_matches(route).split('/').collect();
+    if parts.len() != n || parts.iter().any(|p| p.is_empty()) {
+        let shape = if n == 3 {
+            "<namespace>/<pod>/<container>"
+        } else {
+            "<namespace>/<pod>"
+        };
+        return Err(Response::text(400, format!("path must be {route}{shape}")));
+    }
+    if r.head.header("upgrade").is_none() {
+        return Err(Response::text(400, "Upgrade request required"));
+    }
+    Ok(parts)
+}
+
+fn stream_flags(q: &str) -> (bool, bool, bool, bool) {
+    let flag = |k: &str| matches!(query(q, k), Some("1" | "true"));
+    (
+        flag("input") || flag("stdin"),
+        flag("output") || flag("stdout"),
+        flag("error") || flag("stderr"),
+        flag("tty"),
+    )
+}
+
 /// `/exec/<ns>/<pod>/<container>?command=...&stdin=1&stdout=1&stderr=1&tty=1`: a CRI Exec,
 /// whose streaming URL the connection is then spliced to (the upgrade passes through).
 fn exec(s: &State, r: &Request) -> Response {
-    let parts: Vec<&str> = r
-        .head
-        .path
-        .trim_start_matches("/exec/")
-        .split('/')
-        .collect();
-    let [ns, pod, container] = parts.as_slice() else {
-        return Response::text(400, "path must be /exec/<namespace>/<pod>/<container>");
+    let parts = match stream_target(r, "/exec/", 3) {
+        Ok(p) => p,
+        Err(resp) => return resp,
     };
-    if r.head.header("upgrade").is_none() {
-        return Response::text(400, "Upgrade request required");
-    }
-    let id = match container_id(s, ns, pod, container) {
+    let id = match container_id(s, parts[0], parts[1], parts[2]) {
         Ok(id) => id,
         Err(resp) => return resp,
     };
     let q = r.head.query.as_str();
-    let flag = |k: &str| matches!(query(q, k), Some("1" | "true"));
     let cmd: Vec<String> = q
         .split('&')
         .filter_map(|kv| kv.strip_prefix("command="))
@@ -215,22 +244,100 @@ fn exec(s: &State, r: &Request) -> Response {
     let Some(rt) = &s.runtime else {
         return Response::text(500, "no container runtime");
     };
+    let (stdin, stdout, stderr, tty) = stream_flags(q);
     match rt.exec(&crate::cri::api::ExecRequest {
         container_id: id,
         cmd,
-        tty: flag("tty"),
-        stdin: flag("input") || flag("stdin"),
-        stdout: flag("output") || flag("stdout"),
-        stderr: flag("error") || flag("stderr"),
+        tty,
+        stdin,
+        stdout,
+        stderr,
     }) {
-        Ok(resp) => Response {
-            status: 101,
-            content_type: "",
-            body: Vec::new(),
-            headers: Vec::new(),
-            upgrade: Some(resp.url),
-        },
+        Ok(resp) => upgrade_to(resp.url),
         Err(e) => Response::text(500, format!("failed to exec in container: {e}")),
+    }
+}
+
+/// `/attach/<ns>/<pod>/<container>?stdin=1&stdout=1&stderr=1&tty=1`: a CRI Attach to the
+/// container's own streams, spliced like exec.
+fn attach(s: &State, r: &Request) -> Response {
+    let parts = match stream_target(r, "/attach/", 3) {
+        Ok(p) => p,
+        Err(resp) => return resp,
+    };
+    let id = match container_id(s, parts[0], parts[1], parts[2]) {
+        Ok(id) => id,
+        Err(resp) => return resp,
+    };
+    let Some(rt) = &s.runtime else {
+        return Response::text(500, "no container runtime");
+    };
+    let (stdin, stdout, stderr, tty) = stream_flags(&r.head.query);
+    match rt.attach(&crate::cri::api::AttachRequest {
+        container_id: id,
+        stdin,
+        tty,
+        stdout,
+        stderr,
+    }) {
+        Ok(resp) => upgrade_to(resp.url),
+        Err(e) => Response::text(500, format!("failed to attach to container: {e}")),
+    }
+}
+
+/// `/portForward/<ns>/<pod>[/<uid>]`: a CRI PortForward to the pod's sandbox (the ports come in
+/// the stream's headers, or as `port=` for websockets), spliced like exec.
+fn port_forward(s: &State, r: &Request) -> Response {
+    let n = r
+        .head
+        .path
+        .trim_start_matches("/portForward/")
+        .split('/')
+        .count();
+    let parts = match stream_target(r, "/portForward/", n.clamp(2, 3)) {
+        Ok(p) => p,
+        Err(resp) => return resp,
+    };
+    let uid = {
+        let list = s.pods.read().unwrap_or_else(|p| p.into_inner());
+        list.iter()
+            .find(|p| p["metadata"]["namespace"] == parts[0] && p["metadata"]["name"] == parts[1])
+            .and_then(|p| p["metadata"]["uid"].as_str().map(String::from))
+    };
+    let Some(uid) = uid.filter(|u| parts.get(2).is_none_or(|want| want == u)) else {
+        return Response::text(404, format!("pod {:?} does not exist\n", parts[1]));
+    };
+    let Some(rt) = &s.runtime else {
+        return Response::text(500, "no container runtime");
+    };
+    let sandbox = rt
+        .list_pod_sandbox(&crate::cri::api::ListPodSandboxRequest {
+            filter: Some(crate::cri::api::PodSandboxFilter {
+                label_selector: [("io.kubernetes.pod.uid".to_string(), uid)].into(),
+                state: Some(crate::cri::api::PodSandboxStateValue {
+                    state: crate::cri::api::PodSandboxState::SandboxReady as i32,
+                }),
+                ..Default::default()
+            }),
+        })
+        .ok()
+        .and_then(|l| l.items.into_iter().next());
+    let Some(sandbox) = sandbox else {
+        return Response::text(404, format!("pod {:?} has no running sandbox\n", parts[1]));
+    };
+    let port = r
+        .head
+        .query
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("port="))
+        .filter_map(|p| p.parse::<i32>().ok())
+        .collect();
+    match rt.port_forward(&crate::cri::api::PortForwardRequest {
+        pod_sandbox_id: sandbox.id,
+        port,
+    }) {
+        Ok(resp) => upgrade_to(resp.url),
+        Err(e) => Response::text(500, format!("failed to forward ports: {e}")),
     }
 }
 
@@ -344,8 +451,8 @@ pub static ROUTES: &[Route] = &[
     Route::new("/stats/", &["GET", "POST"], not_yet).on_worker(),
     Route::debug("/containerLogs/", &["GET"], container_logs).on_worker(),
     Route::debug("/exec/", &["GET", "POST"], exec).on_worker(),
-    Route::debug("/attach/", &["GET", "POST"], not_yet).on_worker(),
-    Route::debug("/portForward/", &["GET", "POST"], not_yet).on_worker(),
+    Route::debug("/attach/", &["GET", "POST"], attach).on_worker(),
+    Route::debug("/portForward/", &["GET", "POST"], port_forward).on_worker(),
     Route::debug("/run/", &["POST"], not_yet).on_worker(),
     Route::debug("/logs/", &["GET"], not_yet).on_worker(),
 ];
