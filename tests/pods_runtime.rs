@@ -1128,13 +1128,45 @@ spec:
     command: ["sh", "-c", "read line; echo got $line"]
     stdin: true
     stdinOnce: true
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: sidecar
+spec:
+  terminationGracePeriodSeconds: 1
+  restartPolicy: Never
+  volumes:
+  - name: shared
+    emptyDir: {}
+  initContainers:
+  - name: side
+    image: docker.io/library/busybox:1.36
+    restartPolicy: Always
+    command: ["sh", "-c", "echo side up > /shared/side; sleep 3600"]
+    volumeMounts:
+    - name: shared
+      mountPath: /shared
+  - name: setup
+    image: docker.io/library/busybox:1.36
+    command: ["sh", "-c", "for i in $(seq 50); do test -e /shared/side && exit 0; sleep 0.1; done; exit 1"]
+    volumeMounts:
+    - name: shared
+      mountPath: /shared
+  containers:
+  - name: app
+    image: docker.io/library/busybox:1.36
+    command: ["sh", "-c", "cat /shared/side; sleep 4"]
+    volumeMounts:
+    - name: shared
+      mountPath: /shared
 "#;
 
 /// Security contexts as the container sees them, the runAsNonRoot check, activeDeadlineSeconds,
-/// a hostPort reached from the node, dnsPolicy None with a dnsConfig, kubectl port-forward and
-/// kubectl attach -i.
+/// a hostPort reached from the node, dnsPolicy None with a dnsConfig, kubectl port-forward,
+/// kubectl attach -i, and a sidecar (restartable init container).
 #[test]
-fn security_deadlines_networking_attach_and_port_forward() {
+fn security_deadlines_networking_streams_and_sidecars() {
     let Some(env) = RuntimeEnv::start(false) else {
         return;
     };
@@ -1309,6 +1341,34 @@ fn security_deadlines_networking_attach_and_port_forward() {
     let done = wait(&mut agent, "attachme to complete", 30, || {
         seed.try_get(&["pod", "attachme"])
             .filter(|p| p["status"]["phase"] == "Succeeded")
+    });
+    assert_eq!(
+        done["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        0
+    );
+    // A sidecar: started before the next init container, running beside the app, stopped once
+    // the app (restartPolicy: Never) has completed.
+    let with_side = wait(&mut agent, "the sidecar pod's app to run", 60, || {
+        running("sidecar")
+            .filter(|p| p["status"]["containerStatuses"][0]["state"]["running"].is_object())
+    });
+    let side = &with_side["status"]["initContainerStatuses"][0];
+    assert_eq!(side["name"], "side");
+    assert!(side["state"]["running"].is_object(), "{side}");
+    assert_eq!(
+        (side["ready"].clone(), side["started"].clone()),
+        (serde_json::json!(true), serde_json::json!(true))
+    );
+    assert_eq!(
+        with_side["status"]["initContainerStatuses"][1]["state"]["terminated"]["exitCode"],
+        0
+    );
+    assert_eq!(seed.kubectl(&["logs", "sidecar", "-c", "app"]), "side up\n");
+    let done = wait(&mut agent, "the sidecar pod to complete", 60, || {
+        seed.try_get(&["pod", "sidecar"]).filter(|p| {
+            p["status"]["phase"] == "Succeeded"
+                && p["status"]["initContainerStatuses"][0]["state"]["terminated"].is_object()
+        })
     });
     assert_eq!(
         done["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],

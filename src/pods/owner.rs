@@ -923,7 +923,13 @@ impl Owner {
         let key = entry.pod.key();
         let mut kill = Vec::new();
         let mut unhealthy = Vec::new();
-        for spec in &entry.pod.spec.containers {
+        let sidecars = entry
+            .pod
+            .spec
+            .init_containers
+            .iter()
+            .filter(|c| c.is_sidecar());
+        for spec in entry.pod.spec.containers.iter().chain(sidecars) {
             let Some(c) = obs
                 .container(&spec.name)
                 .filter(|c| c.state == CState::Running)
@@ -1528,7 +1534,7 @@ impl Owner {
             })
         };
         let ready = |name: &str| {
-            let spec = entry.pod.spec.containers.iter().find(|c| c.name == name);
+            let spec = entry.pod.container(name);
             let passed = |kind: &'static str| {
                 entry
                     .probes
@@ -1540,7 +1546,7 @@ impl Owner {
             started && ready
         };
         let started = |name: &str| {
-            let spec = entry.pod.spec.containers.iter().find(|c| c.name == name);
+            let spec = entry.pod.container(name);
             spec.is_none_or(|s| s.startup_probe.is_none())
                 || entry
                     .probes

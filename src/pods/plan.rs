@@ -98,16 +98,24 @@ pub enum Action {
 /// An init container failed for good (`restartPolicy: Never`): the pod has failed.
 pub fn init_failed(pod: &Pod, obs: &Observed) -> bool {
     pod.spec.restart_policy == RestartPolicy::Never
-        && pod.spec.init_containers.iter().any(|c| {
-            obs.container(&c.name)
-                .is_some_and(|o| o.state == CState::Exited && o.exit_code != 0)
-        })
+        && pod
+            .spec
+            .init_containers
+            .iter()
+            .filter(|c| !c.is_sidecar())
+            .any(|c| {
+                obs.container(&c.name)
+                    .is_some_and(|o| o.state == CState::Exited && o.exit_code != 0)
+            })
 }
 
-/// Whether the exited container `name` is to be run again (init containers only after a
-/// failure, and never under `Never`).
+/// Whether the exited container `name` is to be run again (sidecars always; other init
+/// containers only after a failure, and never under `Never`).
 pub fn restartable(pod: &Pod, name: &str, exit_code: i32) -> bool {
-    if pod.spec.init_containers.iter().any(|c| c.name == name) {
+    if let Some(c) = pod.spec.init_containers.iter().find(|c| c.name == name) {
+        if c.is_sidecar() {
+            return true;
+        }
         exit_code != 0 && pod.spec.restart_policy != RestartPolicy::Never
     } else {
         should_restart(pod.spec.restart_policy, exit_code)
@@ -205,8 +213,34 @@ pub fn step(pod: &Pod, obs: &Observed, may_restart: &dyn Fn(&str) -> bool) -> Ve
         }
         Some(_) => {}
     }
-    // Init containers, in order, each to a successful exit before the next one.
+    // Init containers, in order, each to a successful exit before the next one; a sidecar
+    // (restartPolicy: Always) only to running, and it is restarted whenever it exits.
     for c in &pod.spec.init_containers {
+        if c.is_sidecar() {
+            match obs.container(&c.name) {
+                None => {
+                    out.push(Action::StartContainer {
+                        name: c.name.clone(),
+                        attempt: 0,
+                    });
+                    return out;
+                }
+                Some(o) if o.state == CState::Created => {
+                    out.push(Action::StartCreated { id: o.id.clone() });
+                    return out;
+                }
+                Some(o) if o.state == CState::Exited => {
+                    if may_restart(&c.name) {
+                        out.push(Action::StartContainer {
+                            name: c.name.clone(),
+                            attempt: o.attempt + 1,
+                        });
+                    }
+                }
+                Some(_) => {}
+            }
+            continue;
+        }
         match obs.container(&c.name) {
             None => {
                 out.push(Action::StartContainer {
@@ -374,6 +408,73 @@ mod tests {
             id: format!("id-{name}"),
             grace: Duration::from_secs(5),
         }
+    }
+
+    #[test]
+    fn sidecars_start_in_order_and_keep_running() {
+        use CState::*;
+        let p = Pod::from_value(
+            json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+            "spec": {"restartPolicy": "Never",
+                "initContainers": [{"name": "side", "image": "x:1", "restartPolicy": "Always"},
+                                   {"name": "setup", "image": "x:1"}],
+                "containers": [{"name": "a", "image": "x:1"}]}}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let yes = |_: &str| true;
+        let no = |_: &str| false;
+        let rows: Vec<(Observed, &dyn Fn(&str) -> bool, Vec<Action>)> = vec![
+            (obs(sandbox(true), vec![]), &yes, vec![start("side", 0)]),
+            // The sidecar running: the next init container, then the app.
+            (
+                obs(sandbox(true), vec![c("side", Running, 0)]),
+                &yes,
+                vec![start("setup", 0)],
+            ),
+            (
+                obs(
+                    sandbox(true),
+                    vec![c("side", Running, 0), c("setup", Exited, 0)],
+                ),
+                &yes,
+                vec![start("a", 0)],
+            ),
+            // A sidecar that exits is restarted even under Never, after its back-off.
+            (
+                obs(
+                    sandbox(true),
+                    vec![
+                        c("side", Exited, 1),
+                        c("setup", Exited, 0),
+                        c("a", Running, 0),
+                    ],
+                ),
+                &yes,
+                vec![start("side", 1)],
+            ),
+            (
+                obs(
+                    sandbox(true),
+                    vec![
+                        c("side", Exited, 1),
+                        c("setup", Exited, 0),
+                        c("a", Running, 0),
+                    ],
+                ),
+                &no,
+                vec![],
+            ),
+        ];
+        for (o, may, want) in rows {
+            assert_eq!(step(&p, &o, may), want, "{o:?}");
+        }
+        assert!(restartable(&p, "side", 0));
+        assert!(!restartable(&p, "setup", 1));
+        // A failed sidecar does not fail the pod's initialization.
+        assert!(!init_failed(
+            &p,
+            &obs(sandbox(true), vec![c("side", Exited, 1)])
+        ));
     }
 
     #[test]

@@ -89,6 +89,16 @@ pub struct Container {
     pub startup_probe: Option<Probe>,
     #[serde(default)]
     pub lifecycle: Option<Lifecycle>,
+    /// On an init container, `Always` makes it a sidecar (restartable init container).
+    #[serde(default)]
+    pub restart_policy: Option<String>,
+}
+
+impl Container {
+    /// A restartable init container: started in order with the others, then kept running.
+    pub fn is_sidecar(&self) -> bool {
+        self.restart_policy.as_deref() == Some("Always")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -366,6 +376,7 @@ mod tests {
             liveness_probe: None,
             startup_probe: None,
             lifecycle: None,
+            restart_policy: None,
         };
         assert_eq!(c("busybox").pull_policy(), PullPolicy::Always);
         assert_eq!(c("busybox:latest").pull_policy(), PullPolicy::Always);

@@ -126,10 +126,21 @@ pub fn build(
     let mut initialized = true;
     for spec in &pod.spec.init_containers {
         let o = obs.container(&spec.name);
-        let ok = o.is_some_and(|o| o.state == CState::Exited && o.exit_code == 0);
+        let sidecar = spec.is_sidecar();
+        // A sidecar counts once it has started; it is ready as its probes say.
+        let ok = if sidecar {
+            o.is_some_and(|o| o.state != CState::Created)
+        } else {
+            o.is_some_and(|o| o.state == CState::Exited && o.exit_code == 0)
+        };
         initialized &= ok;
+        let ready = if sidecar {
+            o.is_some_and(|o| o.state == CState::Running) && probed(&spec.name).1
+        } else {
+            ok
+        };
         let mut st = json!({
-            "name": spec.name, "image": spec.image, "imageID": "", "ready": ok,
+            "name": spec.name, "image": spec.image, "imageID": "", "ready": ready,
             "restartCount": o.map_or(0, |o| o.attempt), "started": false,
             "state": {"waiting": {"reason": "PodInitializing"}},
         });
@@ -137,7 +148,12 @@ pub fn build(
             st["containerID"] = json!(format!("containerd://{}", o.id));
             st["imageID"] = json!(o.image_ref);
             st["state"] = state_of(o);
-            st["started"] = json!(o.state == CState::Running);
+            st["started"] = json!(o.state == CState::Running && (!sidecar || probed(&spec.name).0));
+            if sidecar && o.state == CState::Exited && !finished {
+                // Waiting to run again, as an app container under Always.
+                st["lastState"] = st["state"].take();
+                st["state"] = json!({"waiting": {"reason": "ContainerCreating"}});
+            }
         }
         if let Some(p) = obs
             .previous(&spec.name)
