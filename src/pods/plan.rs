@@ -421,14 +421,12 @@ mod tests {
                 "containers": [{"name": "a", "image": "x:1"}]}}),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let yes = |_: &str| true;
-        let no = |_: &str| false;
-        let rows: Vec<(Observed, &dyn Fn(&str) -> bool, Vec<Action>)> = vec![
-            (obs(sandbox(true), vec![]), &yes, vec![start("side", 0)]),
+        let rows: Vec<(Observed, bool, Vec<Action>)> = vec![
+            (obs(sandbox(true), vec![]), true, vec![start("side", 0)]),
             // The sidecar running: the next init container, then the app.
             (
                 obs(sandbox(true), vec![c("side", Running, 0)]),
-                &yes,
+                true,
                 vec![start("setup", 0)],
             ),
             (
@@ -436,7 +434,7 @@ mod tests {
                     sandbox(true),
                     vec![c("side", Running, 0), c("setup", Exited, 0)],
                 ),
-                &yes,
+                true,
                 vec![start("a", 0)],
             ),
             // A sidecar that exits is restarted even under Never, after its back-off.
@@ -449,7 +447,7 @@ mod tests {
                         c("a", Running, 0),
                     ],
                 ),
-                &yes,
+                true,
                 vec![start("side", 1)],
             ),
             (
@@ -461,12 +459,12 @@ mod tests {
                         c("a", Running, 0),
                     ],
                 ),
-                &no,
+                false,
                 vec![],
             ),
         ];
         for (o, may, want) in rows {
-            assert_eq!(step(&p, &o, may), want, "{o:?}");
+            assert_eq!(step(&p, &o, &|_| may), want, "{o:?}");
         }
         assert!(restartable(&p, "side", 0));
         assert!(!restartable(&p, "setup", 1));
