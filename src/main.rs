@@ -217,6 +217,7 @@ fn start_pods(
         static_source: static_path.is_some(),
         resolv_conf: k.resolv_conf.clone().into(),
         seccomp_default: k.seccomp_default,
+        volume_resync: k.sync_frequency.as_std(),
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let mut threads = Vec::new();

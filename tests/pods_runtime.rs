@@ -1156,10 +1156,41 @@ spec:
   containers:
   - name: app
     image: docker.io/library/busybox:1.36
-    command: ["sh", "-c", "cat /shared/side; sleep 4"]
+    command: ["sh", "-c", "cat /shared/side; until test -e /shared/done; do sleep 0.2; done"]
     volumeMounts:
     - name: shared
       mountPath: /shared
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: live
+data:
+  key: one
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: live
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: cfg
+    configMap:
+      name: live
+  - name: mem
+    emptyDir:
+      medium: Memory
+      sizeLimit: 1Mi
+  containers:
+  - name: app
+    image: docker.io/library/busybox:1.36
+    command: ["sleep", "3600"]
+    volumeMounts:
+    - name: cfg
+      mountPath: /cfg
+    - name: mem
+      mountPath: /mem
 "#;
 
 /// Security contexts as the container sees them, the runAsNonRoot check, activeDeadlineSeconds,
@@ -1176,7 +1207,12 @@ fn security_deadlines_networking_streams_and_sidecars() {
     let cfg = tmp.path().join("kubelet-config.yaml");
     write(
         &cfg,
-        &serving_config(&seed, &env, &tmp.path().join("pod-logs"), ""),
+        &serving_config(
+            &seed,
+            &env,
+            &tmp.path().join("pod-logs"),
+            "syncFrequency: 2s\n",
+        ),
     );
     let args = seed.agent_args(
         "n1",
@@ -1346,6 +1382,43 @@ fn security_deadlines_networking_streams_and_sidecars() {
         done["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
         0
     );
+    // A configMap's new content reaches the running pod (syncFrequency); a Memory emptyDir is
+    // a tmpfs of sizeLimit, unmounted and removed with the pod.
+    let live = wait(&mut agent, "live to run", 60, || running("live"));
+    let exec = |cmd: &str| seed.kubectl(&["exec", "live", "--", "sh", "-c", cmd]);
+    assert_eq!(exec("cat /cfg/key"), "one");
+    seed.kubectl(&[
+        "patch",
+        "configmap",
+        "live",
+        "-p",
+        r#"{"data":{"key":"two"}}"#,
+    ]);
+    wait(&mut agent, "the configMap update in the pod", 30, || {
+        (exec("cat /cfg/key") == "two").then_some(())
+    });
+    let mem =
+        exec("grep ' /mem ' /proc/mounts; dd if=/dev/zero of=/mem/f bs=1k count=2048 2>&1; true");
+    assert!(
+        mem.contains("tmpfs /mem tmpfs") && mem.contains("size=1024k"),
+        "{mem}"
+    );
+    assert!(mem.contains("No space left on device"), "{mem}");
+    let live_dir = tmp.path().join("root/pods").join(pod_uid(&live));
+    assert!(live_dir.exists());
+    seed.kubectl(&["delete", "pod", "live"]);
+    wait(
+        &mut agent,
+        "live's directory to go (tmpfs unmounted)",
+        30,
+        || (!live_dir.exists()).then_some(()),
+    );
+    let mounts = read(std::path::Path::new("/proc/self/mountinfo"));
+    assert!(
+        !mounts.contains(&live_dir.display().to_string()),
+        "{mounts}"
+    );
+
     // A sidecar: started before the next init container, running beside the app, stopped once
     // the app (restartPolicy: Never) has completed.
     let with_side = wait(&mut agent, "the sidecar pod's app to run", 60, || {
@@ -1364,6 +1437,15 @@ fn security_deadlines_networking_streams_and_sidecars() {
         0
     );
     assert_eq!(seed.kubectl(&["logs", "sidecar", "-c", "app"]), "side up\n");
+    seed.kubectl(&[
+        "exec",
+        "sidecar",
+        "-c",
+        "app",
+        "--",
+        "touch",
+        "/shared/done",
+    ]);
     let done = wait(&mut agent, "the sidecar pod to complete", 60, || {
         seed.try_get(&["pod", "sidecar"]).filter(|p| {
             p["status"]["phase"] == "Succeeded"

@@ -76,6 +76,9 @@ pub const IMPLEMENTED_FIELDS: &[&str] = &[
     "cpuCFSQuota",
     "staticPodPath",
     "fileCheckFrequency",
+    "syncFrequency",
+    "resolvConf",
+    "seccompDefault",
 ];
 
 /// Supported flags tinylet does not act on yet (parsed and validated only).

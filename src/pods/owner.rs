@@ -65,6 +65,9 @@ pub struct Config {
     pub resolv_conf: PathBuf,
     /// `seccompDefault`: RuntimeDefault for containers that name no seccomp profile.
     pub seccomp_default: bool,
+    /// `syncFrequency`: how often volume contents (configMap, secret, downwardAPI, projected
+    /// tokens) are brought up to date in running pods.
+    pub volume_resync: Duration,
 }
 
 struct Entry {
@@ -78,6 +81,8 @@ struct Entry {
     probes: HashMap<(String, &'static str), super::probe::Tracker>,
     /// Host paths of the pod's volumes, once set up.
     volumes: Option<BTreeMap<String, PathBuf>>,
+    /// When the volumes' contents were last written (seconds since the epoch).
+    volumes_at: u64,
     /// Refused at admission: (reason, message); it never runs.
     rejected: Option<super::admit::Rejection>,
     /// The resourceVersion of the agent's last status write.
@@ -433,6 +438,7 @@ impl Owner {
                         pull: HashMap::new(),
                         probes: HashMap::new(),
                         volumes: None,
+                        volumes_at: 0,
                         rejected,
                         status_rv: String::new(),
                         mirror_retry: 0,
@@ -509,13 +515,20 @@ impl Owner {
         let dir = self.pod_dir(uid);
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let prefix = format!("{}/", dir.display());
-        if let Some(m) = mounts
+        let ours = format!("{prefix}volumes/kubernetes.io~empty-dir/");
+        for m in mounts
             .lines()
             .filter_map(|l| l.split(' ').nth(4))
-            .find(|m| m.starts_with(&prefix))
+            .filter(|m| m.starts_with(&prefix))
         {
-            warn!("not removing {}: {m} is mounted under it", dir.display());
-            return;
+            // The agent's own tmpfs (emptyDir medium: Memory) is unmounted; anything else
+            // stays, and so does the directory.
+            let unmounted = m.starts_with(&ours)
+                && nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH).is_ok();
+            if !unmounted {
+                warn!("not removing {}: {m} is mounted under it", dir.display());
+                return;
+            }
         }
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => vinfo!(2, "removed {}", dir.display()),
@@ -830,10 +843,41 @@ impl Owner {
             obs
         };
         self.probe(uid, &obs);
+        self.resync_volumes(uid);
         if files::is_static(&pod) {
             self.ensure_mirror(uid);
         }
         self.report(uid, &obs);
+    }
+
+    /// Every `syncFrequency`, a running pod's volume contents are written again from their
+    /// sources (changed configMaps and secrets, labels for downwardAPI, a token past 80% of its
+    /// lifetime), atomically; unchanged contents are left as they are.
+    fn resync_volumes(&mut self, uid: &str) {
+        let now = now_secs();
+        let Some(e) = self.pods.get(uid) else {
+            return;
+        };
+        if e.volumes.is_none()
+            || e.pod.deleting()
+            || e.failed.is_some()
+            || terminal(&e.pod)
+            || now < e.volumes_at + self.cfg.volume_resync.as_secs()
+        {
+            return;
+        }
+        let c = self.client.get().ok();
+        match super::volumes::prepare(&e.pod, &self.cfg.root_dir, c.as_deref()) {
+            Ok(v) => {
+                if let Some(e) = self.pods.get_mut(uid) {
+                    e.volumes = Some(v);
+                }
+            }
+            Err(why) => warn!("updating volumes of pod {}: {why}", e.pod.key()),
+        }
+        if let Some(e) = self.pods.get_mut(uid) {
+            e.volumes_at = now;
+        }
     }
 
     /// Deletes the mirror pod `key` (grace 0, its uid as the precondition).
@@ -1299,6 +1343,7 @@ impl Owner {
                 };
                 if let Some(e) = self.pods.get_mut(&entry_key) {
                     e.volumes = Some(v.clone());
+                    e.volumes_at = now_secs();
                 }
                 v
             }

@@ -32,9 +32,36 @@ fn mkdir(p: &Path, mode: u32) -> Result<(), String> {
         .map_err(|e| format!("creating {}: {e}", p.display()))
 }
 
+/// What `dir` holds now (through its `..data` link), as `Files`.
+fn current(dir: &Path) -> Option<Files> {
+    let data = dir.join("..data");
+    std::fs::symlink_metadata(&data).ok()?;
+    let mut out = Files::new();
+    let mut stack = vec![data.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).ok()?.flatten() {
+            let p = e.path();
+            if e.file_type().ok()?.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(&data).ok()?.to_string_lossy().into_owned();
+                let mode = e.metadata().ok()?.permissions().mode() & 0o7777;
+                out.insert(rel, (std::fs::read(&p).ok()?, mode));
+            }
+        }
+    }
+    Some(out)
+}
+
 /// Writes `files` into `dir` atomically: readers see the old set or the new one, never a mix.
+/// Nothing is written when the content is what `dir` holds already; a file whose bytes did not
+/// change keeps its modification time (a token's age is read from it).
 pub fn write_atomic(dir: &Path, files: &Files) -> Result<(), String> {
     mkdir(dir, 0o755)?;
+    let before = current(dir);
+    if before.as_ref() == Some(files) {
+        return Ok(());
+    }
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -50,6 +77,19 @@ pub fn write_atomic(dir: &Path, files: &Files) -> Result<(), String> {
         std::fs::write(&path, content).map_err(|e| format!("writing {}: {e}", path.display()))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode))
             .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+        let same = before
+            .as_ref()
+            .and_then(|b| b.get(rel))
+            .is_some_and(|(old, _)| old == content);
+        if same
+            && let Ok(t) =
+                std::fs::metadata(dir.join("..data").join(rel)).and_then(|m| m.modified())
+        {
+            let _ = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(t));
+        }
     }
     let old = std::fs::read_link(dir.join("..data")).ok();
     let tmp = dir.join("..data_tmp");
@@ -244,6 +284,17 @@ fn object_files(
     }
 }
 
+/// The token already in `dir` at `path`, while it is younger than 80% of its lifetime (the
+/// kubelet's refresh point); None when a new one is due.
+fn fresh_token(dir: &Path, path: &str, src: &Value, now: std::time::SystemTime) -> Option<Vec<u8>> {
+    let file = dir.join("..data").join(path);
+    let age = now
+        .duration_since(std::fs::metadata(&file).ok()?.modified().ok()?)
+        .ok()?;
+    let ttl = src["expirationSeconds"].as_u64().unwrap_or(3600);
+    (age.as_secs() < ttl * 8 / 10).then(|| std::fs::read(&file).ok())?
+}
+
 /// A token for the pod's ServiceAccount, bound to the pod (TokenRequest).
 fn token(c: &Client, pod: &Pod, src: &Value) -> Result<Vec<u8>, String> {
     let sa = pod.raw["spec"]["serviceAccountName"]
@@ -316,6 +367,17 @@ pub fn prepare(
         let path = if v["emptyDir"].is_object() {
             let d = dir("empty-dir");
             mkdir(&d, 0o777).map_err(|e| err(pod, &name, e))?;
+            if v["emptyDir"]["medium"] == "Memory" {
+                let size = v["emptyDir"]["sizeLimit"]
+                    .as_str()
+                    .map(|q| {
+                        crate::config::quantity::Quantity::parse(q)
+                            .map(|q| q.value())
+                            .map_err(|e| err(pod, &name, format!("sizeLimit {q:?}: {e}")))
+                    })
+                    .transpose()?;
+                mount_tmpfs(&d, size).map_err(|e| err(pod, &name, e))?;
+            }
             // mkdir's mode is cut by the umask; emptyDir is world-writable, as the kubelet's.
             std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777))
                 .map_err(|e| err(pod, &name, e))?;
@@ -355,7 +417,11 @@ pub fn prepare(
                     let part = if src["serviceAccountToken"].is_object() {
                         let t = &src["serviceAccountToken"];
                         let path = t["path"].as_str().unwrap_or("token");
-                        let tok = token(api()?, pod, t)?;
+                        let now = std::time::SystemTime::now();
+                        let tok = match fresh_token(&dir("projected"), path, t, now) {
+                            Some(tok) => tok,
+                            None => token(api()?, pod, t)?,
+                        };
                         Files::from([(path.to_string(), (tok, mode))])
                     } else if let Some((kind, r)) =
                         [("configmap", &src["configMap"]), ("secret", &src["secret"])]
@@ -380,6 +446,35 @@ pub fn prepare(
         out.insert(name, path);
     }
     Ok(out)
+}
+
+/// Whether `p` is a mount point (in this process's mount table).
+pub fn is_mount_point(p: &Path) -> bool {
+    let want = p.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+/// A `medium: Memory` emptyDir: tmpfs on `dir`, `size` bytes when `sizeLimit` is set (else the
+/// kernel's default, half the memory), once.
+fn mount_tmpfs(dir: &Path, size: Option<i64>) -> Result<(), String> {
+    if is_mount_point(dir) {
+        return Ok(());
+    }
+    let mut opts = "mode=0777".to_string();
+    if let Some(s) = size {
+        opts.push_str(&format!(",size={s}"));
+    }
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        Some(opts.as_str()),
+    )
+    .map_err(|e| format!("mounting tmpfs on {}: {e}", dir.display()))
 }
 
 /// hostPath `type` checks, as the kubelet's.
@@ -505,6 +600,60 @@ mod tests {
             "a name gone from the set is unlinked"
         );
         assert!(!dir.join(first).exists(), "the old data dir is removed");
+    }
+
+    #[test]
+    fn unchanged_content_is_not_rewritten_and_tokens_keep_their_age() {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = d.path().join("vol");
+        let tok = |t: &[u8]| {
+            Files::from([
+                ("token".to_string(), (t.to_vec(), 0o644)),
+                ("ns".to_string(), (b"default".to_vec(), 0o644)),
+            ])
+        };
+        write_atomic(&dir, &tok(b"t1")).unwrap_or_else(|e| panic!("{e}"));
+        let first = std::fs::read_link(dir.join("..data")).unwrap_or_default();
+        write_atomic(&dir, &tok(b"t1")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            std::fs::read_link(dir.join("..data")).unwrap_or_default(),
+            first,
+            "the same content: nothing written"
+        );
+        // Age the token: 3000 s of a 3600 s lifetime is past 80%; 100 s is not.
+        let src = json!({"expirationSeconds": 3600});
+        let now = std::time::SystemTime::now();
+        let file = dir.join("..data/token");
+        let set_age = |secs: u64| {
+            std::fs::File::options()
+                .write(true)
+                .open(&file)
+                .and_then(|f| f.set_modified(now - std::time::Duration::from_secs(secs)))
+                .unwrap_or_else(|e| panic!("{e}"));
+        };
+        set_age(100);
+        assert_eq!(fresh_token(&dir, "token", &src, now), Some(b"t1".to_vec()));
+        // Another part changing keeps the token's age.
+        let mut changed = tok(b"t1");
+        changed.insert("ns".into(), (b"other".to_vec(), 0o644));
+        write_atomic(&dir, &changed).unwrap_or_else(|e| panic!("{e}"));
+        let age = std::fs::metadata(dir.join("..data/token"))
+            .and_then(|m| m.modified())
+            .map(|m| now.duration_since(m).unwrap_or_default().as_secs())
+            .unwrap_or(0);
+        assert!((99..=101).contains(&age), "token age {age}");
+        let file = dir.join("..data/token");
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_modified(now - std::time::Duration::from_secs(3000)))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            fresh_token(&dir, "token", &src, now),
+            None,
+            "due for a new one"
+        );
+        assert_eq!(fresh_token(&dir, "other", &src, now), None);
     }
 
     #[test]
