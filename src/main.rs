@@ -218,6 +218,8 @@ fn start_pods(
         resolv_conf: k.resolv_conf.clone().into(),
         seccomp_default: k.seccomp_default,
         volume_resync: k.sync_frequency.as_std(),
+        registry_pull_qps: k.registry_pull_qps,
+        registry_burst: k.registry_burst,
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let mut threads = Vec::new();

@@ -79,6 +79,8 @@ pub const IMPLEMENTED_FIELDS: &[&str] = &[
     "syncFrequency",
     "resolvConf",
     "seccompDefault",
+    "registryPullQPS",
+    "registryBurst",
 ];
 
 /// Supported flags tinylet does not act on yet (parsed and validated only).

@@ -94,7 +94,7 @@ impl PatchKind {
 }
 
 /// client-go's token bucket: `qps` tokens a second, at most `burst` saved up.
-struct Bucket {
+pub(crate) struct Bucket {
     qps: f64,
     burst: f64,
     tokens: f64,
@@ -102,6 +102,29 @@ struct Bucket {
 }
 
 impl Bucket {
+    /// A full bucket.
+    pub(crate) fn new(qps: f64, burst: f64) -> Bucket {
+        Bucket {
+            qps,
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+        }
+    }
+
+    /// client-go's TryAccept: a token if one is there now, else nothing is taken.
+    pub(crate) fn try_take(&mut self, now: Instant) -> bool {
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.qps).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
     /// How long to wait before the next request may go.
     fn take(&mut self, now: Instant) -> Duration {
         self.tokens =
@@ -607,6 +630,16 @@ mod tests {
         };
         assert_eq!(b.take(t0 + Duration::from_secs(1)), Duration::ZERO);
         assert!((b.tokens - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn try_take_refuses_without_waiting_or_borrowing() {
+        let mut b = Bucket::new(1.0, 2.0);
+        let t0 = b.last;
+        assert!(b.try_take(t0) && b.try_take(t0), "the burst");
+        assert!(!b.try_take(t0), "empty: refused");
+        assert!(!b.try_take(t0 + Duration::from_millis(500)), "half a token is not one");
+        assert!(b.try_take(t0 + Duration::from_millis(1000)), "refilled at qps");
     }
 }
 

@@ -65,6 +65,9 @@ pub struct Config {
     pub resolv_conf: PathBuf,
     /// `seccompDefault`: RuntimeDefault for containers that name no seccomp profile.
     pub seccomp_default: bool,
+    /// `registryPullQPS`/`registryBurst` (qps 0: no limit).
+    pub registry_pull_qps: i32,
+    pub registry_burst: i32,
     /// `syncFrequency`: how often volume contents (configMap, secret, downwardAPI, projected
     /// tokens) are brought up to date in running pods.
     pub volume_resync: Duration,
@@ -126,6 +129,19 @@ pub struct Owner {
     /// source has, a sandbox the agent does not know may still be one of its pods.
     listed: bool,
     static_read: bool,
+    /// This round's relist: every sandbox and container.
+    relisted: Option<(Vec<PodSandbox>, Vec<Container>)>,
+    /// Sandbox IPs and container statuses by id, with the state they were read in.
+    status_cache: std::cell::RefCell<HashMap<String, (i32, Cached)>>,
+    /// registryPullQPS as the kubelet's: a pull past it fails with "pull QPS exceeded".
+    pull_limit: Option<crate::kube::Bucket>,
+}
+
+/// What the relist cache holds for one runtime object.
+#[derive(Debug, Clone)]
+enum Cached {
+    Ip(String),
+    Status(Box<ContainerStatus>),
 }
 
 impl Owner {
@@ -136,8 +152,15 @@ impl Owner {
         snapshot: super::Snapshot,
         events: Option<crate::node::agent::Recorder>,
     ) -> Owner {
+        let pull_limit = (cfg.registry_pull_qps > 0).then(|| {
+            crate::kube::Bucket::new(
+                f64::from(cfg.registry_pull_qps),
+                f64::from(cfg.registry_burst.max(1)),
+            )
+        });
         Owner {
             cfg,
+            pull_limit,
             client,
             runtime,
             pods: BTreeMap::new(),
@@ -147,6 +170,8 @@ impl Owner {
             node_uid: None,
             listed: false,
             static_read: false,
+            relisted: None,
+            status_cache: std::cell::RefCell::new(HashMap::new()),
         }
     }
 
@@ -323,6 +348,9 @@ impl Owner {
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             let uids: Vec<String> = self.pods.keys().cloned().collect();
+            if !uids.is_empty() {
+                self.relist();
+            }
             for uid in uids {
                 if stop.is_stopped() {
                     return;
@@ -537,19 +565,95 @@ impl Owner {
         }
     }
 
-    /// What the runtime holds for pod `uid`.
-    fn observe(&self, uid: &str) -> Result<Observed, String> {
-        let label: StringMap = [(UID_LABEL.to_string(), uid.to_string())].into();
+    /// Every sandbox and container in the runtime, once per sync round (two CRI calls for all
+    /// pods, as the kubelet's relist); the statuses of those whose state did not change since
+    /// they were last asked for are reused.
+    fn relist(&mut self) {
         let sandboxes = self
             .runtime
-            .list_pod_sandbox(&ListPodSandboxRequest {
-                filter: Some(PodSandboxFilter {
-                    label_selector: label.clone(),
-                    ..Default::default()
-                }),
-            })
-            .map_err(|e| e.to_string())?
-            .items;
+            .list_pod_sandbox(&ListPodSandboxRequest::default());
+        let containers = self
+            .runtime
+            .list_containers(&ListContainersRequest::default());
+        self.relisted = match (sandboxes, containers) {
+            (Ok(s), Ok(c)) => {
+                let live: std::collections::HashSet<&str> = s
+                    .items
+                    .iter()
+                    .map(|x| x.id.as_str())
+                    .chain(c.containers.iter().map(|x| x.id.as_str()))
+                    .collect();
+                let mut cache = self.status_cache.borrow_mut();
+                cache.retain(|id, _| live.contains(id.as_str()));
+                Some((s.items, c.containers))
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                warn!("listing the runtime's pods: {e}");
+                None
+            }
+        };
+    }
+
+    /// A sandbox's IP or a container's status, from the cache while its state is the same.
+    fn cached<T: Clone>(
+        &self,
+        id: &str,
+        state: i32,
+        get: impl FnOnce() -> Result<T, String>,
+        wrap: fn(T) -> Cached,
+        unwrap: fn(&Cached) -> Option<T>,
+    ) -> Result<T, String> {
+        if let Some((st, v)) = self.status_cache.borrow().get(id)
+            && *st == state
+            && let Some(t) = unwrap(v)
+        {
+            return Ok(t);
+        }
+        let t = get()?;
+        self.status_cache
+            .borrow_mut()
+            .insert(id.to_string(), (state, wrap(t.clone())));
+        Ok(t)
+    }
+
+    /// What the runtime holds for pod `uid`: from this round's relist, or (`fresh`, after the
+    /// agent acted on it) asked for again.
+    fn observe(&self, uid: &str, fresh: bool) -> Result<Observed, String> {
+        let label: StringMap = [(UID_LABEL.to_string(), uid.to_string())].into();
+        let (sandboxes, containers) = match (&self.relisted, fresh) {
+            (Some((s, c)), false) => {
+                let mine = |l: &StringMap| l.get(UID_LABEL).map(String::as_str) == Some(uid);
+                (
+                    s.iter().filter(|x| mine(&x.labels)).cloned().collect(),
+                    c.iter().filter(|x| mine(&x.labels)).cloned().collect(),
+                )
+            }
+            _ => {
+                let s = self
+                    .runtime
+                    .list_pod_sandbox(&ListPodSandboxRequest {
+                        filter: Some(PodSandboxFilter {
+                            label_selector: label.clone(),
+                            ..Default::default()
+                        }),
+                    })
+                    .map_err(|e| e.to_string())?
+                    .items;
+                let c = self
+                    .runtime
+                    .list_containers(&ListContainersRequest {
+                        filter: Some(ContainerFilter {
+                            label_selector: label,
+                            ..Default::default()
+                        }),
+                    })
+                    .map_err(|e| e.to_string())?
+                    .containers;
+                (s, c)
+            }
+        };
+        let sandboxes: Vec<PodSandbox> = sandboxes;
+        let containers: Vec<Container> = containers;
         let mut obs = Observed::default();
         let newest = sandboxes
             .iter()
@@ -561,15 +665,25 @@ impl Owner {
                 continue;
             }
             let ip = self
-                .runtime
-                .pod_sandbox_status(&PodSandboxStatusRequest {
-                    pod_sandbox_id: s.id.clone(),
-                    verbose: false,
-                })
-                .ok()
-                .and_then(|r| r.status)
-                .and_then(|st| st.network)
-                .map(|n| n.ip)
+                .cached(
+                    &s.id,
+                    s.state,
+                    || {
+                        self.runtime
+                            .pod_sandbox_status(&PodSandboxStatusRequest {
+                                pod_sandbox_id: s.id.clone(),
+                                verbose: false,
+                            })
+                            .map_err(|e| e.to_string())
+                            .map(|r| r.status.and_then(|st| st.network).map(|n| n.ip))
+                            .map(Option::unwrap_or_default)
+                    },
+                    Cached::Ip,
+                    |c| match c {
+                        Cached::Ip(ip) => Some(ip.clone()),
+                        Cached::Status(_) => None,
+                    },
+                )
                 .unwrap_or_default();
             obs.sandbox = Some(SandboxObs {
                 id: s.id.clone(),
@@ -578,16 +692,6 @@ impl Owner {
                 attempt: s.metadata.as_ref().map_or(0, |m| m.attempt),
             });
         }
-        let containers = self
-            .runtime
-            .list_containers(&ListContainersRequest {
-                filter: Some(ContainerFilter {
-                    label_selector: label,
-                    ..Default::default()
-                }),
-            })
-            .map_err(|e| e.to_string())?
-            .containers;
         let mut by_name: BTreeMap<String, Vec<ContainerObs>> = BTreeMap::new();
         for c in containers {
             // Containers of an old sandbox belong to the past: removed with it.
@@ -599,15 +703,24 @@ impl Owner {
                 obs.old_containers.push(c.id);
                 continue;
             }
-            let st = self
-                .runtime
-                .container_status(&ContainerStatusRequest {
-                    container_id: c.id.clone(),
-                    verbose: false,
-                })
-                .map_err(|e| e.to_string())?
-                .status
-                .unwrap_or_default();
+            let st = self.cached(
+                &c.id,
+                c.state,
+                || {
+                    self.runtime
+                        .container_status(&ContainerStatusRequest {
+                            container_id: c.id.clone(),
+                            verbose: false,
+                        })
+                        .map_err(|e| e.to_string())
+                        .map(|r| r.status.unwrap_or_default())
+                },
+                |s| Cached::Status(Box::new(s)),
+                |c| match c {
+                    Cached::Status(s) => Some((**s).clone()),
+                    Cached::Ip(_) => None,
+                },
+            )?;
             let meta = st.metadata.clone().unwrap_or_default();
             by_name
                 .entry(meta.name.clone())
@@ -734,7 +847,7 @@ impl Owner {
     }
 
     fn sync(&mut self, uid: &str) {
-        let obs = match self.observe(uid) {
+        let obs = match self.observe(uid, false) {
             Ok(o) => o,
             Err(e) => {
                 warn!("observing pod uid {uid} in the runtime: {e}");
@@ -835,7 +948,7 @@ impl Owner {
             }
         }
         let obs = if acted {
-            match self.observe(uid) {
+            match self.observe(uid, true) {
                 Ok(o) => o,
                 Err(_) => obs,
             }
@@ -1284,6 +1397,23 @@ impl Owner {
                 format!("Pulling image {:?}", spec.image),
             );
             let t0 = std::time::Instant::now();
+            if let Some(b) = &mut self.pull_limit
+                && !b.try_take(t0)
+            {
+                let w = Waiting {
+                    reason: "ErrImagePull".into(),
+                    message: "pull QPS exceeded".into(),
+                };
+                self.hold_pull(&entry_key, name, w.clone());
+                self.event(
+                    pod,
+                    Some(name),
+                    true,
+                    "Failed",
+                    format!("Failed to pull image {:?}: pull QPS exceeded", spec.image),
+                );
+                return pull_failure(w);
+            }
             let creds = self.pull_credentials(pod, name, &spec.image);
             let pull = |auth: Option<AuthConfig>| {
                 rt.pull_image(&PullImageRequest {
