@@ -708,6 +708,8 @@ spec:
     command: ["sleep", "3600"]
 "#;
 
+const AFTER: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: after\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: app\n    image: docker.io/library/busybox:1.36\n    command: [\"sleep\", \"3600\"]\n";
+
 fn pod_uid(p: &Value) -> String {
     p["metadata"]["uid"].as_str().unwrap_or("").to_string()
 }
@@ -1022,6 +1024,16 @@ fn static_pods_pull_secrets_and_reboot_with_the_api_server_away() {
             seed.try_get(&["pod", "keeper"])
                 .filter(|p| container_id(p) == back[0] && p["status"]["phase"] == "Running")
         },
+    );
+    // The watch resumed: a pod created now runs.
+    let after = tmp.path().join("after.yaml");
+    write(&after, AFTER);
+    seed.kubectl(&["apply", "-f", &after.display().to_string()]);
+    wait(
+        &mut agent,
+        "a pod created after the API server came back to run",
+        60,
+        || running("after"),
     );
     wait(
         &mut agent,
@@ -1456,6 +1468,148 @@ fn security_deadlines_networking_streams_and_sidecars() {
         done["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
         0
     );
+    let (code, _) = agent.stop();
+    assert_eq!(code, Some(0));
+}
+
+/// Thirty pods at once on this two-core machine: all run; containerd restarted under them: they
+/// keep running, not restarted, and their status holds; deleted: nothing is left behind
+/// (sandboxes, containers, pod cgroups, pod and log directories).
+#[test]
+fn thirty_pods_a_runtime_restart_and_no_leaks() {
+    let Some(env) = RuntimeEnv::start(false) else {
+        return;
+    };
+    let tmp = tempdir();
+    let seed = Seed::start(tmp.path(), &["--approve-serving-csrs"]);
+    seed_steps(&seed);
+    let logs = tmp.path().join("pod-logs");
+    let root = tmp.path().join("root");
+    let cfg = tmp.path().join("kubelet-config.yaml");
+    write(&cfg, &serving_config(&seed, &env, &logs, ""));
+    let args = seed.agent_args(
+        "n1",
+        &[
+            format!("--config={}", cfg.display()),
+            "--node-ip=127.0.0.1".into(),
+            format!(
+                "--container-runtime-endpoint=unix://{}",
+                env.endpoint().path()
+            ),
+            format!("--root-dir={}", root.display()),
+        ],
+    );
+    let mut agent = Agent::start(&args);
+    agent.expect("Successfully registered node \"n1\"");
+    let manifest: Vec<String> = (0..30)
+        .map(|i| {
+            AFTER.replace(
+                "name: after",
+                &format!("name: p{i:02}\n  labels:\n    batch: thirty"),
+            )
+        })
+        .collect();
+    let file = tmp.path().join("thirty.yaml");
+    write(&file, &manifest.join("---\n"));
+    seed.kubectl(&["apply", "-f", &file.display().to_string()]);
+    let all_running = || {
+        let list = seed.try_get(&["pods", "-l", "batch=thirty"])?;
+        let items = list["items"].as_array()?.clone();
+        (items.len() == 30
+            && items
+                .iter()
+                .all(|p| p["status"]["phase"] == "Running" && !container_id(p).is_empty()))
+        .then_some(items)
+    };
+    let before = wait(&mut agent, "30 pods to run", 300, all_running);
+    let ids = |items: &[Value]| {
+        let mut v: Vec<String> = items.iter().map(container_id).collect();
+        v.sort();
+        v
+    };
+    let rt = env.client();
+    use tinylet::cri::api::*;
+    let sandboxes = || {
+        rt.list_pod_sandbox(&ListPodSandboxRequest::default())
+            .expect("sandboxes")
+            .items
+    };
+    assert_eq!(sandboxes().len(), 30, "one sandbox per pod");
+
+    // containerd restarted: the shims keep the containers; nothing is restarted.
+    env.stop_containerd();
+    std::thread::sleep(Duration::from_secs(2));
+    env.start_containerd();
+    std::thread::sleep(Duration::from_secs(5));
+    let after = wait(
+        &mut agent,
+        "30 pods running after the restart",
+        60,
+        all_running,
+    );
+    assert_eq!(ids(&after), ids(&before), "no container was replaced");
+    assert!(
+        after
+            .iter()
+            .all(|p| p["status"]["containerStatuses"][0]["restartCount"] == 0),
+        "no restarts"
+    );
+    assert_eq!(sandboxes().len(), 30, "no sandbox was replaced");
+    wait(&mut agent, "the node Ready again", 30, || {
+        seed.try_get(&["node", "n1"]).filter(|n| {
+            n["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+    });
+
+    // All deleted: nothing left.
+    seed.kubectl(&["delete", "pods", "-l", "batch=thirty", "--wait=false"]);
+    wait(&mut agent, "the 30 pods to be gone", 180, || {
+        seed.try_get(&["pods", "-l", "batch=thirty"])
+            .filter(|l| l["items"].as_array().is_some_and(Vec::is_empty))
+    });
+    assert!(sandboxes().is_empty(), "{:?}", sandboxes());
+    let containers = rt
+        .list_containers(&ListContainersRequest::default())
+        .expect("containers")
+        .containers;
+    assert!(containers.is_empty(), "{containers:?}");
+    let entries = |d: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let rel = format!(
+        "{}/kubepods/besteffort",
+        env.cgroup_parent().trim_start_matches('/')
+    );
+    for mount in [
+        "/sys/fs/cgroup/pids",
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup",
+    ] {
+        let dir = std::path::Path::new(mount).join(&rel);
+        let left: Vec<String> = entries(&dir)
+            .into_iter()
+            .filter(|n| n.starts_with("pod"))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "pod cgroups left in {}: {left:?}",
+            dir.display()
+        );
+    }
+    assert!(
+        entries(&root.join("pods")).is_empty(),
+        "{:?}",
+        entries(&root.join("pods"))
+    );
+    assert!(entries(&logs).is_empty(), "{:?}", entries(&logs));
     let (code, _) = agent.stop();
     assert_eq!(code, Some(0));
 }

@@ -638,8 +638,14 @@ mod tests {
         let t0 = b.last;
         assert!(b.try_take(t0) && b.try_take(t0), "the burst");
         assert!(!b.try_take(t0), "empty: refused");
-        assert!(!b.try_take(t0 + Duration::from_millis(500)), "half a token is not one");
-        assert!(b.try_take(t0 + Duration::from_millis(1000)), "refilled at qps");
+        assert!(
+            !b.try_take(t0 + Duration::from_millis(500)),
+            "half a token is not one"
+        );
+        assert!(
+            b.try_take(t0 + Duration::from_millis(1000)),
+            "refilled at qps"
+        );
     }
 }
 

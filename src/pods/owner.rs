@@ -111,6 +111,15 @@ fn now_secs() -> u64 {
 }
 
 const UID_LABEL: &str = "io.kubernetes.pod.uid";
+
+/// Removes a directory tree of a gone pod (logs, volumes); already gone is fine.
+fn remove_tree(dir: &std::path::Path) {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => vinfo!(2, "removed {}", dir.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => warn!("removing {}: {e}", dir.display()),
+    }
+}
 /// The API pod's checkpoint in its pod directory.
 const CHECKPOINT: &str = "pod.json";
 
@@ -523,6 +532,14 @@ impl Owner {
             let _ = self.runtime.remove_pod_sandbox(&RemovePodSandboxRequest {
                 pod_sandbox_id: s.id,
             });
+            let label = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
+            let (ns, name) = (
+                label("io.kubernetes.pod.namespace"),
+                label("io.kubernetes.pod.name"),
+            );
+            if !ns.is_empty() && !name.is_empty() {
+                remove_tree(&self.cfg.pod_logs_dir.join(format!("{ns}_{name}_{uid}")));
+            }
         }
         // Pod directories (volumes, checkpoints) of pods that are gone.
         for d in std::fs::read_dir(self.cfg.root_dir.join("pods"))
@@ -558,11 +575,7 @@ impl Owner {
                 return;
             }
         }
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => vinfo!(2, "removed {}", dir.display()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => warn!("removing {}: {e}", dir.display()),
-        }
+        remove_tree(&dir);
     }
 
     /// Every sandbox and container in the runtime, once per sync round (two CRI calls for all
@@ -944,6 +957,8 @@ impl Owner {
             if a == Action::DeletePod {
                 self.pods.remove(uid);
                 self.remove_pod_dir(uid);
+                // Its log directory too, as the kubelet's container GC removes it.
+                remove_tree(&self.log_dir(&pod));
                 return;
             }
         }
