@@ -938,38 +938,46 @@ impl Owner {
                 ),
             );
         }
-        let actions = if finished {
-            plan::stop_all(&pod, &obs)
-        } else {
-            plan::step(&pod, &obs, &may_restart)
-        };
-        let mut acted = false;
-        for a in actions {
-            vinfo!(3, "pod {}: {a:?}", pod.key());
-            match self.execute(&pod, &obs, &a) {
-                Ok(true) => acted = true,
-                Ok(false) => {}
-                Err(e) => {
-                    error!("pod {}: {a:?}: {e}", pod.key());
-                    break;
+        // A new sandbox is followed at once by what runs in it (as the kubelet's SyncPod does
+        // both in one pass): the step is taken again on a fresh observation, a few times at most.
+        let mut obs = obs;
+        for _ in 0..3 {
+            let actions = if finished {
+                plan::stop_all(&pod, &obs)
+            } else {
+                plan::step(&pod, &obs, &may_restart)
+            };
+            let again = actions
+                .iter()
+                .any(|a| matches!(a, Action::RunSandbox { .. }));
+            let mut acted = false;
+            let mut failed = false;
+            for a in actions {
+                vinfo!(3, "pod {}: {a:?}", pod.key());
+                match self.execute(&pod, &obs, &a) {
+                    Ok(true) => acted = true,
+                    Ok(false) => {}
+                    Err(e) => {
+                        error!("pod {}: {a:?}: {e}", pod.key());
+                        failed = true;
+                        break;
+                    }
+                }
+                if a == Action::DeletePod {
+                    self.pods.remove(uid);
+                    self.remove_pod_dir(uid);
+                    // Its log directory too, as the kubelet's container GC removes it.
+                    remove_tree(&self.log_dir(&pod));
+                    return;
                 }
             }
-            if a == Action::DeletePod {
-                self.pods.remove(uid);
-                self.remove_pod_dir(uid);
-                // Its log directory too, as the kubelet's container GC removes it.
-                remove_tree(&self.log_dir(&pod));
-                return;
+            if acted && let Ok(o) = self.observe(uid, true) {
+                obs = o;
+            }
+            if !acted || failed || !again {
+                break;
             }
         }
-        let obs = if acted {
-            match self.observe(uid, true) {
-                Ok(o) => o,
-                Err(_) => obs,
-            }
-        } else {
-            obs
-        };
         self.probe(uid, &obs);
         self.resync_volumes(uid);
         if files::is_static(&pod) {
