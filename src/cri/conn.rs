@@ -213,14 +213,15 @@ impl Transport {
 
 /// A smol socket seen through the tokio I/O traits h2 is written against. After a short read
 /// the socket is taken as drained and the next read waits for readiness first, which saves the
-/// `EAGAIN` read that would otherwise end every burst (tokio does the same).
-struct Io {
-    sock: Async<UnixStream>,
+/// `EAGAIN` read that would otherwise end every burst (tokio does the same). Unix sockets for
+/// CRI, TCP for gRPC probes.
+pub(crate) struct Io<S> {
+    sock: Async<S>,
     drained: bool,
 }
 
-impl Io {
-    fn new(sock: Async<UnixStream>) -> Io {
+impl<S> Io<S> {
+    pub(crate) fn new(sock: Async<S>) -> Io<S> {
         Io {
             sock,
             drained: false,
@@ -228,7 +229,10 @@ impl Io {
     }
 }
 
-impl tokio::io::AsyncRead for Io {
+impl<S> tokio::io::AsyncRead for Io<S>
+where
+    for<'a> &'a S: io::Read,
+{
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -258,7 +262,10 @@ impl tokio::io::AsyncRead for Io {
     }
 }
 
-impl tokio::io::AsyncWrite for Io {
+impl<S> tokio::io::AsyncWrite for Io<S>
+where
+    Async<S>: smol::io::AsyncWrite,
+{
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -3,7 +3,7 @@
 //! connections live on one small executor thread.
 
 pub mod api;
-mod conn;
+pub(crate) mod conn;
 pub mod grpc;
 
 use std::io;

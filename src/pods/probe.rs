@@ -99,7 +99,127 @@ pub fn run(
             Err(e) => Outcome::Failure(format!("Get \"http://{a}{path}\": {e}")),
         };
     }
-    Outcome::Failure("the probe has no handler (exec, httpGet or tcpSocket)".into())
+    if let Some(g) = &handler.grpc {
+        let a = match addr("", pod_ip, g.port) {
+            Ok(a) => a,
+            Err(e) => return Outcome::Failure(e),
+        };
+        return match grpc_check(a, &g.service, timeout) {
+            Ok(()) => Outcome::Success,
+            Err(why) => Outcome::Failure(why),
+        };
+    }
+    Outcome::Failure("the probe has no handler (exec, httpGet, tcpSocket or grpc)".into())
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct HealthCheckRequest {
+    #[prost(string, tag = "1")]
+    service: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct HealthCheckResponse {
+    #[prost(int32, tag = "1")]
+    status: i32,
+}
+
+/// grpc.health.v1 serving statuses.
+fn serving_status_name(s: i32) -> &'static str {
+    match s {
+        1 => "SERVING",
+        2 => "NOT_SERVING",
+        3 => "SERVICE_UNKNOWN",
+        _ => "UNKNOWN",
+    }
+}
+
+/// The kubelet's gRPC prober: `grpc.health.v1.Health/Check` over plain-text HTTP/2 to `a`,
+/// healthy when it answers SERVING; the failure texts are the kubelet's.
+pub fn grpc_check(a: SocketAddr, service: &str, timeout: Duration) -> Result<(), String> {
+    use crate::cri::grpc::{self, Code, Decoder};
+    use prost::Message;
+    const LIMIT: usize = 1 << 20;
+    let call = async {
+        let sock = smol::Async::<TcpStream>::connect(a)
+            .await
+            .map_err(|e| format!("error: failed to connect service at \"{a}\": {e}"))?;
+        let (send, conn) = h2::client::handshake(crate::cri::conn::Io::new(sock))
+            .await
+            .map_err(|e| format!("error: failed to connect service at \"{a}\": {e}"))?;
+        let rpc_err = |e: &dyn std::fmt::Display| format!("error: health rpc probe failed: {e}");
+        let rpc = async move {
+            let mut send = send.ready().await.map_err(|e| rpc_err(&e))?;
+            let req = http::Request::builder()
+                .method(http::Method::POST)
+                .uri(format!("http://{a}/grpc.health.v1.Health/Check"))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .header("user-agent", "kube-probe/1.32")
+                .body(())
+                .map_err(|e| rpc_err(&e))?;
+            let (resp, mut stream) = send.send_request(req, false).map_err(|e| rpc_err(&e))?;
+            let msg = HealthCheckRequest {
+                service: service.to_string(),
+            }
+            .encode_to_vec();
+            let body = grpc::frame(&msg, LIMIT).map_err(|e| rpc_err(&e))?;
+            stream
+                .send_data(bytes::Bytes::from(body), true)
+                .map_err(|e| rpc_err(&e))?;
+            let (parts, mut recv) = resp.await.map_err(|e| rpc_err(&e))?.into_parts();
+            let mut dec = Decoder::new(LIMIT);
+            while let Some(chunk) = recv.data().await {
+                let chunk = chunk.map_err(|e| rpc_err(&e))?;
+                dec.push(&chunk).map_err(|e| rpc_err(&e))?;
+                let _ = recv.flow_control().release_capacity(chunk.len());
+            }
+            let trailers = recv.trailers().await.map_err(|e| rpc_err(&e))?;
+            let h = trailers.as_ref().unwrap_or(&parts.headers);
+            let st = grpc::status(
+                h.get("grpc-status").map(|v| v.as_bytes()),
+                h.get("grpc-message").map(|v| v.as_bytes()),
+            )
+            .map_err(|e| rpc_err(&e))?;
+            match st {
+                Some(s) if s.code == Code::Unimplemented => {
+                    return Err(format!(
+                        "error: this server does not implement the grpc health protocol (grpc.health.v1.Health): {}",
+                        s.message
+                    ));
+                }
+                Some(s) if s.code != Code::Ok => {
+                    return Err(rpc_err(&format!(
+                        "rpc error: code = {:?} desc = {}",
+                        s.code, s.message
+                    )));
+                }
+                _ => {}
+            }
+            let answer = dec.finish_unary().map_err(|e| rpc_err(&e))?;
+            let r = HealthCheckResponse::decode(answer.as_slice()).map_err(|e| rpc_err(&e))?;
+            match r.status {
+                1 => Ok(()),
+                s => Err(format!(
+                    "service unhealthy (responded with \"{}\")",
+                    serving_status_name(s)
+                )),
+            }
+        };
+        let drive = async move {
+            let _ = conn.await;
+            Err("error: health rpc probe failed: the connection closed".to_string())
+        };
+        smol::future::or(rpc, drive).await
+    };
+    let deadline = async {
+        smol::Timer::after(timeout).await;
+        Err(format!(
+            "timeout: health rpc did not complete within {}s",
+            timeout.as_secs()
+        ))
+    };
+    smol::block_on(smol::future::or(call, deadline))
 }
 
 /// A GET with the kubelet's probe headers; the status code.
@@ -191,6 +311,86 @@ impl Tracker {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A one-connection gRPC server on TCP answering Health/Check with `status` (None: grpc
+    /// status 12, unimplemented; Some(-1): never answers).
+    fn health_server(status: Option<i32>) -> SocketAddr {
+        use prost::Message;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let a = l.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        std::thread::spawn(move || {
+            smol::block_on(async move {
+                let l = smol::Async::new(l).unwrap_or_else(|e| panic!("{e}"));
+                let (sock, _) = l.accept().await.unwrap_or_else(|e| panic!("{e}"));
+                let mut conn = h2::server::handshake(crate::cri::conn::Io::new(sock))
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    assert_eq!(req.uri().path(), "/grpc.health.v1.Health/Check");
+                    let resp = http::Response::builder()
+                        .header("content-type", "application/grpc")
+                        .body(())
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    match status {
+                        Some(-1) => {
+                            smol::Timer::after(Duration::from_secs(5)).await;
+                        }
+                        Some(st) => {
+                            let mut send = respond
+                                .send_response(resp, false)
+                                .unwrap_or_else(|e| panic!("{e}"));
+                            let msg = HealthCheckResponse { status: st }.encode_to_vec();
+                            let body = crate::cri::grpc::frame(&msg, 1 << 20)
+                                .unwrap_or_else(|e| panic!("{e}"));
+                            let _ = send.send_data(bytes::Bytes::from(body), false);
+                            let mut t = http::HeaderMap::new();
+                            t.insert("grpc-status", http::HeaderValue::from_static("0"));
+                            let _ = send.send_trailers(t);
+                        }
+                        None => {
+                            let mut send = respond
+                                .send_response(resp, false)
+                                .unwrap_or_else(|e| panic!("{e}"));
+                            let mut t = http::HeaderMap::new();
+                            t.insert("grpc-status", http::HeaderValue::from_static("12"));
+                            t.insert(
+                                "grpc-message",
+                                http::HeaderValue::from_static("unknown service"),
+                            );
+                            let _ = send.send_trailers(t);
+                        }
+                    }
+                }
+            })
+        });
+        a
+    }
+
+    #[test]
+    fn grpc_health_checks_as_the_kubelet() {
+        let t = Duration::from_secs(2);
+        assert_eq!(grpc_check(health_server(Some(1)), "", t), Ok(()));
+        assert_eq!(
+            grpc_check(health_server(Some(2)), "svc", t),
+            Err("service unhealthy (responded with \"NOT_SERVING\")".into())
+        );
+        let e = grpc_check(health_server(None), "", t)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("error: this server does not implement the grpc health protocol"),
+            "{e}"
+        );
+        let e = grpc_check(health_server(Some(-1)), "", Duration::from_secs(1))
+            .err()
+            .unwrap_or_default();
+        assert_eq!(e, "timeout: health rpc did not complete within 1s");
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = grpc_check(closed, "", t).err().unwrap_or_default();
+        assert!(e.starts_with("error: failed to connect service at"), "{e}");
+    }
 
     fn probe(v: Value) -> Probe {
         serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))

@@ -132,7 +132,7 @@ pub struct ContainerPort {
     pub container_port: u16,
 }
 
-/// What a probe or a hook does: exec, httpGet or tcpSocket (the first one set).
+/// What a probe or a hook does: exec, httpGet, tcpSocket or (probes) grpc (the first one set).
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Handler {
@@ -142,6 +142,16 @@ pub struct Handler {
     pub http_get: Option<HttpGetAction>,
     #[serde(default)]
     pub tcp_socket: Option<TcpSocketAction>,
+    #[serde(default)]
+    pub grpc: Option<GrpcAction>,
+}
+
+/// A gRPC health check (grpc.health.v1) on the pod's IP.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct GrpcAction {
+    pub port: u16,
+    #[serde(default, deserialize_with = "nullable")]
+    pub service: String,
 }
 
 /// A probe: one handler and its timing, with the API's defaults.
