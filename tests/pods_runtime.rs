@@ -1174,6 +1174,21 @@ spec:
       mountPath: /shared
 ---
 apiVersion: v1
+kind: Pod
+metadata:
+  name: last-words
+spec:
+  restartPolicy: Never
+  containers:
+  - name: file
+    image: docker.io/library/busybox:1.36
+    command: ["sh", "-c", "echo -n 'bye from the file' > /dev/termination-log; exit 1"]
+  - name: logs
+    image: docker.io/library/busybox:1.36
+    terminationMessagePolicy: FallbackToLogsOnError
+    command: ["sh", "-c", "echo line one; echo last words; exit 2"]
+---
+apiVersion: v1
 kind: ConfigMap
 metadata:
   name: live
@@ -1394,6 +1409,21 @@ fn security_deadlines_networking_streams_and_sidecars() {
         done["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
         0
     );
+    // Termination messages: the file at terminationMessagePath, else the log's tail.
+    let ended = wait(&mut agent, "last-words to fail", 60, || {
+        seed.try_get(&["pod", "last-words"])
+            .filter(|p| p["status"]["phase"] == "Failed")
+    });
+    let message = |name: &str| {
+        ended["status"]["containerStatuses"]
+            .as_array()
+            .and_then(|l| l.iter().find(|c| c["name"] == name))
+            .map(|c| c["state"]["terminated"]["message"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(message("file"), "bye from the file");
+    assert_eq!(message("logs"), "line one\nlast words\n");
+
     // A configMap's new content reaches the running pod (syncFrequency); a Memory emptyDir is
     // a tmpfs of sizeLimit, unmounted and removed with the pod.
     let live = wait(&mut agent, "live to run", 60, || running("live"));

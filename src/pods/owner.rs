@@ -750,7 +750,9 @@ impl Owner {
                     },
                     exit_code: st.exit_code,
                     reason: st.reason,
-                    message: st.message,
+                    message: self
+                        .termination_message(uid, &meta.name, meta.attempt, st.state, st.exit_code)
+                        .unwrap_or(st.message),
                     created_at: st.created_at,
                     started_at: st.started_at,
                     finished_at: st.finished_at,
@@ -1014,6 +1016,80 @@ impl Owner {
         if let Some(e) = self.pods.get_mut(uid) {
             e.volumes_at = now;
         }
+    }
+
+    /// `<pod dir>/containers/<name>/<attempt>`: the file mounted at the container's
+    /// terminationMessagePath.
+    fn termination_message_file(&self, uid: &str, name: &str, attempt: u32) -> PathBuf {
+        self.pod_dir(uid)
+            .join("containers")
+            .join(name)
+            .join(attempt.to_string())
+    }
+
+    /// The mount of an empty, writable termination message file at the container's
+    /// `terminationMessagePath` (default `/dev/termination-log`; none when set to "").
+    fn termination_message_mount(
+        &self,
+        pod: &Pod,
+        name: &str,
+        attempt: u32,
+    ) -> Result<Option<Mount>, String> {
+        let raw = pod.raw_container(name);
+        let path = raw["terminationMessagePath"]
+            .as_str()
+            .unwrap_or("/dev/termination-log");
+        if path.is_empty() {
+            return Ok(None);
+        }
+        let file = self.termination_message_file(&pod.metadata.uid, name, attempt);
+        let made = file
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&file, b""))
+            .and_then(|()| {
+                std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            });
+        made.map_err(|e| format!("creating {}: {e}", file.display()))?;
+        Ok(Some(Mount {
+            container_path: path.to_string(),
+            host_path: file.display().to_string(),
+            ..Default::default()
+        }))
+    }
+
+    /// An exited container's termination message, as the kubelet reads it: the file (at most
+    /// 4096 bytes), else with `FallbackToLogsOnError` and a failure the log's last 80 lines (at
+    /// most 2048 bytes). None when there is none.
+    fn termination_message(
+        &self,
+        uid: &str,
+        name: &str,
+        attempt: u32,
+        state: i32,
+        exit_code: i32,
+    ) -> Option<String> {
+        if state != ContainerState::ContainerExited as i32 {
+            return None;
+        }
+        let file = self.termination_message_file(uid, name, attempt);
+        let mut text = std::fs::read(&file).unwrap_or_default();
+        text.truncate(4096);
+        let pod = &self.pods.get(uid)?.pod;
+        let policy = pod.raw_container(name)["terminationMessagePolicy"].clone();
+        if text.is_empty() && exit_code != 0 && policy == "FallbackToLogsOnError" {
+            let log = self.log_dir(pod).join(name).join(format!("{attempt}.log"));
+            let content = std::fs::read(&log).unwrap_or_default();
+            text = crate::logs::render(
+                &content,
+                &crate::logs::Options {
+                    tail_lines: Some(80),
+                    limit_bytes: Some(2048),
+                    ..Default::default()
+                },
+            );
+        }
+        (!text.is_empty()).then(|| String::from_utf8_lossy(&text).into_owned())
     }
 
     /// Deletes the mirror pod `key` (grace 0, its uid as the precondition).
@@ -1507,7 +1583,10 @@ impl Owner {
         let ns = pod.metadata.namespace.clone();
         let pod_ip = self.pod_ip(obs);
         let made = (|| -> Result<_, String> {
-            let mounts = super::volumes::mounts(pod, name, &volumes)?;
+            let mut mounts = super::volumes::mounts(pod, name, &volumes)?;
+            if let Some(m) = self.termination_message_mount(pod, name, attempt)? {
+                mounts.push(m);
+            }
             let lookup =
                 |kind: &str, obj: &str| -> Result<Option<BTreeMap<String, String>>, String> {
                     let c = client.get()?;
