@@ -745,7 +745,7 @@ fn static_pods_pull_secrets_and_reboot_with_the_api_server_away() {
         return;
     };
     let tmp = tempdir();
-    let seed = Seed::start(tmp.path(), &["--approve-serving-csrs"]);
+    let seed = Seed::start(tmp.path(), &["--approve-serving-csrs", "--persist"]);
     seed_steps(&seed);
     // The agent reaches the API server through a forwarder the test can take down.
     let proxy = common::proxy::Proxy::start(seed.server.trim_start_matches("https://"));
@@ -1034,6 +1034,17 @@ fn static_pods_pull_secrets_and_reboot_with_the_api_server_away() {
         "a pod created after the API server came back to run",
         60,
         || running("after"),
+    );
+    // kube-sim itself restarted (its objects kept, as an apiserver's are in etcd; its watch
+    // history not: the agent's watch gets 410 and lists again): the watch resumes.
+    seed.restart_sim();
+    write(&after, &AFTER.replace("name: after", "name: after-restart"));
+    seed.kubectl(&["apply", "-f", &after.display().to_string()]);
+    wait(
+        &mut agent,
+        "a pod created after kube-sim restarted to run",
+        60,
+        || running("after-restart"),
     );
     wait(
         &mut agent,

@@ -266,10 +266,20 @@ impl Owner {
     }
 
     /// Publishes the pods with their latest status for the 10250 API.
+    /// A static pod whose manifest changed is, for a while, two pods of one name: the old one
+    /// stopping and its successor; the API (logs, exec) sees the successor.
     fn publish(&self) {
+        let superseded = |e: &Entry| {
+            e.pod.deleting()
+                && self
+                    .pods
+                    .values()
+                    .any(|o| o.pod.key() == e.pod.key() && !o.pod.deleting())
+        };
         let list: Vec<Value> = self
             .pods
             .values()
+            .filter(|e| !superseded(e))
             .map(|e| {
                 let mut v = e.pod.raw.clone();
                 v["status"] = e.pod.status.clone();

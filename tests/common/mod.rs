@@ -329,7 +329,8 @@ impl Agent {
 
 /// kube-sim plus one node's bootstrap kubeconfig, as the seed guide's step 1 leaves them.
 pub struct Seed {
-    _sim: Proc,
+    sim: std::cell::RefCell<Proc>,
+    sim_args: Vec<String>,
     pub sim_dir: PathBuf,
     pub server: String,
     pub node: PathBuf,
@@ -356,7 +357,8 @@ impl Seed {
             text(&tok.stdout).trim(),
         );
         Seed {
-            _sim: sim,
+            sim: std::cell::RefCell::new(sim),
+            sim_args: sim_args.iter().map(|a| a.to_string()).collect(),
             sim_dir,
             server,
             node,
@@ -366,6 +368,19 @@ impl Seed {
 
     pub fn kubectl(&self, args: &[&str]) -> String {
         admin_kubectl(&self.sim_dir, args)
+    }
+
+    /// Kills kube-sim and starts it again on the same directory and address (start it with
+    /// `--persist` for its objects to survive, as an apiserver's do in etcd).
+    pub fn restart_sim(&self) {
+        let mut sim = self.sim.borrow_mut();
+        let _ = sim.0.kill();
+        let _ = sim.0.wait();
+        let listen = self.server.trim_start_matches("https://").to_string();
+        let mut args: Vec<&str> = self.sim_args.iter().map(String::as_str).collect();
+        args.extend(["--listen", &listen]);
+        let _ = std::fs::remove_file(self.sim_dir.join("address"));
+        *sim = start_sim_with(&self.sim_dir, &args);
     }
 
     /// `kubectl get <args> -o json` as admin; None when it fails (not found, not yet...).

@@ -1,6 +1,7 @@
 //! kube-sim: a strict control-plane simulator for tinylet's tests (test-only; never shipped).
 //!
 //!   kube-sim --dir DIR [--listen 127.0.0.1:PORT] [--signing-duration 8760h] [--approve-serving-csrs]
+//!            [--persist]   (objects kept in DIR/store.json: a restart on the same DIR resumes)
 //!   kube-sim token create --kubeconfig DIR/admin.kubeconfig [--groups G] [--ttl 24h] [--description D]
 
 mod api;
@@ -28,7 +29,7 @@ use auth::User;
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  kube-sim --dir DIR [--listen 127.0.0.1:PORT] [--signing-duration 8760h] [--approve-serving-csrs] [--bookmark-interval 60s] [--watch-history 2000] [--backdate 5m]\n  kube-sim token create --kubeconfig FILE [--groups G] [--ttl 24h] [--description D]"
+        "usage:\n  kube-sim --dir DIR [--listen 127.0.0.1:PORT] [--signing-duration 8760h] [--approve-serving-csrs] [--bookmark-interval 60s] [--watch-history 2000] [--backdate 5m] [--persist]\n  kube-sim token create --kubeconfig FILE [--groups G] [--ttl 24h] [--description D]"
     );
     std::process::exit(2)
 }
@@ -273,7 +274,14 @@ fn serve(args: &[String]) -> Result<(), String> {
             .parse()
             .map_err(|_| "--watch-history: want a number".to_string())?;
         let mut store = store::Store::new(history);
-        controllers::seed(&mut store);
+        let loaded = if args.iter().any(|a| a == "--persist") {
+            store.persist_to(dir.join("store.json"))?
+        } else {
+            false
+        };
+        if !loaded {
+            controllers::seed(&mut store);
+        }
         let state = Arc::new(server::State {
             kubelet,
             store: Mutex::new(store),

@@ -30,6 +30,9 @@ pub struct Store {
     history: VecDeque<Arc<Event>>,
     tx: broadcast::Sender<Arc<Event>>,
     history_len: usize,
+    /// `--persist`: every change is written here (as etcd keeps an apiserver's state across
+    /// restarts); the watch history is not, so watches from before get 410 Gone.
+    persist: Option<std::path::PathBuf>,
 }
 
 pub fn gr(r: &Res) -> String {
@@ -50,6 +53,45 @@ impl Store {
             history: VecDeque::new(),
             tx,
             history_len: history_len.max(1),
+            persist: None,
+        }
+    }
+
+    /// Keeps the objects in `path` from now on, loading what is there first; whether anything
+    /// was loaded.
+    pub fn persist_to(&mut self, path: std::path::PathBuf) -> Result<bool, String> {
+        let loaded = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let v: Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                self.rv = v["rv"].as_u64().unwrap_or(1);
+                for o in v["objects"].as_array().into_iter().flatten() {
+                    let part = |i: usize| o[i].as_str().unwrap_or("").to_string();
+                    self.objects
+                        .insert((part(0), part(1), part(2)), o[3].clone());
+                }
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        self.persist = Some(path);
+        Ok(loaded)
+    }
+
+    fn save(&self) {
+        let Some(path) = &self.persist else {
+            return;
+        };
+        let objects: Vec<Value> = self
+            .objects
+            .iter()
+            .map(|((g, ns, name), o)| json!([g, ns, name, o]))
+            .collect();
+        let tmp = path.with_extension("tmp");
+        let body = json!({"rv": self.rv, "objects": objects}).to_string();
+        if let Err(e) = std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, path)) {
+            eprintln!("kube-sim: saving {}: {e}", path.display());
         }
     }
 
@@ -108,6 +150,7 @@ impl Store {
         if self.history.len() > self.history_len {
             self.history.pop_front();
         }
+        self.save();
         let _ = self.tx.send(ev);
     }
 
