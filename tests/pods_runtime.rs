@@ -1123,6 +1123,9 @@ metadata:
   name: ports
 spec:
   terminationGracePeriodSeconds: 1
+  hostAliases:
+  - ip: 192.0.2.7
+    hostnames: ["foo.local", "bar.local"]
   dnsPolicy: None
   dnsConfig:
     nameservers: ["192.0.2.10"]
@@ -1352,6 +1355,20 @@ fn security_deadlines_networking_streams_and_sidecars() {
     assert!(log.contains("nameserver 192.0.2.10"), "{log}");
     assert!(log.contains("search example.test"), "{log}");
     assert!(log.contains("options ndots:2"), "{log}");
+    // The kubelet's managed /etc/hosts: the pod's IP under its name, and the hostAliases.
+    let ports_ip = running("ports")
+        .and_then(|p| p["status"]["podIP"].as_str().map(String::from))
+        .unwrap_or_default();
+    let hosts = seed.kubectl(&["exec", "ports", "--", "cat", "/etc/hosts"]);
+    assert!(
+        hosts.starts_with("# Kubernetes-managed hosts file.\n"),
+        "{hosts}"
+    );
+    assert!(hosts.contains(&format!("\n{ports_ip}\tports\n")), "{hosts}");
+    assert!(
+        hosts.ends_with("# Entries added by HostAliases.\n192.0.2.7\tfoo.local\tbar.local\n"),
+        "{hosts}"
+    );
     // The hostPort, from the node: CNI's portmap forwards it to the pod.
     let page = wait(&mut agent, "the hostPort to answer", 30, || {
         let out = std::process::Command::new("curl")

@@ -1,6 +1,7 @@
-//! A pod's resolv.conf as CRI's DnsConfig, as the kubelet makes it from `dnsPolicy`
-//! (ClusterFirst, ClusterFirstWithHostNet, Default, None), `dnsConfig`, `clusterDNS`,
-//! `clusterDomain` and the host's `resolvConf`.
+//! A pod's name resolution as the kubelet sets it up: resolv.conf as CRI's DnsConfig from
+//! `dnsPolicy` (ClusterFirst, ClusterFirstWithHostNet, Default, None), `dnsConfig`,
+//! `clusterDNS`, `clusterDomain` and the host's `resolvConf`; and the managed /etc/hosts (the
+//! pod's IPs under its hostname and subdomain, `hostAliases`).
 
 use std::net::IpAddr;
 
@@ -95,6 +96,60 @@ pub fn config(
     Some(merge(base, extra))
 }
 
+/// The kubelet's managed /etc/hosts for `pod` with IPs `ips`. `host_hosts`: the node's
+/// /etc/hosts, which a hostNetwork pod gets instead of the generated entries.
+pub fn hosts_file(pod: &Pod, ips: &[String], cluster_domain: &str, host_hosts: &str) -> String {
+    let spec = &pod.raw["spec"];
+    let mut out = String::new();
+    if pod.spec.host_network {
+        out.push_str("# Kubernetes-managed hosts file (host network).\n");
+        out.push_str(host_hosts);
+        if !host_hosts.is_empty() && !host_hosts.ends_with('\n') {
+            out.push('\n');
+        }
+    } else {
+        out.push_str(
+            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+             fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+        );
+        let name = if pod.spec.hostname.is_empty() {
+            &pod.metadata.name
+        } else {
+            &pod.spec.hostname
+        };
+        let name: String = name.chars().take(63).collect();
+        let sub = spec["subdomain"].as_str().unwrap_or("");
+        for ip in ips {
+            if sub.is_empty() {
+                out.push_str(&format!("{ip}\t{name}\n"));
+            } else {
+                let ns = &pod.metadata.namespace;
+                out.push_str(&format!(
+                    "{ip}\t{name}.{sub}.{ns}.svc.{cluster_domain}\t{name}\n"
+                ));
+            }
+        }
+    }
+    let aliases = spec["hostAliases"].as_array().cloned().unwrap_or_default();
+    if !aliases.is_empty() {
+        out.push_str("\n# Entries added by HostAliases.\n");
+        for a in aliases {
+            let names: Vec<&str> = a["hostnames"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            out.push_str(&format!(
+                "{}\t{}\n",
+                a["ip"].as_str().unwrap_or(""),
+                names.join("\t")
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -160,6 +215,40 @@ mod tests {
                 &host
             )
             .is_none()
+        );
+    }
+
+    #[test]
+    fn managed_hosts_files() {
+        let p = pod(json!({"hostname": "web-0", "subdomain": "web",
+            "hostAliases": [{"ip": "192.0.2.7", "hostnames": ["foo.local", "bar.local"]}]}));
+        let h = hosts_file(&p, &["10.1.2.3".into()], "cluster.local", "");
+        assert!(
+            h.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"),
+            "{h}"
+        );
+        assert!(
+            h.contains("\n10.1.2.3\tweb-0.web.shop.svc.cluster.local\tweb-0\n"),
+            "{h}"
+        );
+        assert!(
+            h.ends_with("\n# Entries added by HostAliases.\n192.0.2.7\tfoo.local\tbar.local\n"),
+            "{h}"
+        );
+        let plain = hosts_file(&pod(json!({})), &["10.1.2.4".into()], "cluster.local", "");
+        assert!(
+            plain.ends_with("fe00::2\tip6-allrouters\n10.1.2.4\tp\n"),
+            "{plain}"
+        );
+        let host = hosts_file(
+            &pod(json!({"hostNetwork": true})),
+            &[],
+            "cluster.local",
+            "127.0.0.1 localhost\n10.0.0.1 node1",
+        );
+        assert_eq!(
+            host,
+            "# Kubernetes-managed hosts file (host network).\n127.0.0.1 localhost\n10.0.0.1 node1\n"
         );
     }
 

@@ -1594,6 +1594,29 @@ impl Owner {
         let pod_ip = self.pod_ip(obs);
         let made = (|| -> Result<_, String> {
             let mut mounts = super::volumes::mounts(pod, name, &volumes)?;
+            // The kubelet's managed /etc/hosts, unless the container mounts its own.
+            if !mounts.iter().any(|m| m.container_path == "/etc/hosts") {
+                let file = self.pod_dir(&pod.metadata.uid).join("etc-hosts");
+                let host_hosts = if pod.spec.host_network {
+                    std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                let text = super::dns::hosts_file(
+                    pod,
+                    std::slice::from_ref(&pod_ip),
+                    &self.cfg.cluster_domain,
+                    &host_hosts,
+                );
+                std::fs::create_dir_all(self.pod_dir(&pod.metadata.uid))
+                    .and_then(|()| std::fs::write(&file, text))
+                    .map_err(|e| format!("writing {}: {e}", file.display()))?;
+                mounts.push(Mount {
+                    container_path: "/etc/hosts".into(),
+                    host_path: file.display().to_string(),
+                    ..Default::default()
+                });
+            }
             if let Some(m) = self.termination_message_mount(pod, name, attempt)? {
                 mounts.push(m);
             }
