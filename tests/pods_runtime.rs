@@ -228,7 +228,7 @@ spec:
     command: ["sh", "-c", "sleep 2; touch /tmp/ready; sleep 3600"]
     readinessProbe:
       exec:
-        command: ["test", "-e", "/tmp/ready"]
+        command: ["sh", "-c", "test -e /tmp/ready || { echo not ready yet; exit 1; }"]
       periodSeconds: 1
     livenessProbe:
       exec:
@@ -607,7 +607,7 @@ fn pods_run_report_restart_complete_and_terminate() {
         (
             "probed",
             "Unhealthy",
-            "Readiness probe failed: command \"test -e /tmp/ready\" exited with 1",
+            "Readiness probe failed: not ready yet\n",
         ),
         (
             "probed",

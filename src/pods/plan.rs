@@ -142,6 +142,30 @@ pub fn step(pod: &Pod, obs: &Observed, may_restart: &dyn Fn(&str) -> bool) -> Ve
             .iter()
             .filter(|c| matches!(c.state, CState::Running | CState::Unknown))
             .collect();
+        // The app containers first; then the sidecars, one at a time, the last started first
+        // (as the kubelet), so they serve the app until it is gone.
+        let sidecars: Vec<&str> = pod
+            .spec
+            .init_containers
+            .iter()
+            .filter(|c| c.is_sidecar())
+            .map(|c| c.name.as_str())
+            .collect();
+        let apps: Vec<&ContainerObs> = running
+            .iter()
+            .copied()
+            .filter(|c| !sidecars.contains(&c.name.as_str()))
+            .collect();
+        let running: Vec<&ContainerObs> = if apps.is_empty() {
+            sidecars
+                .iter()
+                .rev()
+                .find_map(|s| running.iter().copied().find(|c| c.name == *s))
+                .into_iter()
+                .collect()
+        } else {
+            apps
+        };
         if !running.is_empty() {
             for c in running {
                 out.push(Action::StopContainer {
@@ -466,6 +490,31 @@ mod tests {
         for (o, may, want) in rows {
             assert_eq!(step(&p, &o, &|_| may), want, "{o:?}");
         }
+        // Deleted: the app stops first, then the sidecar.
+        let mut gone = p.clone();
+        gone.metadata.deletion_timestamp = Some("2026-11-29T00:00:00Z".into());
+        let stop30 = |n: &str| Action::StopContainer {
+            id: format!("id-{n}"),
+            grace: Duration::from_secs(30),
+        };
+        let both = obs(
+            sandbox(true),
+            vec![
+                c("side", Running, 0),
+                c("setup", Exited, 0),
+                c("a", Running, 0),
+            ],
+        );
+        assert_eq!(step(&gone, &both, &|_| true), vec![stop30("a")]);
+        let side_only = obs(
+            sandbox(true),
+            vec![
+                c("side", Running, 0),
+                c("setup", Exited, 0),
+                c("a", Exited, 137),
+            ],
+        );
+        assert_eq!(step(&gone, &side_only, &|_| true), vec![stop30("side")]);
         assert!(restartable(&p, "side", 0));
         assert!(!restartable(&p, "setup", 1));
         // A failed sidecar does not fail the pod's initialization.

@@ -64,16 +64,11 @@ pub fn run(
             timeout: timeout.as_secs().min(i64::MAX as u64) as i64,
         }) {
             Ok(r) if r.exit_code == 0 => Outcome::Success,
-            Ok(r) => {
-                let out = String::from_utf8_lossy(&r.stdout).into_owned()
-                    + &String::from_utf8_lossy(&r.stderr);
-                Outcome::Failure(format!(
-                    "command {:?} exited with {}: {}",
-                    e.command.join(" "),
-                    r.exit_code,
-                    out.trim()
-                ))
-            }
+            // The kubelet's exec prober reports the command's output (empty when silent).
+            Ok(r) => Outcome::Failure(
+                String::from_utf8_lossy(&r.stdout).into_owned()
+                    + &String::from_utf8_lossy(&r.stderr),
+            ),
             Err(err) => Outcome::Failure(err.to_string()),
         };
     }
