@@ -111,6 +111,8 @@ fn now_secs() -> u64 {
 }
 
 const UID_LABEL: &str = "io.kubernetes.pod.uid";
+/// Threads that run probes (each probe bounded by its timeout).
+const PROBE_WORKERS: usize = 4;
 
 /// Removes a directory tree of a gone pod (logs, volumes); already gone is fine.
 fn remove_tree(dir: &std::path::Path) {
@@ -144,6 +146,9 @@ pub struct Owner {
     status_cache: std::cell::RefCell<HashMap<String, (i32, Cached)>>,
     /// registryPullQPS as the kubelet's: a pull past it fails with "pull QPS exceeded".
     pull_limit: Option<crate::kube::Bucket>,
+    /// The probe workers: jobs out, outcomes back.
+    probe_jobs: std::sync::mpsc::Sender<super::probe::Job>,
+    probe_done: Receiver<super::probe::Done>,
 }
 
 /// What the relist cache holds for one runtime object.
@@ -167,9 +172,12 @@ impl Owner {
                 f64::from(cfg.registry_burst.max(1)),
             )
         });
+        let (probe_jobs, probe_done) = super::probe::workers(PROBE_WORKERS, runtime.clone());
         Owner {
             cfg,
             pull_limit,
+            probe_jobs,
+            probe_done,
             client,
             runtime,
             pods: BTreeMap::new(),
@@ -370,6 +378,7 @@ impl Owner {
             if !uids.is_empty() {
                 self.relist();
             }
+            self.probe_results();
             for uid in uids {
                 if stop.is_stopped() {
                     return;
@@ -1175,8 +1184,9 @@ impl Owner {
         }
     }
 
-    /// Runs the probes that are due for the pod's running containers. A liveness failure past
-    /// its threshold stops the container (the restart policy then decides), as the kubelet does.
+    /// Hands the probes that are due for the pod's running containers to the probe workers
+    /// (a slow probe holds a worker, never the pods); their outcomes come back through
+    /// [`Owner::probe_results`].
     fn probe(&mut self, uid: &str, obs: &Observed) {
         let ip = self.pod_ip(obs);
         let Some(entry) = self.pods.get_mut(uid) else {
@@ -1186,9 +1196,6 @@ impl Owner {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis() as u64;
-        let key = entry.pod.key();
-        let mut kill = Vec::new();
-        let mut unhealthy = Vec::new();
         let sidecars = entry
             .pod
             .spec
@@ -1229,72 +1236,83 @@ impl Owner {
                 if !t.due(probe, now_ms, started_ms) {
                     continue;
                 }
-                let outcome = super::probe::run(
-                    &probe.handler,
-                    super::probe::timeout(probe),
-                    &self.runtime,
-                    &c.id,
-                    &ip,
-                    &spec.ports,
-                );
-                if let super::probe::Outcome::Failure(why) = &outcome {
-                    vinfo!(
-                        2,
-                        "Probe failed: {kind} probe of {key}/{}: {why}",
-                        spec.name
-                    );
-                    let kind_title = match kind {
-                        "liveness" => "Liveness",
-                        "startup" => "Startup",
-                        _ => "Readiness",
-                    };
-                    unhealthy.push((
-                        spec.name.clone(),
-                        format!("{kind_title} probe failed: {why}"),
-                    ));
-                }
-                if t.record(probe, now_ms, &outcome) {
-                    info!(
-                        "{kind} probe of {key}/{}: {}",
-                        spec.name,
-                        if t.result == Some(true) {
-                            "success"
-                        } else {
-                            "failure"
-                        }
-                    );
-                    if kind != "readiness" && t.result == Some(false) {
-                        info!(
-                            "Container {} failed {kind} probe, will be restarted",
-                            spec.name
-                        );
-                        kill.push((
-                            c.id.clone(),
-                            entry.pod.grace_seconds(),
-                            spec.name.clone(),
-                            kind,
-                        ));
-                    }
+                t.start(now_ms);
+                let job = super::probe::Job {
+                    uid: uid.to_string(),
+                    container: spec.name.clone(),
+                    kind,
+                    container_id: c.id.clone(),
+                    probe: probe.clone(),
+                    pod_ip: ip.clone(),
+                    ports: spec.ports.clone(),
+                };
+                if self.probe_jobs.send(job).is_err() {
+                    warn!("the probe workers are gone");
                 }
             }
         }
-        let pod = entry.pod.clone();
-        for (name, message) in unhealthy {
-            self.event(&pod, Some(&name), true, "Unhealthy", message);
-        }
-        for (id, grace, name, kind) in kill {
-            self.event(
-                &pod,
-                Some(&name),
-                false,
-                "Killing",
-                format!("Container {name} failed {kind} probe, will be restarted"),
-            );
-            if let Err(e) = self.runtime.stop_container(&StopContainerRequest {
-                container_id: id,
-                timeout: grace,
-            }) {
-                error!("pod {key}: stopping a container that failed its liveness probe: {e}");
+    }
+
+    /// Takes the probe workers' outcomes: thresholds, Unhealthy events, and a liveness or
+    /// startup failure past its threshold stops the container (the restart policy then
+    /// decides), as the kubelet does.
+    fn probe_results(&mut self) {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        while let Ok(done) = self.probe_done.try_recv() {
+            let super::probe::Done { job, outcome } = done;
+            let Some(entry) = self.pods.get_mut(&job.uid) else {
+                continue;
+            };
+            let Some(t) = entry
+                .probes
+                .get_mut(&(job.container.clone(), job.kind))
+                .filter(|t| t.container_id == job.container_id)
+            else {
+                continue;
+            };
+            let key = entry.pod.key();
+            let (name, kind) = (job.container.as_str(), job.kind);
+            let changed = t.record(&job.probe, now_ms, &outcome);
+            let failed_for_good = changed && t.result == Some(false);
+            let succeeded = t.result == Some(true);
+            let pod = entry.pod.clone();
+            if let super::probe::Outcome::Failure(why) = &outcome {
+                vinfo!(2, "Probe failed: {kind} probe of {key}/{name}: {why}");
+                let title = match kind {
+                    "liveness" => "Liveness",
+                    "startup" => "Startup",
+                    _ => "Readiness",
+                };
+                self.event(
+                    &pod,
+                    Some(name),
+                    true,
+                    "Unhealthy",
+                    format!("{title} probe failed: {why}"),
+                );
+            }
+            if changed {
+                let result = if succeeded { "success" } else { "failure" };
+                info!("{kind} probe of {key}/{name}: {result}");
+            }
+            if kind != "readiness" && failed_for_good {
+                info!("Container {name} failed {kind} probe, will be restarted");
+                self.event(
+                    &pod,
+                    Some(name),
+                    false,
+                    "Killing",
+                    format!("Container {name} failed {kind} probe, will be restarted"),
+                );
+                if let Err(e) = self.runtime.stop_container(&StopContainerRequest {
+                    container_id: job.container_id.clone(),
+                    timeout: pod.grace_seconds(),
+                }) {
+                    error!("pod {key}: stopping a container that failed its {kind} probe: {e}");
+                }
             }
         }
     }

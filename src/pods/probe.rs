@@ -242,6 +242,68 @@ fn http_get(a: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<u16
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer"))
 }
 
+/// One probe to run on a worker.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub uid: String,
+    pub container: String,
+    pub kind: &'static str,
+    pub container_id: String,
+    pub probe: Probe,
+    pub pod_ip: String,
+    pub ports: Vec<ContainerPort>,
+}
+
+/// A job and how it went.
+#[derive(Debug)]
+pub struct Done {
+    pub job: Job,
+    pub outcome: Outcome,
+}
+
+/// `n` threads running probe jobs (each bounded by its timeout) until the job sender is
+/// dropped; outcomes come back in the order they finish.
+pub fn workers(
+    n: usize,
+    rt: std::sync::Arc<Runtime>,
+) -> (
+    std::sync::mpsc::Sender<Job>,
+    std::sync::mpsc::Receiver<Done>,
+) {
+    let (job_tx, job_rx) = std::sync::mpsc::channel::<Job>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
+    for i in 0..n {
+        let (jobs, done, rt) = (job_rx.clone(), done_tx.clone(), rt.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("probe-{i}"))
+            .stack_size(512 << 10)
+            .spawn(move || {
+                loop {
+                    let next = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok(job) = next else {
+                        return;
+                    };
+                    let outcome = run(
+                        &job.probe.handler,
+                        timeout(&job.probe),
+                        &rt,
+                        &job.container_id,
+                        &job.pod_ip,
+                        &job.ports,
+                    );
+                    if done.send(Done { job, outcome }).is_err() {
+                        return;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            crate::error!("starting probe worker {i}: {e}");
+        }
+    }
+    (job_tx, done_rx)
+}
+
 /// A probe's timeout (timeoutSeconds, at least 1 s).
 pub fn timeout(probe: &Probe) -> Duration {
     Duration::from_secs(u64::from(probe.timeout_seconds.max(1)))
@@ -258,6 +320,8 @@ pub struct Tracker {
     /// Milliseconds since the epoch of the last run.
     last_run: Option<u64>,
     pub last_failure: String,
+    /// Handed to a worker, its outcome not back yet.
+    in_flight: bool,
 }
 
 impl Tracker {
@@ -270,16 +334,25 @@ impl Tracker {
 
     /// Whether the probe is due at `now_ms` for a container started at `started_ms`.
     pub fn due(&self, probe: &Probe, now_ms: u64, started_ms: u64) -> bool {
-        if now_ms < started_ms + u64::from(probe.initial_delay_seconds) * 1000 {
+        if self.in_flight || now_ms < started_ms + u64::from(probe.initial_delay_seconds) * 1000 {
             return false;
         }
         self.last_run
             .is_none_or(|t| now_ms >= t + u64::from(probe.period_seconds.max(1)) * 1000)
     }
 
+    /// The probe was handed to a worker at `now_ms` (its period counts from now).
+    pub fn start(&mut self, now_ms: u64) {
+        self.in_flight = true;
+        self.last_run = Some(now_ms);
+    }
+
     /// Records an outcome; true when the result changed.
     pub fn record(&mut self, probe: &Probe, now_ms: u64, o: &Outcome) -> bool {
-        self.last_run = Some(now_ms);
+        if !self.in_flight {
+            self.last_run = Some(now_ms);
+        }
+        self.in_flight = false;
         let before = self.result;
         match o {
             Outcome::Success => {
@@ -385,6 +458,41 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let e = grpc_check(closed, "", t).err().unwrap_or_default();
         assert!(e.starts_with("error: failed to connect service at"), "{e}");
+    }
+
+    #[test]
+    fn a_slow_probe_holds_one_worker_not_the_others() {
+        let ep = crate::config::kubelet::RuntimeEndpoint::parse("unix:///nonexistent/cri.sock")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let rt = std::sync::Arc::new(
+            Runtime::new(&ep, None, crate::cri::Options::new(Duration::from_secs(1)))
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let (jobs, done) = workers(2, rt);
+        let hung = health_server(Some(-1));
+        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let job = |name: &str, v: Value| Job {
+            uid: "u".into(),
+            container: name.into(),
+            kind: "liveness",
+            container_id: "c".into(),
+            probe: probe(v),
+            pod_ip: "127.0.0.1".into(),
+            ports: vec![],
+        };
+        let send = |j| jobs.send(j).unwrap_or_else(|e| panic!("{e}"));
+        send(job(
+            "slow",
+            json!({"grpc": {"port": hung.port()}, "timeoutSeconds": 2}),
+        ));
+        let port = open.local_addr().map(|a| a.port()).unwrap_or(0);
+        send(job("fast", json!({"tcpSocket": {"port": port}})));
+        let first = done.recv().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(first.job.container, "fast");
+        assert_eq!(first.outcome, Outcome::Success);
+        let second = done.recv().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(second.job.container, "slow");
+        assert!(matches!(second.outcome, Outcome::Failure(ref w) if w.starts_with("timeout")));
     }
 
     fn probe(v: Value) -> Probe {
