@@ -42,6 +42,29 @@ fn seed_steps(seed: &Seed) {
     ]);
 }
 
+/// The agent's flags for node n1 on `env`'s runtime with config `cfg` and root dir `root`.
+fn node_args(
+    seed: &Seed,
+    env: &RuntimeEnv,
+    cfg: &std::path::Path,
+    root: &std::path::Path,
+    v: bool,
+) -> Vec<String> {
+    let mut extra = vec![
+        format!("--config={}", cfg.display()),
+        "--node-ip=127.0.0.1".into(),
+        format!(
+            "--container-runtime-endpoint=unix://{}",
+            env.endpoint().path()
+        ),
+        format!("--root-dir={}", root.display()),
+    ];
+    if v {
+        extra.push("--v=2".into());
+    }
+    seed.agent_args("n1", &extra)
+}
+
 /// A KubeletConfiguration serving 10250's API on a free local port as the seed does (webhook
 /// authn/authz, a serving certificate by CSR), pods on `env`'s runtime, plus `extra` lines.
 fn serving_config(seed: &Seed, env: &RuntimeEnv, logs: &std::path::Path, extra: &str) -> String {
@@ -290,19 +313,7 @@ fn pods_run_report_restart_complete_and_terminate() {
         &cfg,
         &serving_config(&seed, &env, &logs, "podPidsLimit: 77\n"),
     );
-    let args = seed.agent_args(
-        "n1",
-        &[
-            format!("--config={}", cfg.display()),
-            "--node-ip=127.0.0.1".into(),
-            format!(
-                "--container-runtime-endpoint=unix://{}",
-                env.endpoint().path()
-            ),
-            format!("--root-dir={}", tmp.path().join("root").display()),
-            "--v=2".into(),
-        ],
-    );
+    let args = node_args(&seed, &env, &cfg, &tmp.path().join("root"), true);
     let mut agent = Agent::start(&args);
     agent.expect("Successfully registered node \"n1\"");
     wait(&mut agent, "the node to be Ready", 30, || {
@@ -767,19 +778,7 @@ fn static_pods_pull_secrets_and_reboot_with_the_api_server_away() {
         &serving_config(&seed, &env, &tmp.path().join("pod-logs"), &extra),
     );
     let root = tmp.path().join("root");
-    let args = seed.agent_args(
-        "n1",
-        &[
-            format!("--config={}", cfg.display()),
-            "--node-ip=127.0.0.1".into(),
-            format!(
-                "--container-runtime-endpoint=unix://{}",
-                env.endpoint().path()
-            ),
-            format!("--root-dir={}", root.display()),
-            "--v=2".into(),
-        ],
-    );
+    let args = node_args(&seed, &env, &cfg, &root, true);
     let mut agent = Agent::start(&args);
     agent.expect("Successfully registered node \"n1\"");
     let node_uid = seed
@@ -1255,19 +1254,7 @@ fn security_deadlines_networking_streams_and_sidecars() {
             "syncFrequency: 2s\n",
         ),
     );
-    let args = seed.agent_args(
-        "n1",
-        &[
-            format!("--config={}", cfg.display()),
-            "--node-ip=127.0.0.1".into(),
-            format!(
-                "--container-runtime-endpoint=unix://{}",
-                env.endpoint().path()
-            ),
-            format!("--root-dir={}", tmp.path().join("root").display()),
-            "--v=2".into(),
-        ],
-    );
+    let args = node_args(&seed, &env, &cfg, &tmp.path().join("root"), true);
     let mut agent = Agent::start(&args);
     agent.expect("Successfully registered node \"n1\"");
     let host_port = std::net::TcpListener::bind("0.0.0.0:0")
@@ -1545,18 +1532,7 @@ fn thirty_pods_a_runtime_restart_and_no_leaks() {
     let root = tmp.path().join("root");
     let cfg = tmp.path().join("kubelet-config.yaml");
     write(&cfg, &serving_config(&seed, &env, &logs, ""));
-    let args = seed.agent_args(
-        "n1",
-        &[
-            format!("--config={}", cfg.display()),
-            "--node-ip=127.0.0.1".into(),
-            format!(
-                "--container-runtime-endpoint=unix://{}",
-                env.endpoint().path()
-            ),
-            format!("--root-dir={}", root.display()),
-        ],
-    );
+    let args = node_args(&seed, &env, &cfg, &root, false);
     let mut agent = Agent::start(&args);
     agent.expect("Successfully registered node \"n1\"");
     let manifest: Vec<String> = (0..30)

@@ -1475,7 +1475,6 @@ impl Owner {
             })
             .map(|r| r.image.is_some())
         };
-        let pull_failure = |why: Waiting| -> Result<bool, String> { Err(why.message) };
         let need_pull = match spec.pull_policy() {
             PullPolicy::Always => true,
             PullPolicy::IfNotPresent => !present().map_err(|x| x.to_string())?,
@@ -1496,7 +1495,7 @@ impl Owner {
                         "ErrImageNeverPull",
                         w.message.clone(),
                     );
-                    return pull_failure(w);
+                    return Err(w.message);
                 }
                 false
             }
@@ -1527,19 +1526,7 @@ impl Owner {
             if let Some(b) = &mut self.pull_limit
                 && !b.try_take(t0)
             {
-                let w = Waiting {
-                    reason: "ErrImagePull".into(),
-                    message: "pull QPS exceeded".into(),
-                };
-                self.hold_pull(&entry_key, name, w.clone());
-                self.event(
-                    pod,
-                    Some(name),
-                    true,
-                    "Failed",
-                    format!("Failed to pull image {:?}: pull QPS exceeded", spec.image),
-                );
-                return pull_failure(w);
+                return Err(self.pull_failed(pod, name, &spec.image, "pull QPS exceeded".into()));
             }
             let creds = self.pull_credentials(pod, name, &spec.image);
             let pull = |auth: Option<AuthConfig>| {
@@ -1558,19 +1545,7 @@ impl Owner {
                 result = pull(Some(c));
             }
             if let Err(x) = result {
-                let w = Waiting {
-                    reason: "ErrImagePull".into(),
-                    message: x.to_string(),
-                };
-                self.hold_pull(&entry_key, name, w.clone());
-                self.event(
-                    pod,
-                    Some(name),
-                    true,
-                    "Failed",
-                    format!("Failed to pull image {:?}: {x}", spec.image),
-                );
-                return pull_failure(w);
+                return Err(self.pull_failed(pod, name, &spec.image, x.to_string()));
             }
             self.event(
                 pod,
@@ -1818,6 +1793,24 @@ impl Owner {
             );
         }
         creds
+    }
+
+    /// A failed pull: ErrImagePull held with its back-off, the kubelet's Failed event; the
+    /// message to return.
+    fn pull_failed(&mut self, pod: &Pod, name: &str, image: &str, message: String) -> String {
+        let w = Waiting {
+            reason: "ErrImagePull".into(),
+            message: message.clone(),
+        };
+        self.hold_pull(&pod.metadata.uid, name, w);
+        self.event(
+            pod,
+            Some(name),
+            true,
+            "Failed",
+            format!("Failed to pull image {image:?}: {message}"),
+        );
+        message
     }
 
     fn hold_pull(&mut self, uid: &str, name: &str, w: Waiting) {
