@@ -114,6 +114,18 @@ const UID_LABEL: &str = "io.kubernetes.pod.uid";
 /// Threads that run probes (each probe bounded by its timeout).
 const PROBE_WORKERS: usize = 4;
 
+/// What a pod's checkpoint must follow: the object without its resourceVersion and managed
+/// fields, and of its status the phase and start time (admission and deadlines after a restore).
+fn checkpoint_key(p: &Pod) -> Value {
+    let mut v = p.raw.clone();
+    if let Some(m) = v["metadata"].as_object_mut() {
+        m.remove("resourceVersion");
+        m.remove("managedFields");
+    }
+    v["status"] = json!({"phase": p.status["phase"], "startTime": p.status["startTime"]});
+    v
+}
+
 /// Removes a directory tree of a gone pod (logs, volumes); already gone is fine.
 fn remove_tree(dir: &std::path::Path) {
     match std::fs::remove_dir_all(dir) {
@@ -448,8 +460,16 @@ impl Owner {
     }
 
     fn upsert(&mut self, pod: Pod) {
-        self.checkpoint(&pod);
         let uid = pod.metadata.uid.clone();
+        // Written when the pod changed in what a restore needs, not on every status echo (each
+        // status write comes back through the watch; the node's storage may be flash).
+        if self
+            .pods
+            .get(&uid)
+            .is_none_or(|e| checkpoint_key(&e.pod) != checkpoint_key(&pod))
+        {
+            self.checkpoint(&pod);
+        }
         match self.pods.get_mut(&uid) {
             Some(e) => {
                 // A watch event older than the status the agent last wrote keeps that status.
@@ -739,13 +759,27 @@ impl Owner {
                 &c.id,
                 c.state,
                 || {
-                    self.runtime
+                    let mut st = self
+                        .runtime
                         .container_status(&ContainerStatusRequest {
                             container_id: c.id.clone(),
                             verbose: false,
                         })
-                        .map_err(|e| e.to_string())
-                        .map(|r| r.status.unwrap_or_default())
+                        .map_err(|e| e.to_string())?
+                        .status
+                        .unwrap_or_default();
+                    // Read once, when the container is seen exited (cached with the status).
+                    let meta = st.metadata.clone().unwrap_or_default();
+                    if let Some(m) = self.termination_message(
+                        uid,
+                        &meta.name,
+                        meta.attempt,
+                        st.state,
+                        st.exit_code,
+                    ) {
+                        st.message = m;
+                    }
+                    Ok(st)
                 },
                 |s| Cached::Status(Box::new(s)),
                 |c| match c {
@@ -769,9 +803,7 @@ impl Owner {
                     },
                     exit_code: st.exit_code,
                     reason: st.reason,
-                    message: self
-                        .termination_message(uid, &meta.name, meta.attempt, st.state, st.exit_code)
-                        .unwrap_or(st.message),
+                    message: st.message,
                     created_at: st.created_at,
                     started_at: st.started_at,
                     finished_at: st.finished_at,
