@@ -1,6 +1,10 @@
 //! Container logs in the CRI format (`<RFC3339Nano> <stdout|stderr> <P|F> <message>\n`, P for a
-//! partial line): a sans-IO line parser and the kubelet's reading of a log file for
-//! `/containerLogs` (timestamps, tailLines, limitBytes, stream selection).
+//! partial line): a sans-IO line parser, a streaming renderer that turns a log's bytes into what
+//! `kubectl logs` shows (timestamps, since, limitBytes) holding no more than one line's header,
+//! and the seeks that find where `tailLines` (read from the end) and `sinceTime` (bisected)
+//! start. A log of any size is served in bounded memory: [`LogReader`] reads it in chunks.
+
+use std::io::{Read, Seek, SeekFrom};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
@@ -55,50 +59,427 @@ pub struct Options {
     pub timestamps: bool,
     pub tail_lines: Option<usize>,
     pub limit_bytes: Option<usize>,
+    /// Only lines at or after this time (nanoseconds since the epoch): sinceTime/sinceSeconds.
+    pub since: Option<i64>,
     /// Only this stream, when set.
     pub stream: Option<Stream>,
 }
 
-/// The messages of a CRI log file's bytes, as `kubectl logs` shows them. Malformed lines are
-/// skipped (the kubelet logs and skips them too).
-pub fn render(content: &[u8], o: &Options) -> Vec<u8> {
-    let mut lines: Vec<Vec<u8>> = Vec::new();
-    let mut pending: Option<Vec<u8>> = None;
-    for (i, raw) in content.split(|b| *b == b'\n').enumerate() {
-        if raw.is_empty() {
-            continue;
+/// The longest line header (timestamp, stream, tag) accepted; a longer one is malformed.
+const HEADER_MAX: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading a line's header; `spaces` seen so far.
+    Header { spaces: u8 },
+    /// Passing a line's message through (`emit`: shown; `partial`: no newline after it).
+    Message { emit: bool, partial: bool },
+    /// A malformed line: skipped to its end.
+    Skip,
+}
+
+/// The header of a line, parsed: what to do with its message.
+fn classify(header: &[u8], o: &Options) -> Option<(bool, bool)> {
+    let l = parse_line(header, 0).ok()?;
+    if o.stream.is_some_and(|s| s != l.stream) {
+        return Some((false, l.partial));
+    }
+    if let Some(since) = o.since {
+        // A line whose time cannot be read cannot be placed: it is not shown.
+        let t = crate::timefmt::parse_rfc3339_nanos(l.time)?;
+        if t < since {
+            return Some((false, l.partial));
         }
-        let Ok(l) = parse_line(raw, i + 1) else {
-            continue;
+    }
+    Some((true, l.partial))
+}
+
+/// A sans-IO renderer of a CRI log's bytes, fed in pieces of any size: each line's message as
+/// `kubectl logs` shows it (partial lines joined, the timestamp before each whole line when
+/// asked), malformed lines skipped (as the kubelet skips them), stopping at `limitBytes`.
+#[derive(Debug, Clone)]
+pub struct Renderer {
+    o: Options,
+    state: State,
+    header: [u8; HEADER_MAX],
+    header_len: usize,
+    /// The last line shown was partial: the next shown message continues its line.
+    mid_line: bool,
+    written: usize,
+}
+
+impl Renderer {
+    pub fn new(o: &Options) -> Renderer {
+        Renderer {
+            o: o.clone(),
+            state: State::Header { spaces: 0 },
+            header: [0; HEADER_MAX],
+            header_len: 0,
+            mid_line: false,
+            written: 0,
+        }
+    }
+
+    /// `limitBytes` reached: nothing more will be written.
+    pub fn is_done(&self) -> bool {
+        self.o.limit_bytes.is_some_and(|l| self.written >= l)
+    }
+
+    /// Appends `data` to `out` within the limit.
+    fn put(&mut self, out: &mut Vec<u8>, data: &[u8]) {
+        let n = match self.o.limit_bytes {
+            Some(l) => data.len().min(l.saturating_sub(self.written)),
+            None => data.len(),
         };
-        if o.stream.is_some_and(|s| s != l.stream) {
-            continue;
-        }
-        let buf = pending.get_or_insert_with(|| {
-            if o.timestamps {
-                let mut b = l.time.as_bytes().to_vec();
-                b.push(b' ');
-                b
-            } else {
-                Vec::new()
+        out.extend_from_slice(&data[..n]);
+        self.written += n;
+    }
+
+    /// A header is complete (at its third space, or at the end of a line without a message).
+    fn header_done(&mut self, out: &mut Vec<u8>) {
+        let header = &self.header[..self.header_len];
+        // The header without its trailing space, as parse_line wants it.
+        let trimmed = header.strip_suffix(b" ").unwrap_or(header);
+        self.state = match classify(trimmed, &self.o) {
+            None => State::Skip,
+            Some((emit, partial)) => {
+                if emit && !self.mid_line && self.o.timestamps {
+                    let time_len = trimmed.iter().position(|b| *b == b' ').unwrap_or(0);
+                    let mut t = [0u8; HEADER_MAX];
+                    t[..time_len].copy_from_slice(&self.header[..time_len]);
+                    self.put(out, &t[..time_len]);
+                    self.put(out, b" ");
+                }
+                State::Message { emit, partial }
             }
-        });
-        buf.extend_from_slice(l.message);
-        if !l.partial {
-            buf.push(b'\n');
-            lines.extend(pending.take());
+        };
+        self.header_len = 0;
+    }
+
+    /// The end of a line's message.
+    fn line_done(&mut self, out: &mut Vec<u8>) {
+        if let State::Message {
+            emit: true,
+            partial,
+        } = self.state
+        {
+            if partial {
+                self.mid_line = true;
+            } else {
+                self.put(out, b"\n");
+                self.mid_line = false;
+            }
+        }
+        self.state = State::Header { spaces: 0 };
+    }
+
+    /// Renders `input` (the next bytes of the log) onto `out`.
+    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+        while !input.is_empty() && !self.is_done() {
+            match self.state {
+                State::Header { spaces } => {
+                    let b = input[0];
+                    input = &input[1..];
+                    if b == b'\n' {
+                        // A line that ends in its header: valid with an empty message when it
+                        // has its stream and tag (`<time> stdout F`).
+                        if spaces == 2 {
+                            self.header_done(out);
+                            self.line_done(out);
+                        } else {
+                            self.header_len = 0;
+                            self.state = State::Header { spaces: 0 };
+                        }
+                        continue;
+                    }
+                    if self.header_len == HEADER_MAX {
+                        self.header_len = 0;
+                        self.state = State::Skip;
+                        continue;
+                    }
+                    self.header[self.header_len] = b;
+                    self.header_len += 1;
+                    if b == b' ' {
+                        if spaces == 2 {
+                            self.header_done(out);
+                        } else {
+                            self.state = State::Header { spaces: spaces + 1 };
+                        }
+                    }
+                }
+                State::Message { emit, .. } => {
+                    let end = input.iter().position(|b| *b == b'\n');
+                    let msg = &input[..end.unwrap_or(input.len())];
+                    if emit {
+                        self.put(out, msg);
+                    }
+                    input = &input[msg.len()..];
+                    if end.is_some() {
+                        input = &input[1..];
+                        self.line_done(out);
+                    }
+                }
+                State::Skip => match input.iter().position(|b| *b == b'\n') {
+                    Some(i) => {
+                        input = &input[i + 1..];
+                        self.state = State::Header { spaces: 0 };
+                    }
+                    None => input = &[],
+                },
+            }
         }
     }
-    lines.extend(pending.take());
-    if let Some(n) = o.tail_lines {
-        let skip = lines.len().saturating_sub(n);
-        lines.drain(..skip);
+
+    /// The end of the log: a last line without its newline ends there (a full one gets its
+    /// newline, as when each line is read whole).
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.is_done() {
+            return;
+        }
+        match self.state {
+            State::Header { spaces: 2 } => {
+                self.header_done(out);
+                self.line_done(out);
+            }
+            State::Message { .. } => self.line_done(out),
+            _ => {}
+        }
     }
-    let mut out: Vec<u8> = lines.concat();
-    if let Some(limit) = o.limit_bytes {
-        out.truncate(limit);
+}
+
+/// Reading a log backwards in blocks, for finding line starts from the end.
+struct Backwards<'a, R> {
+    r: &'a mut R,
+    buf: Vec<u8>,
+    /// The file offset of `buf[0]`.
+    at: u64,
+}
+
+const BLOCK: usize = 64 * 1024;
+
+impl<R: Read + Seek> Backwards<'_, R> {
+    fn read_at(&mut self, pos: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        self.r.seek(SeekFrom::Start(pos))?;
+        let mut v = Vec::with_capacity(len);
+        self.r.by_ref().take(len as u64).read_to_end(&mut v)?;
+        Ok(v)
     }
-    out
+
+    /// The offset of the last newline before `before`, if any.
+    fn newline_before(&mut self, before: u64) -> std::io::Result<Option<u64>> {
+        let mut before = before;
+        loop {
+            let end = self.at + self.buf.len() as u64;
+            if before > self.at && before <= end {
+                let upto = (before - self.at) as usize;
+                if let Some(i) = self.buf[..upto].iter().rposition(|b| *b == b'\n') {
+                    return Ok(Some(self.at + i as u64));
+                }
+                before = self.at;
+            }
+            if before == 0 {
+                return Ok(None);
+            }
+            let start = before.saturating_sub(BLOCK as u64);
+            self.buf = self.read_at(start, (before - start) as usize)?;
+            self.at = start;
+            if self.buf.is_empty() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Up to HEADER_MAX bytes of the line at `[start, end)`.
+    fn header(&mut self, start: u64, end: u64) -> std::io::Result<Vec<u8>> {
+        let len = (end - start).min(HEADER_MAX as u64) as usize;
+        let buf_end = self.at + self.buf.len() as u64;
+        if start >= self.at && start + len as u64 <= buf_end {
+            let i = (start - self.at) as usize;
+            return Ok(self.buf[i..i + len].to_vec());
+        }
+        self.read_at(start, len)
+    }
+}
+
+/// The line of `header` bytes as (shown under `o`'s stream filter, partial); None if malformed.
+fn header_kind(header: &[u8], o: &Options) -> Option<(bool, bool)> {
+    let line = header.split(|b| *b == b'\n').next().unwrap_or(header);
+    // Only the header matters; a message cut at HEADER_MAX is fine.
+    let l = parse_line(line, 0).ok()?;
+    Some((o.stream.is_none_or(|s| s == l.stream), l.partial))
+}
+
+/// Where the last `n` lines (as `kubectl logs` counts them: partial entries joined into one)
+/// of a log of `len` bytes begin: the offset of a line start, found by reading from the end in
+/// blocks; memory stays at one block whatever the log's size.
+pub fn tail_start<R: Read + Seek>(
+    r: &mut R,
+    len: u64,
+    n: usize,
+    o: &Options,
+) -> std::io::Result<u64> {
+    let mut b = Backwards {
+        r,
+        buf: Vec::new(),
+        at: len,
+    };
+    let mut line_end = len;
+    // The newline that ends the last line belongs to it.
+    let last_nl = b.newline_before(len)?;
+    let mut search = match last_nl {
+        Some(i) if i + 1 == len => i,
+        _ => len,
+    };
+    let mut count = 0usize;
+    loop {
+        let nl = b.newline_before(search)?;
+        let start = nl.map_or(0, |i| i + 1);
+        if start < line_end {
+            let header = b.header(start, line_end)?;
+            if let Some((true, partial)) = header_kind(&header, o) {
+                if count == 0 || !partial {
+                    count += 1;
+                }
+                if count > n {
+                    return Ok(line_end);
+                }
+            }
+        }
+        match nl {
+            None => return Ok(0),
+            Some(i) => {
+                line_end = i + 1;
+                search = i;
+            }
+        }
+    }
+}
+
+/// The start of the first line at or after `mid` within `[mid, hi)` and its time, looking at
+/// most one block ahead; lines without a readable time are passed over.
+fn line_after<R: Read + Seek>(r: &mut R, mid: u64, hi: u64) -> std::io::Result<Option<(u64, i64)>> {
+    r.seek(SeekFrom::Start(mid))?;
+    let mut buf = Vec::with_capacity(BLOCK);
+    r.by_ref()
+        .take((hi - mid).min(BLOCK as u64))
+        .read_to_end(&mut buf)?;
+    let mut i = match buf.iter().position(|b| *b == b'\n') {
+        Some(i) if mid > 0 => i + 1,
+        _ if mid == 0 => 0,
+        _ => return Ok(None),
+    };
+    while i < buf.len() {
+        let line = &buf[i..];
+        let line = &line[..line.iter().position(|b| *b == b'\n').unwrap_or(line.len())];
+        if let Some(t) = parse_line(line, 0)
+            .ok()
+            .and_then(|l| crate::timefmt::parse_rfc3339_nanos(l.time))
+        {
+            return Ok(Some((mid + i as u64, t)));
+        }
+        i += line.len() + 1;
+    }
+    Ok(None)
+}
+
+/// A line start at or before the first line of time >= `since` in a log of `len` bytes,
+/// bisected on the lines' times (a CRI log is written in time order), so that a read for
+/// `sinceTime` starts near it instead of at the top; the renderer still drops earlier lines.
+pub fn since_start<R: Read + Seek>(r: &mut R, len: u64, since: i64) -> std::io::Result<u64> {
+    let (mut lo, mut hi) = (0u64, len);
+    while hi - lo > BLOCK as u64 {
+        let mid = lo + (hi - lo) / 2;
+        match line_after(r, mid, hi)? {
+            Some((start, t)) if t < since => lo = start,
+            _ => hi = mid,
+        }
+    }
+    Ok(lo)
+}
+
+/// What one [`LogReader::read_chunk`] gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Bytes were read (the output may still be empty: skipped lines).
+    More,
+    /// The end of the file for now (a follower waits and reads again).
+    Eof,
+    /// `limitBytes` reached.
+    Done,
+}
+
+/// Reads a log file from where its options start it (tail or since), in chunks of at most
+/// `CHUNK` bytes of input, each rendered on the way out.
+pub struct LogReader<R> {
+    r: R,
+    renderer: Renderer,
+    buf: Vec<u8>,
+}
+
+/// Bytes of the log read per chunk.
+pub const CHUNK: usize = 32 * 1024;
+
+impl<R: Read + Seek> LogReader<R> {
+    pub fn new(mut r: R, o: &Options) -> std::io::Result<LogReader<R>> {
+        let len = r.seek(SeekFrom::End(0))?;
+        let mut start = 0;
+        if let Some(since) = o.since {
+            start = since_start(&mut r, len, since)?;
+        }
+        if let Some(n) = o.tail_lines {
+            start = start.max(tail_start(&mut r, len, n, o)?);
+        }
+        r.seek(SeekFrom::Start(start))?;
+        Ok(LogReader {
+            r,
+            renderer: Renderer::new(o),
+            buf: vec![0; CHUNK],
+        })
+    }
+
+    /// Reads the next chunk and appends what it renders to `out`.
+    pub fn read_chunk(&mut self, out: &mut Vec<u8>) -> std::io::Result<Progress> {
+        if self.renderer.is_done() {
+            return Ok(Progress::Done);
+        }
+        let n = loop {
+            match self.r.read(&mut self.buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            return Ok(Progress::Eof);
+        }
+        self.renderer.feed(&self.buf[..n], out);
+        Ok(if self.renderer.is_done() {
+            Progress::Done
+        } else {
+            Progress::More
+        })
+    }
+
+    /// The end of the log, for a reader that does not follow.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.renderer.finish(out);
+    }
+
+    /// Everything from the start to the end of the file (for small outputs: termination
+    /// messages, tests).
+    pub fn read_all(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        while self.read_chunk(&mut out)? == Progress::More {}
+        self.finish(&mut out);
+        Ok(out)
+    }
+}
+
+/// The messages of a CRI log's bytes, as `kubectl logs` shows them.
+pub fn render(content: &[u8], o: &Options) -> Vec<u8> {
+    LogReader::new(std::io::Cursor::new(content), o)
+        .and_then(|mut r| r.read_all())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -138,9 +519,12 @@ garbage\n\
         );
     }
 
+    fn all(o: Options) -> String {
+        String::from_utf8_lossy(&render(LOG, &o)).into_owned()
+    }
+
     #[test]
     fn render_as_kubectl_logs_shows_it() {
-        let all = |o: Options| String::from_utf8_lossy(&render(LOG, &o)).into_owned();
         assert_eq!(all(Options::default()), "hello\noops\npartial\nlast\n");
         assert_eq!(
             all(Options {
@@ -166,6 +550,15 @@ garbage\n\
         );
         assert_eq!(
             all(Options {
+                timestamps: true,
+                tail_lines: Some(2),
+                ..Options::default()
+            }),
+            "2026-11-29T01:00:02.000000001Z partial\n2026-11-29T01:00:03.000000001Z last\n",
+            "a joined line shows the time of its first entry"
+        );
+        assert_eq!(
+            all(Options {
                 limit_bytes: Some(3),
                 ..Options::default()
             }),
@@ -176,5 +569,143 @@ garbage\n\
             String::from_utf8_lossy(&render(b"t stdout P abc", &Options::default())),
             "abc"
         );
+        assert_eq!(
+            String::from_utf8_lossy(&render(b"t stdout F", &Options::default())),
+            "\n"
+        );
+    }
+
+    #[test]
+    fn tail_counts_joined_lines_from_the_end() {
+        for (n, want) in [
+            (0, ""),
+            (1, "last\n"),
+            (2, "partial\nlast\n"),
+            (3, "oops\npartial\nlast\n"),
+            (4, "hello\noops\npartial\nlast\n"),
+            (99, "hello\noops\npartial\nlast\n"),
+        ] {
+            let o = Options {
+                tail_lines: Some(n),
+                ..Options::default()
+            };
+            assert_eq!(all(o), want, "tail {n}");
+        }
+        // A trailing partial entry counts as a line; no final newline is fine too.
+        let log = b"t stdout F one\nt stdout F two\nt stdout P thr";
+        let o = Options {
+            tail_lines: Some(2),
+            ..Options::default()
+        };
+        assert_eq!(String::from_utf8_lossy(&render(log, &o)), "two\nthr");
+        let log = b"t stdout F one\nt stdout F two";
+        assert_eq!(String::from_utf8_lossy(&render(log, &o)), "one\ntwo\n");
+    }
+
+    #[test]
+    fn since_keeps_later_lines() {
+        let at = |s: &str| crate::timefmt::parse_rfc3339_nanos(s);
+        let o = Options {
+            since: at("2026-11-29T01:00:02.000000001Z"),
+            ..Options::default()
+        };
+        assert_eq!(all(o), "partial\nlast\n");
+        let o = Options {
+            since: at("2026-11-29T01:00:03.5Z"),
+            ..Options::default()
+        };
+        assert_eq!(all(o), "");
+    }
+
+    /// The streaming renderer gives the same output whatever the pieces it is fed.
+    #[test]
+    fn any_split_renders_the_same() {
+        let opts = [
+            Options::default(),
+            Options {
+                timestamps: true,
+                ..Options::default()
+            },
+            Options {
+                limit_bytes: Some(10),
+                timestamps: true,
+                ..Options::default()
+            },
+        ];
+        for o in &opts {
+            let whole = render(LOG, o);
+            for step in 1..20 {
+                let mut r = Renderer::new(o);
+                let mut out = Vec::new();
+                for piece in LOG.chunks(step) {
+                    r.feed(piece, &mut out);
+                }
+                r.finish(&mut out);
+                assert_eq!(out, whole, "pieces of {step} with {o:?}");
+            }
+        }
+    }
+
+    /// A log of many blocks: tail and since read from near the end, and agree with a full read.
+    #[test]
+    fn big_logs_tail_and_since_match_a_full_read() {
+        let mut log = Vec::new();
+        let t0 = 1_795_910_400i64;
+        for i in 0..40_000i64 {
+            let t = crate::timefmt::Civil::from_system(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis((t0 * 1000 + i) as u64),
+            );
+            let time = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+                t.year,
+                t.month,
+                t.day,
+                t.hour,
+                t.minute,
+                t.second,
+                (i % 1000) * 1_000_000
+            );
+            if i % 7 == 0 {
+                log.extend_from_slice(format!("{time} stdout P part{i}-").as_bytes());
+                log.push(b'\n');
+            }
+            log.extend_from_slice(format!("{time} stdout F line {i}\n").as_bytes());
+        }
+        assert!(log.len() > 20 * BLOCK);
+        let full = String::from_utf8_lossy(&render(&log, &Options::default())).into_owned();
+        let lines: Vec<&str> = full.lines().collect();
+        let o = Options {
+            tail_lines: Some(1234),
+            ..Options::default()
+        };
+        let tail = String::from_utf8_lossy(&render(&log, &o)).into_owned();
+        assert_eq!(
+            tail.lines().collect::<Vec<_>>(),
+            lines[lines.len() - 1234..]
+        );
+        let since = (t0 * 1000 + 31_000) * 1_000_000;
+        let o = Options {
+            since: Some(since),
+            ..Options::default()
+        };
+        let got = String::from_utf8_lossy(&render(&log, &o)).into_owned();
+        assert_eq!(got.lines().next(), Some("line 31000"));
+        assert_eq!(got.lines().count(), lines.len() - 31_000);
+        let mut c = std::io::Cursor::new(&log[..]);
+        let start = since_start(&mut c, log.len() as u64, since).unwrap_or(0);
+        assert!(start > 0, "bisected, not read from the top");
+    }
+
+    /// A line far longer than a chunk, and a header longer than any real one, cost no memory.
+    #[test]
+    fn hostile_lines_stream_or_are_skipped() {
+        let mut log = b"t stdout F ".to_vec();
+        log.extend(std::iter::repeat_n(b'x', 3 * CHUNK));
+        log.extend_from_slice(b"\n");
+        log.extend(std::iter::repeat_n(b'y', 1000));
+        log.extend_from_slice(b" stdout F no\nt stdout F after\n");
+        let out = render(&log, &Options::default());
+        assert_eq!(out.len(), 3 * CHUNK + 1 + "after\n".len());
+        assert!(out.ends_with(b"x\nafter\n"));
     }
 }

@@ -60,6 +60,10 @@ fn run(args: impl Iterator<Item = String>) -> Result<(), Error> {
         settings.kubelet.fail_swap_on,
         &tinylet::node::host::Roots::host(),
     )?;
+    match tinylet::node::startup::open_files_limit(settings.kubelet.max_open_files) {
+        Ok(n) => vinfo!(2, "open files limit {n}"),
+        Err(e) => warn!("maxOpenFiles: {e}"),
+    }
     tinylet::node::startup::data_dirs(
         &settings.flags.root_dir,
         std::path::Path::new(&settings.kubelet.pod_logs_dir),
@@ -401,7 +405,9 @@ fn start_servers(
 ) -> Result<(), Error> {
     use tinylet::server;
     let k = &s.kubelet;
+    let syncloop: server::healthz::SyncLoopCheck = std::sync::Arc::new(|| Ok(()));
     if k.healthz_port != 0 {
+        let syncloop = syncloop.clone();
         // As the kubelet: a healthz port that cannot be bound is retried every 5 s, not fatal.
         let addr = std::net::SocketAddr::new(k.healthz_bind_address, k.healthz_port);
         std::thread::spawn(move || {
@@ -410,7 +416,7 @@ fn start_servers(
                 match std::net::TcpListener::bind(addr) {
                     Ok(l) => {
                         info!("healthz on http://{addr}/healthz");
-                        server::serve_healthz(l);
+                        server::serve_healthz(l, syncloop.clone());
                     }
                     Err(e) if !logged => {
                         error!("Failed to start healthz server on {addr}: {e}; retrying every 5s");
@@ -459,6 +465,7 @@ fn start_servers(
         pods,
         pod_logs_dir: k.pod_logs_dir.clone().into(),
         runtime: Some(runtime),
+        syncloop,
     });
     std::thread::spawn(move || server::serve(l, tls, state));
     info!("kubelet API on https://{addr}");

@@ -77,6 +77,42 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     u64::try_from(days * 86_400 + h * 3600 + mi * 60 + se).ok()
 }
 
+/// Nanoseconds since the epoch of an RFC 3339 time with any fraction and a `Z` or `±hh:mm`
+/// offset (`2026-11-29T01:02:03.123456789Z`, the CRI log's and `sinceTime`'s format); None when
+/// it is not one.
+pub fn parse_rfc3339_nanos(s: &str) -> Option<i64> {
+    if s.len() < 20 || !s.is_ascii() {
+        return None;
+    }
+    let (rest, offset) = if let Some(r) = s.strip_suffix('Z').or_else(|| s.strip_suffix('z')) {
+        (r, 0i64)
+    } else {
+        let (r, tz) = s.split_at(s.len().checked_sub(6)?);
+        let t = tz.as_bytes();
+        if !matches!(t[0], b'+' | b'-') || t[3] != b':' {
+            return None;
+        }
+        let hh: i64 = tz.get(1..3)?.parse().ok()?;
+        let mm: i64 = tz.get(4..6)?.parse().ok()?;
+        let off = (hh * 60 + mm) * 60;
+        (r, if t[0] == b'-' { -off } else { off })
+    };
+    let (whole, frac) = match rest.split_at_checked(19)? {
+        (w, "") => (w, ""),
+        (w, f) => (w, f.strip_prefix('.').filter(|f| !f.is_empty())?),
+    };
+    if frac.len() > 9 || !frac.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let secs = i64::try_from(parse_rfc3339(&format!("{whole}Z"))?).ok()? - offset;
+    let nanos: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().ok()?
+    };
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
 /// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -138,5 +174,32 @@ mod tests {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:01.5Z"), Some(1));
         assert_eq!(parse_rfc3339("2026-13-29T01:02:03Z"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn rfc3339_nanos_with_fractions_and_offsets() {
+        let base = 1_795_910_399_i64 * 1_000_000_000;
+        assert_eq!(parse_rfc3339_nanos("2026-11-28T23:59:59Z"), Some(base));
+        assert_eq!(
+            parse_rfc3339_nanos("2026-11-28T23:59:59.000000001Z"),
+            Some(base + 1)
+        );
+        assert_eq!(
+            parse_rfc3339_nanos("2026-11-28T23:59:59.5Z"),
+            Some(base + 500_000_000)
+        );
+        assert_eq!(parse_rfc3339_nanos("2026-11-29T01:59:59+02:00"), Some(base));
+        assert_eq!(parse_rfc3339_nanos("2026-11-28T22:59:59-01:00"), Some(base));
+        for bad in [
+            "",
+            "2026-11-28T23:59:59",
+            "2026-11-28T23:59:59.Z",
+            "2026-11-28T23:59:59.1234567890Z",
+            "2026-11-28T23:59:59+0200",
+            "2026-11-28T23:59:59.x1Z",
+            "2026-11-28T23:59:5é",
+        ] {
+            assert_eq!(parse_rfc3339_nanos(bad), None, "{bad:?}");
+        }
     }
 }

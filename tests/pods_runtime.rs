@@ -7,82 +7,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::pods::*;
 use common::runtime::RuntimeEnv;
 use common::*;
 use serde_json::Value;
-
-fn wait<T>(agent: &mut Agent, what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; agent log:\n{}",
-            agent.log_so_far()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-/// The seed's RBAC steps: bootstrappers, CSR auto-approval, and (step 4) the API server's
-/// identity on the kubelet API (kubectl logs/exec).
-fn seed_steps(seed: &Seed) {
-    seed.bind_bootstrappers();
-    seed.apply_csr_crb();
-    seed.kubectl(&[
-        "create",
-        "clusterrolebinding",
-        "kube-apiserver:kubelet-apis",
-        "--clusterrole=system:kubelet-api-admin",
-        "--user=kubernetes-master",
-    ]);
-}
-
-/// The agent's flags for node n1 on `env`'s runtime with config `cfg` and root dir `root`.
-fn node_args(
-    seed: &Seed,
-    env: &RuntimeEnv,
-    cfg: &std::path::Path,
-    root: &std::path::Path,
-    v: bool,
-) -> Vec<String> {
-    let mut extra = vec![
-        format!("--config={}", cfg.display()),
-        "--node-ip=127.0.0.1".into(),
-        format!(
-            "--container-runtime-endpoint=unix://{}",
-            env.endpoint().path()
-        ),
-        format!("--root-dir={}", root.display()),
-    ];
-    if v {
-        extra.push("--v=2".into());
-    }
-    seed.agent_args("n1", &extra)
-}
-
-/// A KubeletConfiguration serving 10250's API on a free local port as the seed does (webhook
-/// authn/authz, a serving certificate by CSR), pods on `env`'s runtime, plus `extra` lines.
-fn serving_config(seed: &Seed, env: &RuntimeEnv, logs: &std::path::Path, extra: &str) -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    format!(
-        "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\n\
-         address: 127.0.0.1\nport: {port}\nhealthzPort: 0\nserverTLSBootstrap: true\n\
-         authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n  x509:\n    clientCAFile: {}\n\
-         authorization:\n  mode: Webhook\n\
-         nodeStatusUpdateFrequency: 1s\npodLogsDir: {}\ncgroupRoot: {}\n{extra}",
-        seed.sim_dir.join("ca.pem").display(),
-        logs.display(),
-        env.cgroup_parent()
-    )
-}
 
 /// Lifecycle hooks and a startup probe; the preStop hook leaves a file in a hostPath.
 const HOOKS: &str = r#"
@@ -305,17 +235,13 @@ fn pods_run_report_restart_complete_and_terminate() {
         return;
     };
     let tmp = tempdir();
-    let seed = Seed::start(tmp.path(), &["--approve-serving-csrs"]);
-    seed_steps(&seed);
-    let logs = tmp.path().join("pod-logs");
-    let cfg = tmp.path().join("kubelet-config.yaml");
-    write(
-        &cfg,
-        &serving_config(&seed, &env, &logs, "podPidsLimit: 77\n"),
-    );
-    let args = node_args(&seed, &env, &cfg, &tmp.path().join("root"), true);
-    let mut agent = Agent::start(&args);
-    agent.expect("Successfully registered node \"n1\"");
+    let PodNode {
+        seed,
+        mut agent,
+        logs,
+        args,
+        ..
+    } = PodNode::start(&env, tmp.path(), "podPidsLimit: 77\n", true);
     wait(&mut agent, "the node to be Ready", 30, || {
         seed.try_get(&["node", "n1"]).filter(|n| {
             n["status"]["conditions"].as_array().is_some_and(|c| {

@@ -51,6 +51,7 @@ pub const IMPLEMENTED_FIELDS: &[&str] = &[
     "authorization",
     "enableDebuggingHandlers",
     "failSwapOn",
+    "maxOpenFiles",
     "containerRuntimeEndpoint",
     "imageServiceEndpoint",
     "runtimeRequestTimeout",

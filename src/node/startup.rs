@@ -1,5 +1,5 @@
-//! Start-up checks and hand-offs to the init system: failSwapOn, the data directories with
-//! their modes, and systemd's `sd_notify` READY=1.
+//! Start-up checks and hand-offs to the init system: failSwapOn, the open-files limit
+//! (maxOpenFiles), the data directories with their modes, and systemd's `sd_notify` READY=1.
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -32,6 +32,31 @@ pub fn check_swap(fail_swap_on: bool, roots: &Roots) -> Result<(), StartupError>
         Ok(())
     } else {
         Err(StartupError::SwapOn(on))
+    }
+}
+
+/// `maxOpenFiles`: the process's open-files limit (soft and hard), as the kubelet sets it.
+/// Without the privilege to raise the hard limit, the soft one goes up to the hard one (as Go
+/// does for every program). The limit in force is returned; the kubelet fails on an error, an
+/// agent on a box is better off running with the limit it has: the caller warns.
+pub fn open_files_limit(max_open_files: i64) -> Result<u64, String> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let want = u64::try_from(max_open_files).unwrap_or(0);
+    let (soft, hard) =
+        getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| format!("reading RLIMIT_NOFILE: {e}"))?;
+    if want == 0 || (soft >= want && hard >= want) {
+        return Ok(soft);
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, want, want.max(hard)) {
+        Ok(()) => Ok(want),
+        Err(first) => {
+            let soft = want.min(hard);
+            setrlimit(Resource::RLIMIT_NOFILE, soft, hard)
+                .map_err(|e| format!("setting RLIMIT_NOFILE to {want}: {first}; to {soft}: {e}"))?;
+            Err(format!(
+                "setting RLIMIT_NOFILE to {want}: {first}; running with {soft}"
+            ))
+        }
     }
 }
 

@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod dns;
 pub mod env;
 pub mod files;
+pub mod layout;
 pub mod owner;
 pub mod plan;
 pub mod probe;

@@ -1130,15 +1130,15 @@ impl Owner {
         let policy = pod.raw_container(name)["terminationMessagePolicy"].clone();
         if text.is_empty() && exit_code != 0 && policy == "FallbackToLogsOnError" {
             let log = self.log_dir(pod).join(name).join(format!("{attempt}.log"));
-            let content = std::fs::read(&log).unwrap_or_default();
-            text = crate::logs::render(
-                &content,
-                &crate::logs::Options {
-                    tail_lines: Some(80),
-                    limit_bytes: Some(2048),
-                    ..Default::default()
-                },
-            );
+            // Read from the end: a log may be hundreds of MB.
+            let o = crate::logs::Options {
+                tail_lines: Some(80),
+                limit_bytes: Some(2048),
+                ..Default::default()
+            };
+            text = std::fs::File::open(&log)
+                .and_then(|f| crate::logs::LogReader::new(f, &o)?.read_all())
+                .unwrap_or_default();
         }
         (!text.is_empty()).then(|| String::from_utf8_lossy(&text).into_owned())
     }

@@ -20,6 +20,34 @@ pub struct User {
     pub groups: Vec<String>,
 }
 
+/// What the connection's client certificate says (see `tls`): none, a user whose chain the
+/// client CA verifies, or why it does not verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cert {
+    None,
+    Verified(User),
+    Invalid(String),
+}
+
+/// The token of an `Authorization` header, as apiserver's bearer token authenticator reads it:
+/// trimmed, split on single spaces into at most three parts, the scheme `bearer` in any case,
+/// the token the second part (`Bearer  x`, with two spaces, has an empty one: none).
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let mut parts = header.trim().splitn(3, ' ');
+    let scheme = parts.next()?;
+    let token = parts.next()?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Every authenticated user is in `system:authenticated` (apiserver's AuthenticatedGroupAdder).
+fn with_authenticated_group(mut u: User) -> User {
+    let all = ["system:authenticated", "system:unauthenticated"];
+    if u.name != "system:anonymous" && !u.groups.iter().any(|g| all.contains(&g.as_str())) {
+        u.groups.push("system:authenticated".into());
+    }
+    u
+}
+
 /// The attributes of a request, as the kubelet maps them (pkg/kubelet/server/auth.go).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attributes {
@@ -127,28 +155,32 @@ impl Auth {
         self.client.forget();
     }
 
-    /// Who is asking: the verified certificate's subject, a reviewed token, or anonymous.
-    /// `Err(NeedsIo)` when that takes a TokenReview and `io` is false.
+    /// Who is asking, as the kubelet's authenticator chain: the union of the x509 and bearer
+    /// token authenticators (the first to succeed wins), then anonymous when enabled, but only
+    /// if none of them failed (a certificate that does not verify, a token the API server does
+    /// not accept: 401). `Err(NeedsIo)` when that takes a TokenReview and `io` is false.
     fn authenticate(
         &self,
-        cert_user: Option<User>,
+        cert: Cert,
         authorization: Option<&str>,
         io: bool,
     ) -> Result<Option<User>, NeedsIo> {
-        if let Some(u) = cert_user {
-            return Ok(Some(u));
-        }
-        if let Some(token) = authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-        {
-            if !self.webhook_authn {
-                return Ok(None);
+        let mut failed = false;
+        match cert {
+            Cert::Verified(u) => return Ok(Some(with_authenticated_group(u))),
+            Cert::Invalid(why) => {
+                crate::vinfo!(3, "x509 authentication failed: {why}");
+                failed = true;
             }
-            return self.review_token(token, io);
+            Cert::None => {}
         }
-        Ok(self.anonymous.then(|| User {
+        if let (Some(token), true) = (authorization.and_then(bearer_token), self.webhook_authn) {
+            match self.review_token(token, io)? {
+                Some(u) => return Ok(Some(with_authenticated_group(u))),
+                None => failed = true,
+            }
+        }
+        Ok((self.anonymous && !failed).then(|| User {
             name: "system:anonymous".into(),
             groups: vec!["system:unauthenticated".into()],
         }))
@@ -210,12 +242,12 @@ impl Auth {
     /// The whole decision for one request (may call the API server).
     pub fn decide(
         &self,
-        cert_user: Option<User>,
+        cert: Cert,
         authorization: Option<&str>,
         method: &str,
         path: &str,
     ) -> Decision {
-        match self.decide_with(cert_user, authorization, method, path, true) {
+        match self.decide_with(cert, authorization, method, path, true) {
             Ok(d) => d,
             Err(NeedsIo) => Decision::Unauthenticated,
         }
@@ -225,24 +257,24 @@ impl Auth {
     /// token, AlwaysAllow or a cached review); `None` when a review is needed.
     pub fn decide_cached(
         &self,
-        cert_user: Option<User>,
+        cert: Cert,
         authorization: Option<&str>,
         method: &str,
         path: &str,
     ) -> Option<Decision> {
-        self.decide_with(cert_user, authorization, method, path, false)
+        self.decide_with(cert, authorization, method, path, false)
             .ok()
     }
 
     fn decide_with(
         &self,
-        cert_user: Option<User>,
+        cert: Cert,
         authorization: Option<&str>,
         method: &str,
         path: &str,
         io: bool,
     ) -> Result<Decision, NeedsIo> {
-        let Some(user) = self.authenticate(cert_user, authorization, io)? else {
+        let Some(user) = self.authenticate(cert, authorization, io)? else {
             return Ok(Decision::Unauthenticated);
         };
         let attrs = Attributes {
@@ -322,7 +354,7 @@ mod tests {
     #[test]
     fn cached_decisions_never_need_the_api_server() {
         let admin = || {
-            Some(User {
+            Cert::Verified(User {
                 name: "admin".into(),
                 groups: vec!["system:masters".into()],
             })
@@ -333,7 +365,7 @@ mod tests {
         // No kubeconfig: anything that needed the API server would fail, not hang.
         let a = Auth::new("n1", &c, None);
         assert!(matches!(
-            a.decide_cached(None, None, "GET", "/pods"),
+            a.decide_cached(Cert::None, None, "GET", "/pods"),
             Some(Decision::Unauthenticated)
         ));
         assert!(
@@ -341,7 +373,7 @@ mod tests {
             "Webhook authz without a cached review needs the API server"
         );
         assert!(
-            a.decide_cached(None, Some("Bearer abc"), "GET", "/pods")
+            a.decide_cached(Cert::None, Some("Bearer abc"), "GET", "/pods")
                 .is_none(),
             "a token without a cached review needs the API server"
         );
@@ -351,7 +383,7 @@ mod tests {
             .insert(
                 (
                     "admin".into(),
-                    vec!["system:masters".into()],
+                    vec!["system:masters".into(), "system:authenticated".into()],
                     "get",
                     "proxy",
                 ),
@@ -371,6 +403,84 @@ mod tests {
             a.decide_cached(admin(), None, "DELETE", "/pods"),
             Some(Decision::Allow(_))
         ));
+    }
+
+    #[test]
+    fn bearer_tokens_as_apiserver_reads_them() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER abc"), Some("abc"));
+        assert_eq!(bearer_token("  Bearer abc  "), Some("abc"));
+        assert_eq!(bearer_token("Bearer abc def"), Some("abc"));
+        assert_eq!(
+            bearer_token("Bearer  abc"),
+            None,
+            "two spaces: an empty token"
+        );
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token(""), None);
+    }
+
+    /// The union of authenticators, then anonymous unless one of them failed.
+    #[test]
+    fn failed_credentials_are_never_anonymous() {
+        let mut c = KubeletConfiguration::default();
+        c.authorization.mode = AuthorizationMode::AlwaysAllow;
+        c.authentication.anonymous.enabled = true;
+        c.authentication.webhook.enabled = true;
+        let a = Auth::new("n1", &c, None);
+        let allowed = |d: Option<Decision>| match d {
+            Some(Decision::Allow(u)) => Some(u.name),
+            _ => None,
+        };
+        assert_eq!(
+            allowed(a.decide_cached(Cert::None, None, "GET", "/pods")).as_deref(),
+            Some("system:anonymous")
+        );
+        assert_eq!(
+            allowed(a.decide_cached(Cert::None, Some("Basic x"), "GET", "/pods")).as_deref(),
+            Some("system:anonymous"),
+            "not a bearer token: no authenticator answers"
+        );
+        assert!(matches!(
+            a.decide_cached(Cert::Invalid("foreign CA".into()), None, "GET", "/pods"),
+            Some(Decision::Unauthenticated)
+        ));
+        a.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            "good".into(),
+            (
+                User {
+                    name: "sa".into(),
+                    groups: vec!["system:authenticated".into()],
+                },
+                Instant::now(),
+            ),
+        );
+        assert_eq!(
+            allowed(a.decide_cached(
+                Cert::Invalid("foreign CA".into()),
+                Some("Bearer good"),
+                "GET",
+                "/pods"
+            ))
+            .as_deref(),
+            Some("sa"),
+            "a valid token on the same connection is honoured"
+        );
+        let u = match a.decide_cached(
+            Cert::Verified(User {
+                name: "admin".into(),
+                groups: vec!["system:masters".into()],
+            }),
+            None,
+            "GET",
+            "/pods",
+        ) {
+            Some(Decision::Allow(u)) => u,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(u.groups, ["system:masters", "system:authenticated"]);
     }
 
     #[test]

@@ -1,51 +1,64 @@
 //! The 10250 connection layer: one async-io thread drives every connection's TLS and HTTP reads
-//! and writes with deadlines (handshake and each request 10 s, idle keep-alive 90 s, cut to 1 s
-//! while more than half the connection slots are taken). Requests that cannot block (cached
-//! authn/authz, a non-blocking route) are answered there; the rest go to a fixed pool of handler
-//! threads (TokenReview/SubjectAccessReview, later streams). A slow or silent client costs one
-//! connection slot and its buffers, never a handler; slots are capped.
+//! and writes with deadlines (handshake and each request 10 s, 2 s for handshakes while their
+//! share of the slot table is half full; keep-alive idle 90 s, 1 s while the table is half full;
+//! a write that makes no progress for 90 s ends the connection). The slot table (`slots`)
+//! evicts the longest-waiting connection that has not given a complete request when a new one
+//! needs room. Requests that cannot block (cached authn/authz, a non-blocking route) are
+//! answered on this thread; the rest go to a fixed pool of handler threads. Bodies are written
+//! in pieces as the socket takes them; streamed bodies come from their producer's thread
+//! through a bounded queue, and the client's going away stops the producer.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use smol::channel;
-use smol::{Async, Executor, Timer, future};
+use smol::{Async, Timer, future};
 
-use super::auth::User;
-use super::http::{self, BodyKind, ChunkDecoder, HttpError, Limits, Parsed, RequestHead};
-use super::{Response, State, cert_user, dispatch, dispatch_inline};
+use super::auth::Cert;
+use super::http::{self, BodyKind, ChunkDecoder, Framing, HttpError, Limits, Parsed, RequestHead};
+use super::slots::{Phase, Slot, Slots};
+use super::stream::Streams;
+use super::tls::ServerTls;
+use super::{Body, Response, State, dispatch, dispatch_inline};
 
-/// Open connections at most; more are closed at accept (and counted).
-pub const MAX_CONNS: usize = 128;
+/// Open connections at most.
+pub const MAX_CONNS: usize = 1024;
+/// Of them, in their TLS handshake at most (past it, the longest-waiting one is closed).
+pub const MAX_HANDSHAKES: usize = 256;
 /// Handler threads.
 pub const WORKERS: usize = 8;
 const IDLE: Duration = Duration::from_secs(90);
 const IDLE_SLICE: Duration = Duration::from_secs(1);
 /// For the TLS handshake, and for each request from its first byte to its last.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// For a handshake while more than half the handshake slots are taken.
+const BUSY_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(2);
+/// A write that makes no progress for this long ends the connection.
+const WRITE_STALL: Duration = IDLE;
 const MAX_BODY: u64 = 1 << 20;
+/// Bytes of a whole body handed to TLS at once.
+const PIECE: usize = 64 * 1024;
 
 struct Job {
-    user: Option<User>,
+    cert: Cert,
     head: RequestHead,
     body: Vec<u8>,
     reply: channel::Sender<Response>,
 }
 
-/// Counts an open connection until dropped.
-struct Slot(Arc<AtomicUsize>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
+/// What every connection task shares.
+struct Shared {
+    state: Arc<State>,
+    tls: ServerTls,
+    slots: Arc<Slots>,
+    streams: Streams,
+    jobs: channel::Sender<Job>,
 }
 
 /// Serves until the listener fails: the worker pool, then the I/O loop on this thread.
-pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: Arc<State>) {
+pub fn serve(listener: TcpListener, tls: ServerTls, state: Arc<State>) {
     let (jobs, queue) = channel::bounded::<Job>(WORKERS * 4);
     for i in 0..WORKERS {
         let (queue, state) = (queue.clone(), state.clone());
@@ -55,7 +68,7 @@ pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: Arc<S
             .spawn(move || {
                 while let Ok(job) = queue.recv_blocking() {
                     let t0 = Instant::now();
-                    let resp = dispatch(&state, job.user, &job.head, &job.body);
+                    let resp = dispatch(&state, job.cert, &job.head, &job.body);
                     state
                         .metrics
                         .observe(&job.head.path, resp.status, t0.elapsed());
@@ -66,46 +79,18 @@ pub fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: Arc<S
             crate::error!("starting a 10250 worker: {e}");
         }
     }
-    let listener = match Async::new(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            crate::error!("10250 listener: {e}");
-            return;
-        }
-    };
-    let open = Arc::new(AtomicUsize::new(0));
-    let ex = Executor::new();
-    smol::block_on(ex.run(async {
-        loop {
-            let tcp = match listener.accept().await {
-                Ok((tcp, _)) => tcp,
-                Err(e) => {
-                    // Out of fds and the like: back off instead of spinning.
-                    crate::vinfo!(2, "10250 accept: {e}");
-                    Timer::after(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNS {
-                open.fetch_sub(1, Ordering::SeqCst);
-                state
-                    .metrics
-                    .rejected_connections
-                    .fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            let slot = Slot(open.clone());
-            let task = connection(
-                tcp,
-                tls.clone(),
-                state.clone(),
-                jobs.clone(),
-                open.clone(),
-                slot,
-            );
-            ex.spawn(task).detach();
-        }
-    }));
+    let slots = Slots::new(MAX_CONNS, MAX_HANDSHAKES, state.metrics.connections.clone());
+    let shared = Arc::new(Shared {
+        state,
+        tls,
+        slots: slots.clone(),
+        streams: Streams::default(),
+        jobs,
+    });
+    super::slots::accept_loop(listener, slots, "10250", move |tcp, slot| {
+        let shared = shared.clone();
+        async move { connection(tcp, &shared, &slot).await }
+    });
 }
 
 /// `f`, or `None` when `d` passes first.
@@ -153,8 +138,15 @@ impl Conn {
         Ok(true)
     }
 
-    async fn handshake(&mut self) -> std::io::Result<()> {
+    /// The TLS handshake; the slot moves past [`Phase::Hello`] once the client's hello is in
+    /// (the server has something to answer).
+    async fn handshake(&mut self, slot: &Slot) -> std::io::Result<()> {
+        let mut answered = false;
         loop {
+            if !answered && self.tls.wants_write() {
+                answered = true;
+                slot.set(Phase::Handshake);
+            }
             self.flush().await?;
             if !self.tls.is_handshaking() {
                 return Ok(());
@@ -185,14 +177,36 @@ impl Conn {
         }
     }
 
-    async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
-        self.tls.writer().write_all(data)?;
-        self.flush().await
+    /// Hands `data` to TLS in what its send buffer takes, flushing each piece to the socket as
+    /// it becomes writable: backpressure, whatever the size.
+    async fn write_all(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        while !data.is_empty() {
+            let n = self.tls.writer().write(data)?;
+            if n == 0 && !self.tls.wants_write() {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            data = &data[n..];
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// [`Conn::write_all`] in pieces, each of which must go out within [`WRITE_STALL`].
+    async fn write_stalling(&mut self, data: &[u8]) -> bool {
+        for piece in data.chunks(PIECE) {
+            if !matches!(
+                within(WRITE_STALL, self.write_all(piece)).await,
+                Some(Ok(()))
+            ) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Waits for the first byte of the next request: up to 90 s, or 1 s while the server is
     /// more than half full. False when the connection should close.
-    async fn wait_for_request(&mut self, open: &AtomicUsize) -> bool {
+    async fn wait_for_request(&mut self, slots: &Slots) -> bool {
         let start = Instant::now();
         loop {
             if !self.plain.is_empty() {
@@ -202,7 +216,7 @@ impl Conn {
                 Some(Ok(true)) => return true,
                 Some(_) => return false,
                 None => {
-                    if start.elapsed() >= IDLE || open.load(Ordering::SeqCst) > MAX_CONNS / 2 {
+                    if start.elapsed() >= IDLE || slots.under_pressure() {
                         return false;
                     }
                 }
@@ -262,19 +276,6 @@ enum Failed {
     Http(HttpError),
 }
 
-/// The bytes of a response (no body for HEAD).
-fn encode(is_head: bool, keep_alive: bool, resp: &Response) -> Vec<u8> {
-    let mut headers: Vec<(&str, &str)> = vec![("Content-Type", resp.content_type)];
-    for (k, v) in &resp.headers {
-        headers.push((k, v));
-    }
-    let mut out = http::response_head(resp.status, &headers, Some(resp.body.len()), keep_alive);
-    if !is_head {
-        out.extend_from_slice(&resp.body);
-    }
-    out
-}
-
 /// Passes an upgrade request (exec, attach, port-forward) on to the runtime's streaming server
 /// at `url` (plain HTTP on the node) and then copies bytes both ways until either side closes,
 /// as the kubelet's streaming proxy.
@@ -332,16 +333,87 @@ async fn splice(c: &mut Conn, head: &RequestHead, url: &str) -> std::io::Result<
     }
 }
 
-/// One connection: handshake, then requests until close, a deadline or an error.
-async fn connection(
-    tcp: Async<TcpStream>,
-    tls: Arc<rustls::ServerConfig>,
-    state: Arc<State>,
-    jobs: channel::Sender<Job>,
-    open: Arc<AtomicUsize>,
-    _slot: Slot,
-) {
-    let Ok(server) = rustls::ServerConnection::new(tls) else {
+/// The head of `resp` with its framing.
+fn head_of(resp: &Response, framing: Framing, keep_alive: bool) -> Vec<u8> {
+    let mut headers: Vec<(&str, &str)> = vec![("Content-Type", resp.content_type)];
+    for (k, v) in &resp.headers {
+        headers.push((k, v));
+    }
+    http::response_head(resp.status, &headers, framing, keep_alive)
+}
+
+/// Writes a whole-body response (no body for HEAD); false when the connection is to close.
+async fn write_full(c: &mut Conn, out: Vec<u8>, body: &[u8], head: &RequestHead) -> bool {
+    c.write_stalling(&out).await
+        && (head.method == "HEAD" || c.write_stalling(body).await)
+        && head.keep_alive
+}
+
+/// Writes `resp`: a whole body, or a stream from its producer's thread (chunked on HTTP/1.1,
+/// else closed at its end); false when the connection is to close.
+async fn write_response(c: &mut Conn, sh: &Shared, head: &RequestHead, mut resp: Response) -> bool {
+    let body = std::mem::replace(&mut resp.body, Body::Full(Vec::new()));
+    let producer = match body {
+        Body::Full(body) => {
+            let out = head_of(&resp, Framing::Length(body.len()), head.keep_alive);
+            return write_full(c, out, &body, head).await;
+        }
+        Body::Stream(p) => p,
+    };
+    let chunked = head.http11;
+    let keep_alive = head.keep_alive && chunked;
+    let framing = if chunked {
+        Framing::Chunked
+    } else {
+        Framing::Close
+    };
+    let stream_head = head_of(&resp, framing, keep_alive);
+    drop(resp);
+    if head.method == "HEAD" {
+        return c.write_stalling(&stream_head).await && keep_alive;
+    }
+    let Some(chunks) = sh.streams.start(producer) else {
+        const BUSY: &str = "too many streams in progress; retry later";
+        let busy = Response::text(503, BUSY);
+        let out = head_of(&busy, Framing::Length(BUSY.len()), head.keep_alive);
+        return write_full(c, out, BUSY.as_bytes(), head).await;
+    };
+    if !c.write_stalling(&stream_head).await {
+        return false;
+    }
+    enum Next {
+        Chunk(Option<Vec<u8>>),
+        Client(std::io::Result<bool>),
+    }
+    loop {
+        // While waiting for the producer, a client that goes away is noticed (and the
+        // producer stopped when `chunks` is dropped).
+        let next = future::or(async { Next::Chunk(chunks.recv().await.ok()) }, async {
+            Next::Client(c.fill().await)
+        })
+        .await;
+        match next {
+            Next::Chunk(Some(data)) => {
+                let wire = if chunked { http::chunk(&data) } else { data };
+                if !c.write_stalling(&wire).await {
+                    return false;
+                }
+            }
+            Next::Chunk(None) => break,
+            // A pipelined request waits in `plain` until the stream is done.
+            Next::Client(Ok(true)) if c.plain.len() <= Limits::default().max_head => {}
+            Next::Client(_) => return false,
+        }
+    }
+    if chunked && !c.write_stalling(http::LAST_CHUNK).await {
+        return false;
+    }
+    keep_alive
+}
+
+/// One connection: handshake, then requests until close, a deadline, an error or eviction.
+async fn connection(tcp: Async<TcpStream>, sh: &Shared, slot: &Slot) {
+    let Ok(server) = rustls::ServerConnection::new(sh.tls.config.clone()) else {
         return;
     };
     let mut c = Conn {
@@ -349,23 +421,32 @@ async fn connection(
         tls: server,
         plain: Vec::new(),
     };
-    if !matches!(within(REQUEST_DEADLINE, c.handshake()).await, Some(Ok(()))) {
+    let deadline = if sh.slots.load().1 > MAX_HANDSHAKES / 2 {
+        BUSY_HANDSHAKE_DEADLINE
+    } else {
+        REQUEST_DEADLINE
+    };
+    if !matches!(within(deadline, c.handshake(slot)).await, Some(Ok(()))) {
         return;
     }
-    let user = cert_user(&c.tls);
+    let cert = sh.tls.peer(&c.tls);
     let limits = Limits::default();
+    let state = &sh.state;
     loop {
-        if !c.wait_for_request(&open).await {
+        slot.set(Phase::Idle);
+        if !c.wait_for_request(&sh.slots).await {
             return;
         }
+        slot.set(Phase::Reading);
         let (head, body) = match within(REQUEST_DEADLINE, c.read_request(&limits)).await {
             None | Some(Err(Failed::Closed)) => return,
             Some(Err(Failed::Http(e))) => {
+                state.metrics.bad_request(e.status());
                 let msg = e.to_string();
                 let mut out = http::response_head(
                     e.status(),
                     &[("Content-Type", "text/plain; charset=utf-8")],
-                    Some(msg.len()),
+                    Framing::Length(msg.len()),
                     false,
                 );
                 out.extend_from_slice(msg.as_bytes());
@@ -374,12 +455,12 @@ async fn connection(
             }
             Some(Ok(r)) => r,
         };
-        let (keep_alive, is_head) = (head.keep_alive, head.method == "HEAD");
-        let upgrade_head = head.header("upgrade").is_some().then(|| head.clone());
+        slot.set(Phase::Busy);
+        let upgrade = head.header("upgrade").is_some();
         // Answered here when nothing can block (the common case: a certificate or a cached
         // token and review); otherwise a handler thread takes it.
         let t0 = Instant::now();
-        let resp = match dispatch_inline(&state, user.clone(), &head, &body) {
+        let resp = match dispatch_inline(state, cert.clone(), &head, &body) {
             Some(resp) => {
                 state.metrics.observe(&head.path, resp.status, t0.elapsed());
                 resp
@@ -387,12 +468,12 @@ async fn connection(
             None => {
                 let (reply, answer) = channel::bounded(1);
                 let job = Job {
-                    user: user.clone(),
-                    head,
+                    cert: cert.clone(),
+                    head: head.clone(),
                     body,
                     reply,
                 };
-                if jobs.send(job).await.is_err() {
+                if sh.jobs.send(job).await.is_err() {
                     return;
                 }
                 let Ok(resp) = answer.recv().await else {
@@ -401,14 +482,13 @@ async fn connection(
                 resp
             }
         };
-        if let (Some(url), Some(h)) = (&resp.upgrade, &upgrade_head) {
-            if let Err(e) = splice(&mut c, h, url).await {
+        if let (Some(url), true) = (&resp.upgrade, upgrade) {
+            if let Err(e) = splice(&mut c, &head, url).await {
                 crate::vinfo!(2, "streaming to {url}: {e}");
             }
             return;
         }
-        let out = encode(is_head, keep_alive, &resp);
-        if !matches!(within(IDLE, c.write_all(&out)).await, Some(Ok(()))) || !keep_alive {
+        if !write_response(&mut c, sh, &head, resp).await {
             return;
         }
     }

@@ -38,6 +38,8 @@ pub struct RequestHead {
     pub headers: Vec<(String, String)>,
     pub body: BodyKind,
     pub keep_alive: bool,
+    /// HTTP/1.1 (else 1.0): a response of unknown length is chunked, not closed-delimited.
+    pub http11: bool,
     /// Bytes of the head, including the blank line.
     pub head_len: usize,
 }
@@ -149,10 +151,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
         out.push((h.name.to_ascii_lowercase(), value.trim().to_string()));
     }
 
-    let lengths: Vec<&str> = get_all(&out, "content-length")
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
+    let lengths: Vec<&str> = get_all(&out, "content-length").map(str::trim).collect();
     let te: Vec<String> = get_all(&out, "transfer-encoding")
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().to_ascii_lowercase())
@@ -170,9 +169,13 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
         if lengths.iter().any(|l| l != first) {
             return Err(bad("conflicting Content-Length values"));
         }
+        // Digits only, as Go's ParseUint (Rust's parse takes a leading `+`).
         let n: u64 = first
-            .parse()
-            .map_err(|_| bad(format!("invalid Content-Length {first:?}")))?;
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| first.parse().ok())
+            .flatten()
+            .ok_or_else(|| bad(format!("invalid Content-Length {first:?}")))?;
         if n == 0 {
             BodyKind::None
         } else {
@@ -200,6 +203,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
         headers: out,
         body,
         keep_alive,
+        http11,
         head_len,
     }))
 }
@@ -329,11 +333,20 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// A response head. `content_length: None` means a chunked body follows.
+/// How a response's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Length(usize),
+    Chunked,
+    /// Until the connection closes (HTTP/1.0 streams).
+    Close,
+}
+
+/// A response head.
 pub fn response_head(
     status: u16,
     headers: &[(&str, &str)],
-    content_length: Option<usize>,
+    framing: Framing,
     keep_alive: bool,
 ) -> Vec<u8> {
     let mut out = format!("HTTP/1.1 {status} {}\r\n", reason(status));
@@ -342,11 +355,12 @@ pub fn response_head(
         let v: String = v.chars().filter(|c| *c != '\r' && *c != '\n').collect();
         out.push_str(&format!("{k}: {v}\r\n"));
     }
-    match content_length {
-        Some(n) => out.push_str(&format!("Content-Length: {n}\r\n")),
-        None => out.push_str("Transfer-Encoding: chunked\r\n"),
+    match framing {
+        Framing::Length(n) => out.push_str(&format!("Content-Length: {n}\r\n")),
+        Framing::Chunked => out.push_str("Transfer-Encoding: chunked\r\n"),
+        Framing::Close => {}
     }
-    if !keep_alive {
+    if !keep_alive || framing == Framing::Close {
         out.push_str("Connection: close\r\n");
     }
     out.push_str("\r\n");
@@ -480,6 +494,18 @@ mod tests {
                 400,
             ),
             (
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +4\r\n\r\n",
+                400,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4,4\r\n\r\n",
+                400,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \r\n\r\n",
+                400,
+            ),
+            (
                 "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
                 400,
             ),
@@ -555,11 +581,11 @@ mod tests {
         let h = response_head(
             401,
             &[("Content-Type", "text/plain; charset=utf-8")],
-            Some(12),
+            Framing::Length(12),
             true,
         );
         assert_eq!(h, b"HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 12\r\n\r\n");
-        let h = response_head(200, &[("X", "a\r\nInjected: 1")], None, false);
+        let h = response_head(200, &[("X", "a\r\nInjected: 1")], Framing::Chunked, false);
         assert_eq!(h, b"HTTP/1.1 200 OK\r\nX: aInjected: 1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
         assert_eq!(chunk(b"hello"), b"5\r\nhello\r\n");
         assert!(chunk(b"").is_empty());

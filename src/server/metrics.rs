@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,14 +13,17 @@ use crate::certs::manager::Stats;
 pub struct Metrics {
     /// (path, code) -> (count, total seconds)
     requests: Mutex<BTreeMap<(String, u16), (u64, f64)>>,
-    pub rejected_connections: AtomicU64,
+    /// Requests refused because they could not be parsed, by status.
+    bad_requests: Mutex<BTreeMap<u16, u64>>,
+    /// What the connection slot table did (evictions, refusals).
+    pub connections: Arc<super::slots::Counters>,
     /// ("client" | "server", stats)
     pub certificates: Vec<(&'static str, Arc<Stats>)>,
 }
 
 /// The route a path belongs to, so label values stay bounded.
 fn route_label(path: &str) -> String {
-    super::find_route(path)
+    super::routes::find(path)
         .map(|r| r.path.trim_end_matches('/').to_string())
         .unwrap_or_else(|| "other".into())
 }
@@ -46,6 +49,15 @@ impl Metrics {
         let e = m.entry((route_label(path), code)).or_insert((0, 0.0));
         e.0 += 1;
         e.1 += took.as_secs_f64();
+    }
+
+    pub fn bad_request(&self, code: u16) {
+        *self
+            .bad_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(code)
+            .or_insert(0) += 1;
     }
 
     pub fn render(&self, state: &super::State) -> String {
@@ -126,16 +138,47 @@ impl Metrics {
                 c.authz_cache_hits.load(Ordering::Relaxed).to_string(),
             )],
         );
+        let conns = &self.connections;
         family(
             "tinylet_rejected_connections_total",
             "counter",
-            "Connections closed at once because every worker was busy.",
+            "Connections closed at accept because every connection slot was serving a request.",
             &[(
                 String::new(),
-                self.rejected_connections
-                    .load(Ordering::Relaxed)
-                    .to_string(),
+                conns.refused.load(Ordering::Relaxed).to_string(),
             )],
+        );
+        let evicted: Vec<(String, String)> = [
+            ("handshake", &conns.evicted_handshake),
+            ("reading", &conns.evicted_reading),
+            ("idle", &conns.evicted_idle),
+        ]
+        .iter()
+        .map(|(phase, n)| {
+            (
+                label(&[("phase", phase)]),
+                n.load(Ordering::Relaxed).to_string(),
+            )
+        })
+        .collect();
+        family(
+            "tinylet_evicted_connections_total",
+            "counter",
+            "Connections closed to make room for a new one, by the phase they had waited in longest (TLS handshake, reading a request, idle keep-alive).",
+            &evicted,
+        );
+        let bad: Vec<(String, String)> = self
+            .bad_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(code, n)| (label(&[("code", &code.to_string())]), n.to_string()))
+            .collect();
+        family(
+            "tinylet_http_bad_requests_total",
+            "counter",
+            "Requests refused before routing because they could not be parsed, by status code.",
+            &bad,
         );
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -308,6 +308,19 @@ impl Agent {
         self.log.join("\n")
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A `/proc/<pid>/status` figure in KiB (`VmRSS`, `VmHWM` the peak).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        read(&PathBuf::from(format!("/proc/{}/status", self.pid())))
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} for the agent"))
+    }
+
     /// SIGKILL, as a power cut or an OOM kill would.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -466,5 +479,7 @@ pub fn csr_name_in(line: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+pub mod https;
+pub mod pods;
 pub mod proxy;
 pub mod runtime;

@@ -1,0 +1,342 @@
+//! `/containerLogs/<ns>/<pod>/<container>`: a container's CRI log file as `kubectl logs` shows
+//! it (`follow`, `previous`, `timestamps`, `tailLines` or the legacy `tail`, `limitBytes`,
+//! `sinceSeconds`, `sinceTime`), for app, init and ephemeral containers, with the kubelet's
+//! texts. The body streams from a producer thread: tail and since are found by seeking, so a
+//! log of hundreds of MB costs a few chunks of memory, and `follow` reads on as the log grows
+//! until the container stops or the client goes.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::routes::{parse_bool, query, query_pairs};
+use super::stream::Sink;
+use super::{Request, Response, State};
+use crate::logs::{LogReader, Options, Progress};
+
+/// How often a follower looks for more of a log at its end.
+const FOLLOW_POLL: Duration = Duration::from_millis(250);
+
+fn bad_request(message: &str) -> Response {
+    Response::text(400, format!("{{\"message\": \"{message}\"}}"))
+}
+
+/// The query, as the kubelet decodes and validates PodLogOptions: an undecodable value is 400
+/// `Unable to decode query.`, an invalid one 422 `Invalid request.`.
+fn options(q: &[(String, String)]) -> Result<(Options, bool, bool), Response> {
+    let undecodable = || bad_request("Unable to decode query.");
+    let invalid = || Response::text(422, "{\"message\": \"Invalid request.\"}");
+    let flag = |k: &str| query(q, k).map_or(Some(false), parse_bool);
+    let int = |k: &str| {
+        query(q, k)
+            .map(|v| v.parse::<i64>().map_err(|_| undecodable()))
+            .transpose()
+    };
+    let (follow, previous, timestamps) =
+        match (flag("follow"), flag("previous"), flag("timestamps")) {
+            (Some(f), Some(p), Some(t)) => (f, p, t),
+            _ => return Err(undecodable()),
+        };
+    // The legacy `tail` stands for tailLines; `all` means no limit.
+    let tail = match query(q, "tail") {
+        Some("all") => None,
+        Some(v) => Some(v.parse::<i64>().map_err(|_| undecodable())?),
+        None => int("tailLines")?,
+    };
+    let limit = int("limitBytes")?;
+    let since_seconds = int("sinceSeconds")?;
+    let since_time = query(q, "sinceTime")
+        .map(|v| crate::timefmt::parse_rfc3339_nanos(v).ok_or_else(undecodable))
+        .transpose()?;
+    if tail.is_some_and(|t| t < 0)
+        || limit.is_some_and(|l| l < 1)
+        || since_seconds.is_some_and(|s| s < 1)
+        || (since_seconds.is_some() && since_time.is_some())
+    {
+        return Err(invalid());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let since = since_time
+        .or_else(|| since_seconds.map(|s| now.saturating_sub(s.saturating_mul(1_000_000_000))));
+    let o = Options {
+        timestamps,
+        tail_lines: tail.map(|t| usize::try_from(t).unwrap_or(usize::MAX)),
+        limit_bytes: limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
+        since,
+        stream: None,
+    };
+    Ok((o, follow, previous))
+}
+
+/// The runtime id of the container whose log to read, as the kubelet's
+/// validateContainerLogStatus picks it (or its error, a 400).
+fn log_container_id(
+    pod: &str,
+    status: &Value,
+    name: &str,
+    previous: bool,
+) -> Result<String, String> {
+    let id = |v: &Value| {
+        v["containerID"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .and_then(|s| s.split_once("://").map(|(_, id)| id.to_string()))
+    };
+    if status.is_null() {
+        return Err(format!(
+            "container {name:?} in pod {pod:?} is not available"
+        ));
+    }
+    let last = &status["lastState"]["terminated"];
+    let state = &status["state"];
+    let terminated_here = || format!("container {name:?} in pod {pod:?} is terminated");
+    if previous {
+        return id(last).ok_or_else(|| {
+            format!("previous terminated container {name:?} in pod {pod:?} not found")
+        });
+    }
+    if state["running"].is_object() {
+        return id(status).ok_or_else(terminated_here);
+    }
+    if state["terminated"].is_object() {
+        return id(&state["terminated"])
+            .or_else(|| id(last))
+            .ok_or_else(terminated_here);
+    }
+    if last.is_object() {
+        return id(last).ok_or_else(terminated_here);
+    }
+    match state["waiting"]["reason"].as_str() {
+        Some("ErrImagePull") => Err(format!(
+            "container {name:?} in pod {pod:?} is waiting to start: image can't be pulled"
+        )),
+        Some("ImagePullBackOff") => Err(format!(
+            "container {name:?} in pod {pod:?} is waiting to start: trying and failing to pull image"
+        )),
+        Some(reason) => Err(format!(
+            "container {name:?} in pod {pod:?} is waiting to start: {reason}"
+        )),
+        None => Err(format!(
+            "container {name:?} in pod {pod:?} is waiting to start - no logs yet"
+        )),
+    }
+}
+
+/// Whether container `id` of pod `uid` still runs, as the snapshot says.
+fn running(pods: &crate::pods::Snapshot, uid: &str, id: &str) -> bool {
+    let list = pods.read().unwrap_or_else(|p| p.into_inner());
+    list.iter()
+        .filter(|p| p["metadata"]["uid"] == uid)
+        .flat_map(super::streaming::statuses)
+        .any(|c| {
+            c["state"]["running"].is_object()
+                && c["containerID"]
+                    .as_str()
+                    .is_some_and(|cid| cid.ends_with(id) && cid.contains("://"))
+        })
+}
+
+/// Sends what `reader` renders until the end (or, following, until the container stops and
+/// its log is read to the end, or the client goes).
+fn pump(mut reader: LogReader<std::fs::File>, sink: &mut Sink, follow: Option<&dyn Fn() -> bool>) {
+    let mut out = Vec::with_capacity(crate::logs::CHUNK);
+    let mut last_pass = follow.is_none();
+    loop {
+        let progress = match reader.read_chunk(&mut out) {
+            Ok(p) => p,
+            Err(e) => {
+                crate::vinfo!(2, "reading a container log: {e}");
+                return;
+            }
+        };
+        if progress != Progress::More || out.len() >= crate::logs::CHUNK {
+            let chunk = std::mem::replace(&mut out, Vec::with_capacity(crate::logs::CHUNK));
+            if !sink.send(chunk) {
+                return;
+            }
+        }
+        match progress {
+            Progress::More => {}
+            Progress::Done => return,
+            Progress::Eof if last_pass => {
+                reader.finish(&mut out);
+                sink.send(out);
+                return;
+            }
+            Progress::Eof => {
+                std::thread::sleep(FOLLOW_POLL);
+                if sink.is_closed() {
+                    return;
+                }
+                // Once the container has stopped, what it wrote is read to the end, once.
+                last_pass = follow.is_some_and(|still| !still());
+            }
+        }
+    }
+}
+
+pub fn container_logs(s: &State, r: &Request) -> Response {
+    let rest = r.head.path.trim_start_matches("/containerLogs/");
+    let parts: Vec<&str> = rest.split('/').collect();
+    let [ns, pod, container] = parts.as_slice() else {
+        return Response::text(404, "404 page not found\n");
+    };
+    if pod.is_empty() {
+        return bad_request("Missing podID.");
+    }
+    if container.is_empty() {
+        return bad_request("Missing container name.");
+    }
+    if ns.is_empty() {
+        return bad_request("Missing podNamespace.");
+    }
+    let (o, follow, previous) = match options(&query_pairs(&r.head.query)) {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let (uid, id, fallback) = {
+        let list = s.pods.read().unwrap_or_else(|p| p.into_inner());
+        let Some(p) = list
+            .iter()
+            .find(|p| p["metadata"]["namespace"] == *ns && p["metadata"]["name"] == *pod)
+        else {
+            return Response::text(404, format!("pod {pod:?} does not exist"));
+        };
+        let spec = &p["spec"];
+        let in_spec = ["containers", "initContainers", "ephemeralContainers"]
+            .iter()
+            .flat_map(|k| spec[k].as_array().into_iter().flatten())
+            .any(|c| c["name"] == *container);
+        if !in_spec {
+            return Response::text(
+                404,
+                format!("container {container:?} not found in pod {pod:?}"),
+            );
+        }
+        let status = super::streaming::statuses(p)
+            .find(|c| c["name"] == *container)
+            .cloned()
+            .unwrap_or(Value::Null);
+        let id = match log_container_id(pod, &status, container, previous) {
+            Ok(id) => id,
+            Err(e) => return Response::text(400, e),
+        };
+        let uid = p["metadata"]["uid"].as_str().unwrap_or("").to_string();
+        // The restart count names the file when the runtime cannot say (it always can).
+        let restarts = status["restartCount"].as_u64().unwrap_or(0) as u32;
+        let attempt = if previous {
+            restarts.saturating_sub(1)
+        } else {
+            restarts
+        };
+        let fallback = crate::pods::layout::log_dir(&s.pod_logs_dir, ns, pod, &uid)
+            .join(crate::pods::layout::container_log(container, attempt));
+        (uid, id, fallback)
+    };
+    let path = s
+        .runtime
+        .as_ref()
+        .and_then(|rt| {
+            rt.container_status(&crate::cri::api::ContainerStatusRequest {
+                container_id: id.clone(),
+                verbose: false,
+            })
+            .ok()
+        })
+        .and_then(|st| st.status)
+        .map(|st| st.log_path)
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or(fallback);
+    let reader = match std::fs::File::open(&path).and_then(|f| LogReader::new(f, &o)) {
+        Ok(r) => r,
+        Err(e) => {
+            return Response::text(
+                400,
+                format!("failed to open log file {:?}: {e}", path.display()),
+            );
+        }
+    };
+    let pods = s.pods.clone();
+    Response::stream(
+        "text/plain",
+        Box::new(move |sink: &mut Sink| {
+            let still_running = move || running(&pods, &uid, &id);
+            pump(
+                reader,
+                sink,
+                follow.then_some(&still_running as &dyn Fn() -> bool),
+            );
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn opts(q: &str) -> Result<(Options, bool, bool), u16> {
+        options(&query_pairs(q)).map_err(|r| r.status)
+    }
+
+    #[test]
+    fn query_decodes_and_validates_as_the_kubelet() {
+        let (o, follow, previous) = opts("follow=true&tailLines=5&limitBytes=100&timestamps=1")
+            .unwrap_or_else(|c| panic!("{c}"));
+        assert!(follow && !previous && o.timestamps);
+        assert_eq!((o.tail_lines, o.limit_bytes), (Some(5), Some(100)));
+        assert_eq!(opts("tail=all").map(|o| o.0.tail_lines), Ok(None));
+        assert_eq!(opts("tail=3").map(|o| o.0.tail_lines), Ok(Some(3)));
+        let since = opts("sinceTime=2026-12-01T10%3A00%3A00Z").map(|o| o.0.since);
+        assert_eq!(since, Ok(Some(1_796_119_200_000_000_000)));
+        assert!(opts("sinceSeconds=60").is_ok_and(|o| o.0.since.is_some()));
+        for (q, code) in [
+            ("follow=yes", 400),
+            ("tailLines=x", 400),
+            ("sinceTime=yesterday", 400),
+            ("tailLines=-1", 422),
+            ("limitBytes=0", 422),
+            ("sinceSeconds=0", 422),
+            ("sinceSeconds=5&sinceTime=2026-12-01T10:00:00Z", 422),
+        ] {
+            assert_eq!(opts(q).map(|_| ()), Err(code), "{q}");
+        }
+    }
+
+    #[test]
+    fn the_container_whose_log_is_read() {
+        let running = json!({"containerID": "containerd://c2", "state": {"running": {}},
+            "lastState": {"terminated": {"containerID": "containerd://c1"}}});
+        assert_eq!(
+            log_container_id("p", &running, "c", false).as_deref(),
+            Ok("c2")
+        );
+        assert_eq!(
+            log_container_id("p", &running, "c", true).as_deref(),
+            Ok("c1")
+        );
+        let done = json!({"state": {"terminated": {"containerID": "containerd://i1"}}});
+        assert_eq!(
+            log_container_id("p", &done, "init", false).as_deref(),
+            Ok("i1")
+        );
+        assert_eq!(
+            log_container_id("p", &done, "init", true),
+            Err("previous terminated container \"init\" in pod \"p\" not found".into())
+        );
+        let pulling = json!({"state": {"waiting": {"reason": "ImagePullBackOff"}}});
+        assert_eq!(
+            log_container_id("p", &pulling, "c", false),
+            Err("container \"c\" in pod \"p\" is waiting to start: trying and failing to pull image".into())
+        );
+        let new = json!({"state": {"waiting": {"reason": "ContainerCreating"}}});
+        assert_eq!(
+            log_container_id("p", &new, "c", false),
+            Err("container \"c\" in pod \"p\" is waiting to start: ContainerCreating".into())
+        );
+    }
+}

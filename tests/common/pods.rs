@@ -1,0 +1,118 @@
+//! A node for the pod tests: kube-sim with the seed's RBAC steps, a real containerd, and the
+//! agent serving 10250 with the seed's authn/authz; waiting on conditions, not on time.
+
+use std::time::{Duration, Instant};
+
+use super::runtime::RuntimeEnv;
+use super::{Agent, Seed};
+
+pub fn wait<T>(agent: &mut Agent, what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; agent log:\n{}",
+            agent.log_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The seed's RBAC steps: bootstrappers, CSR auto-approval, and (step 4) the API server's
+/// identity on the kubelet API (kubectl logs/exec).
+pub fn seed_steps(seed: &Seed) {
+    seed.bind_bootstrappers();
+    seed.apply_csr_crb();
+    seed.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "kube-apiserver:kubelet-apis",
+        "--clusterrole=system:kubelet-api-admin",
+        "--user=kubernetes-master",
+    ]);
+}
+
+/// The agent's flags for node n1 on `env`'s runtime with config `cfg` and root dir `root`.
+pub fn node_args(
+    seed: &Seed,
+    env: &RuntimeEnv,
+    cfg: &std::path::Path,
+    root: &std::path::Path,
+    v: bool,
+) -> Vec<String> {
+    let mut extra = vec![
+        format!("--config={}", cfg.display()),
+        "--node-ip=127.0.0.1".into(),
+        format!(
+            "--container-runtime-endpoint=unix://{}",
+            env.endpoint().path()
+        ),
+        format!("--root-dir={}", root.display()),
+    ];
+    if v {
+        extra.push("--v=2".into());
+    }
+    seed.agent_args("n1", &extra)
+}
+
+/// A KubeletConfiguration serving 10250's API on a free local port as the seed does (webhook
+/// authn/authz, a serving certificate by CSR), pods on `env`'s runtime, plus `extra` lines.
+pub fn serving_config(
+    seed: &Seed,
+    env: &RuntimeEnv,
+    logs: &std::path::Path,
+    extra: &str,
+) -> String {
+    let port = super::https::free_port();
+    format!(
+        "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\n\
+         address: 127.0.0.1\nport: {port}\nhealthzPort: 0\nserverTLSBootstrap: true\n\
+         authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n  x509:\n    clientCAFile: {}\n\
+         authorization:\n  mode: Webhook\n\
+         nodeStatusUpdateFrequency: 1s\npodLogsDir: {}\ncgroupRoot: {}\n{extra}",
+        seed.sim_dir.join("ca.pem").display(),
+        logs.display(),
+        env.cgroup_parent()
+    )
+}
+
+/// A registered node: kube-sim after the seed's RBAC steps, and the agent serving 10250 on
+/// `env`'s containerd with pod logs in `<tmp>/pod-logs` and its root dir in `<tmp>/root`.
+pub struct PodNode {
+    pub seed: Seed,
+    pub agent: Agent,
+    pub logs: std::path::PathBuf,
+    /// The 10250 port.
+    pub port: u16,
+    /// The agent's flags (to start it again).
+    pub args: Vec<String>,
+}
+
+impl PodNode {
+    pub fn start(env: &RuntimeEnv, tmp: &std::path::Path, extra: &str, verbose: bool) -> PodNode {
+        let seed = Seed::start(tmp, &["--approve-serving-csrs"]);
+        seed_steps(&seed);
+        let logs = tmp.join("pod-logs");
+        let cfg = tmp.join("kubelet-config.yaml");
+        let config = serving_config(&seed, env, &logs, extra);
+        super::write(&cfg, &config);
+        let port = config
+            .lines()
+            .find_map(|l| l.strip_prefix("port: "))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {config}"));
+        let args = node_args(&seed, env, &cfg, &tmp.join("root"), verbose);
+        let mut agent = Agent::start(&args);
+        agent.expect("Successfully registered node \"n1\"");
+        PodNode {
+            seed,
+            agent,
+            logs,
+            port,
+            args,
+        }
+    }
+}
