@@ -5,12 +5,14 @@ pub mod certs;
 pub mod config;
 pub mod cri;
 pub mod error;
+pub mod events;
 pub mod kube;
 pub mod log;
 pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod server;
+pub mod stop;
 pub mod timefmt;
 
 /// The Kubernetes version tinylet speaks, reported as the node's kubeletVersion: v1.32.0 (the

@@ -79,7 +79,7 @@ fn run(args: impl Iterator<Item = String>) -> Result<(), Error> {
         pods.clone(),
         runtime.clone(),
     )?;
-    let stop = std::sync::Arc::new(tinylet::node::agent::Stop::default());
+    let stop = std::sync::Arc::new(tinylet::stop::Stop::default());
     let node_threads = start_node(&settings, stop.clone(), pods, runtime)?;
     info!("running; waiting for SIGTERM or SIGINT");
     wait_for_termination(&signals)?;
@@ -118,7 +118,7 @@ fn open_runtime(s: &Settings) -> Result<std::sync::Arc<tinylet::cri::Runtime>, E
 
 fn start_node(
     s: &Settings,
-    stop: std::sync::Arc<tinylet::node::agent::Stop>,
+    stop: std::sync::Arc<tinylet::stop::Stop>,
     pods: tinylet::pods::Snapshot,
     runtime: std::sync::Arc<tinylet::cri::Runtime>,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, Error> {
@@ -136,7 +136,13 @@ fn start_node(
         return start_pods(s, &cfg, client, None, runtime, pods, stop);
     }
     let uid = Arc::new(std::sync::Mutex::new(String::new()));
-    let (recorder, sender) = agent::recorder(&cfg, client.clone(), stop.clone());
+    let (recorder, sender) = tinylet::events::recorder(
+        &cfg.spec.name,
+        cfg.event_qps,
+        cfg.event_burst,
+        client.clone(),
+        stop.clone(),
+    );
     let mut threads = vec![spawn("events", move || sender.run())?];
     {
         let (cfg, client, uid, stop) = (cfg.clone(), client.clone(), uid.clone(), stop.clone());
@@ -173,10 +179,10 @@ fn start_pods(
     s: &Settings,
     cfg: &tinylet::node::agent::Config,
     client: std::sync::Arc<tinylet::kube::Lazy>,
-    recorder: Option<tinylet::node::agent::Recorder>,
+    recorder: Option<tinylet::events::Recorder>,
     runtime: std::sync::Arc<tinylet::cri::Runtime>,
     snapshot: tinylet::pods::Snapshot,
-    stop: std::sync::Arc<tinylet::node::agent::Stop>,
+    stop: std::sync::Arc<tinylet::stop::Stop>,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, Error> {
     let k = &s.kubelet;
     let api_source = s.flags.kubeconfig.is_some();
@@ -216,6 +222,12 @@ fn start_pods(
             cpu_millis: allocatable.as_ref().map_or(i64::MAX, |a| a.cpu_millis),
             memory: allocatable.as_ref().map_or(i64::MAX, |a| a.memory),
             labels: cfg.spec.labels.clone(),
+            // Checked when the configuration was loaded; only the kernel release is read here.
+            sysctls: tinylet::pods::sysctls::Allowlist::new(
+                &k.allowed_unsafe_sysctls,
+                machine.as_ref().map_or("", |m| m.kernel_version.as_str()),
+            )
+            .unwrap_or_default(),
         },
         api_source,
         static_source: static_path.is_some(),

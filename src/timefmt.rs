@@ -53,6 +53,14 @@ impl Civil {
     }
 }
 
+/// Seconds since the epoch, now.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
 /// Seconds since the epoch of a `metav1.Time` (`2026-11-29T01:02:03Z`, fractions ignored);
 /// None when it is not one.
 pub fn parse_rfc3339(s: &str) -> Option<u64> {

@@ -1181,6 +1181,11 @@ pub fn validate(c: &KubeletConfiguration) -> Vec<(&'static str, String)> {
         }
     };
     check(c.port != 0, "port", "must be between 1 and 65535".into());
+    for p in &c.allowed_unsafe_sysctls {
+        if let Err(e) = crate::pods::sysctls::check_pattern(p) {
+            check(false, "allowedUnsafeSysctls", e);
+        }
+    }
     for (field, v) in [
         ("registryPullQPS", c.registry_pull_qps),
         ("registryBurst", c.registry_burst),

@@ -52,6 +52,7 @@ pub const IMPLEMENTED_FIELDS: &[&str] = &[
     "enableDebuggingHandlers",
     "failSwapOn",
     "maxOpenFiles",
+    "allowedUnsafeSysctls",
     "containerRuntimeEndpoint",
     "imageServiceEndpoint",
     "runtimeRequestTimeout",

@@ -1,14 +1,13 @@
 //! The node's I/O loops: registration with backoff and reconciliation, the status loop (compute
 //! every nodeStatusUpdateFrequency, patch at once on a change, else every
-//! nodeStatusReportFrequency), the lease renewer, and the rate-limited event sender. Every loop
-//! ends at the shared [`Stop`].
+//! nodeStatusReportFrequency) and the lease renewer. Every loop ends at the shared [`Stop`];
+//! events go out through the recorder (`crate::events`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -17,41 +16,14 @@ use super::status::{self, Facts, NodeEvent, Pressure, Spec};
 use crate::config::Settings;
 use crate::cri::Runtime;
 use crate::cri::api::{ImageFsInfoRequest, ListImagesRequest, StatusRequest, VersionRequest};
+use crate::events::Recorder;
 use crate::kube::types::{
-    Event, EventSource, Lease, LeaseSpec, Node, NodeAddress, NodeSpec, ObjectMeta, ObjectReference,
-    OwnerReference,
+    Lease, LeaseSpec, Node, NodeAddress, NodeSpec, ObjectMeta, OwnerReference,
 };
 use crate::kube::{KubeError, Lazy, PatchKind};
+use crate::stop::Stop;
 use crate::timefmt::Civil;
 use crate::{error, info, vinfo, warn};
-
-/// A stop flag that sleeping loops wake up for.
-#[derive(Default)]
-pub struct Stop {
-    stopped: Mutex<bool>,
-    cv: Condvar,
-}
-
-impl Stop {
-    pub fn stop(&self) {
-        *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.cv.notify_all();
-    }
-
-    pub fn is_stopped(&self) -> bool {
-        *self.stopped.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Sleeps for `d` or until stopped; true when stopped.
-    pub fn sleep(&self, d: Duration) -> bool {
-        let guard = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
-        let (guard, _) = self
-            .cv
-            .wait_timeout_while(guard, d, |s| !*s)
-            .unwrap_or_else(|p| p.into_inner());
-        *guard
-    }
-}
 
 /// Everything the node loops need from the configuration.
 #[derive(Debug, Clone)]
@@ -147,172 +119,6 @@ const DEFAULT_LABELS: &[&str] = &[
 
 fn now_text() -> String {
     Civil::now().rfc3339()
-}
-
-/// Queues node events for the sender thread; full queue = dropped event (logged), never a
-/// blocked status loop.
-#[derive(Clone)]
-pub struct Recorder {
-    tx: SyncSender<(Option<ObjectReference>, NodeEvent)>,
-    node: String,
-}
-
-impl Recorder {
-    pub fn record(&self, e: NodeEvent) {
-        vinfo!(
-            2,
-            "Event occurred object={:?} kind=\"Node\" type={:?} reason={:?} message={:?}",
-            self.node,
-            if e.warning { "Warning" } else { "Normal" },
-            e.reason,
-            e.message
-        );
-        if let Err(TrySendError::Full((_, e))) = self.tx.try_send((None, e)) {
-            warn!("event queue full; dropped event {}", e.reason);
-        }
-    }
-
-    /// An event about another object (a pod, one of its containers).
-    pub fn record_about(&self, object: ObjectReference, e: NodeEvent) {
-        vinfo!(
-            2,
-            "Event occurred object=\"{}/{}\" kind={:?} type={:?} reason={:?} message={:?}",
-            object.namespace,
-            object.name,
-            object.kind,
-            if e.warning { "Warning" } else { "Normal" },
-            e.reason,
-            e.message
-        );
-        if let Err(TrySendError::Full((_, e))) = self.tx.try_send((Some(object), e)) {
-            warn!("event queue full; dropped event {}", e.reason);
-        }
-    }
-}
-
-/// The event sender: posts core/v1 Events for the node at most `qps` a second (bursts of
-/// `burst`; qps 0 = no limit, as eventRecordQPS).
-pub fn recorder(cfg: &Config, client: Arc<Lazy>, stop: Arc<Stop>) -> (Recorder, EventSender) {
-    let (tx, rx) = std::sync::mpsc::sync_channel(256);
-    (
-        Recorder {
-            tx,
-            node: cfg.spec.name.clone(),
-        },
-        EventSender {
-            rx,
-            client,
-            stop,
-            node: cfg.spec.name.clone(),
-            qps: cfg.event_qps,
-            burst: cfg.event_burst.max(1),
-        },
-    )
-}
-
-pub struct EventSender {
-    rx: Receiver<(Option<ObjectReference>, NodeEvent)>,
-    client: Arc<Lazy>,
-    stop: Arc<Stop>,
-    node: String,
-    qps: i32,
-    burst: i32,
-}
-
-impl EventSender {
-    pub fn run(self) {
-        let mut tokens = f64::from(self.burst);
-        let mut last = Instant::now();
-        while !self.stop.is_stopped() {
-            let Ok((object, e)) = self.rx.recv_timeout(Duration::from_millis(500)) else {
-                continue;
-            };
-            if self.qps > 0 {
-                let now = Instant::now();
-                tokens = (tokens + now.duration_since(last).as_secs_f64() * f64::from(self.qps))
-                    .min(f64::from(self.burst));
-                last = now;
-                if tokens < 1.0 {
-                    let wait = (1.0 - tokens) / f64::from(self.qps);
-                    if self.stop.sleep(Duration::from_secs_f64(wait)) {
-                        return;
-                    }
-                    tokens = 1.0;
-                }
-                tokens -= 1.0;
-            }
-            self.send(object, &e);
-        }
-    }
-
-    fn send(&self, object: Option<ObjectReference>, e: &NodeEvent) {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        let ts = now_text();
-        // The kubelet's nodeRef: the node's name doubles as its UID.
-        let involved = object.unwrap_or_else(|| ObjectReference {
-            kind: "Node".into(),
-            name: self.node.clone(),
-            uid: self.node.clone(),
-            ..ObjectReference::default()
-        });
-        let namespace = if involved.namespace.is_empty() {
-            "default".to_string()
-        } else {
-            involved.namespace.clone()
-        };
-        let path = format!("/api/v1/namespaces/{namespace}/events");
-        let ev = Event {
-            api_version: "v1".into(),
-            kind: "Event".into(),
-            metadata: ObjectMeta {
-                name: format!("{}.{nanos:x}", involved.name),
-                namespace,
-                ..ObjectMeta::default()
-            },
-            involved_object: involved,
-            reason: e.reason.clone(),
-            message: e.message.clone(),
-            source: EventSource {
-                component: "kubelet".into(),
-                host: self.node.clone(),
-            },
-            first_timestamp: Some(ts.clone()),
-            last_timestamp: Some(ts),
-            count: 1,
-            type_: if e.warning { "Warning" } else { "Normal" }.into(),
-            reporting_component: "kubelet".into(),
-            reporting_instance: self.node.clone(),
-        };
-        // Until the bootstrap has written the kubeconfig there is no client: hold the event.
-        // Transport failures are retried (client-go tries 12 times); the server's refusal drops it.
-        let mut tries = 0;
-        loop {
-            let err = match self.client.get() {
-                Err(_) => None,
-                Ok(c) => match c.create::<_, serde_json::Value>(&path, &ev) {
-                    Ok(_) => return,
-                    Err(err) => Some(err),
-                },
-            };
-            if let Some(err) = err {
-                tries += 1;
-                if matches!(err, KubeError::Api { .. }) || tries >= 12 {
-                    warn!(
-                        "Server rejected event {:?} (will not retry!): {err}",
-                        e.reason
-                    );
-                    return;
-                }
-                self.client.forget();
-            }
-            if self.stop.sleep(Duration::from_secs(1)) {
-                return;
-            }
-        }
-    }
 }
 
 /// Reads what the host and the runtime say each round.
@@ -807,19 +613,5 @@ mod tests {
     fn registration_backoff_doubles_to_seven_seconds() {
         let v: Vec<u128> = (0..9).map(|a| register_backoff(a).as_millis()).collect();
         assert_eq!(v, [100, 200, 400, 800, 1600, 3200, 6400, 7000, 7000]);
-    }
-
-    #[test]
-    fn stop_wakes_sleepers() {
-        let s = Arc::new(Stop::default());
-        let s2 = s.clone();
-        let t = std::thread::spawn(move || s2.sleep(Duration::from_secs(60)));
-        std::thread::sleep(Duration::from_millis(50));
-        s.stop();
-        assert!(t.join().unwrap_or(false));
-        assert!(
-            s.sleep(Duration::from_secs(60)),
-            "a stopped Stop does not sleep"
-        );
     }
 }

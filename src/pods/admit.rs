@@ -1,6 +1,7 @@
-//! Pod admission, as the kubelet's: the pods capacity (`maxPods`), cpu and memory requests
-//! against the node's allocatable, the node selector against the node's labels, and the pod's
-//! OS. A rejected pod is Failed with the kubelet's reason and message and never runs.
+//! Pod admission, as the kubelet's: sysctls (`sysctls`), the pods capacity (`maxPods`), cpu
+//! and memory requests against the node's allocatable, the node selector against the node's
+//! labels, and the pod's OS. A rejected pod is Failed with the kubelet's reason and message and
+//! never runs.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +17,8 @@ pub struct NodeLimits {
     pub cpu_millis: i64,
     pub memory: i64,
     pub labels: BTreeMap<String, String>,
+    /// The sysctls pods may set.
+    pub sysctls: super::sysctls::Allowlist,
 }
 
 /// (reason, message) of a rejection.
@@ -60,6 +63,7 @@ fn out_of(resource: &str, requested: i64, used: i64, capacity: i64) -> Rejection
 
 /// Admits `pod` next to the `running` pods already admitted, or says why not.
 pub fn admit(pod: &Pod, running: &[&Pod], node: &NodeLimits) -> Result<(), Rejection> {
+    node.sysctls.admit(pod)?;
     if let Some(os) = pod.raw["spec"]["os"]["name"].as_str()
         && os != "linux"
     {
@@ -129,6 +133,8 @@ mod tests {
             cpu_millis: 1000,
             memory: 1 << 30,
             labels: [("disk".to_string(), "ssd".to_string())].into(),
+            sysctls: super::super::sysctls::Allowlist::new(&[], "6.1.0")
+                .unwrap_or_else(|e| panic!("{e}")),
         };
         let small = sized("400m", "256Mi");
         let reason = |r: Result<(), Rejection>| r.err().map(|(r, _)| r).unwrap_or_default();
@@ -167,5 +173,12 @@ mod tests {
         );
         assert_eq!(requests(&with_init), (2000, 0));
         assert_eq!(reason(admit(&with_init, &[], &node)), "OutOfcpu");
+        let unsafe_sysctl =
+            pod(json!({"securityContext": {"sysctls": [{"name": "kernel.msgmax", "value": "1"}]}}));
+        assert_eq!(
+            reason(admit(&unsafe_sysctl, &[&small, &small], &node)),
+            "SysctlForbidden",
+            "sysctls first, as the kubelet's handlers run"
+        );
     }
 }

@@ -11,6 +11,17 @@ use super::spec::Pod;
 
 /// Expands `$(NAME)` with `vars` (unknown references stay as written; `$$` is a literal `$`).
 pub fn expand(s: &str, vars: &[(String, String)]) -> String {
+    expand_with(s, &mut |name| {
+        vars.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    })
+}
+
+/// Expands `$(NAME)` with what `value` says of each name (None: the reference stays as
+/// written; `$$` is a literal `$`), as Kubernetes' expansion.Expand.
+pub fn expand_with(s: &str, value: &mut dyn FnMut(&str) -> Option<String>) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -23,8 +34,8 @@ pub fn expand(s: &str, vars: &[(String, String)]) -> String {
             && let Some(end) = body.find(')')
         {
             let name = &body[..end];
-            match vars.iter().rev().find(|(k, _)| k == name) {
-                Some((_, v)) => out.push_str(v),
+            match value(name) {
+                Some(v) => out.push_str(&v),
                 None => {
                     out.push_str("$(");
                     out.push_str(name);

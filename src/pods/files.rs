@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::owner::Msg;
 use super::spec::Pod;
-use crate::node::agent::Stop;
+use crate::stop::Stop;
 use crate::warn;
 
 /// `kubernetes.io/config.source`: where a pod came from ("file" for static pods, "api").

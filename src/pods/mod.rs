@@ -17,6 +17,8 @@ pub mod security;
 pub mod source;
 pub mod spec;
 pub mod status;
+pub mod subpath;
+pub mod sysctls;
 pub mod volumes;
 
 /// The pods the agent runs, as API objects with their latest status, for the 10250 API's

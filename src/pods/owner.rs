@@ -18,7 +18,7 @@ use super::status::{self, Waiting};
 use crate::cri::Runtime;
 use crate::cri::api::*;
 use crate::kube::{Lazy, PatchKind};
-use crate::node::agent::Stop;
+use crate::stop::Stop;
 use crate::timefmt::Civil;
 use crate::{error, info, vinfo, warn};
 
@@ -96,6 +96,8 @@ struct Entry {
     status_error: String,
     /// Failed here for good (activeDeadlineSeconds): (reason, message) for the status.
     failed: Option<(String, String)>,
+    /// Volume setup failed: not tried again before (ms since the epoch), and the delay.
+    mount_hold: Option<(u64, u64)>,
 }
 
 /// The API says the pod finished (Succeeded or Failed).
@@ -104,10 +106,14 @@ fn terminal(p: &Pod) -> bool {
 }
 
 fn now_secs() -> u64 {
+    crate::timefmt::now_secs()
+}
+
+fn now_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
-        .as_secs()
+        .as_millis() as u64
 }
 
 const UID_LABEL: &str = "io.kubernetes.pod.uid";
@@ -143,7 +149,7 @@ pub struct Owner {
     runtime: std::sync::Arc<Runtime>,
     pods: BTreeMap<String, Entry>,
     snapshot: super::Snapshot,
-    events: Option<crate::node::agent::Recorder>,
+    events: Option<crate::events::Recorder>,
     /// Mirror pods of static pods, by `namespace/name`, as the API has them.
     mirrors: BTreeMap<String, Pod>,
     /// The Node object's uid (the mirror pods' owner), once read.
@@ -176,7 +182,7 @@ impl Owner {
         client: std::sync::Arc<Lazy>,
         runtime: std::sync::Arc<Runtime>,
         snapshot: super::Snapshot,
-        events: Option<crate::node::agent::Recorder>,
+        events: Option<crate::events::Recorder>,
     ) -> Owner {
         let pull_limit = (cfg.registry_pull_qps > 0).then(|| {
             crate::kube::Bucket::new(
@@ -500,6 +506,11 @@ impl Owner {
                 };
                 if let Some((reason, message)) = &rejected {
                     warn!("pod {} rejected: {reason}: {message}", pod.key());
+                    // The kubelet's rejectPod: the event has the handler's message alone.
+                    let bare = message
+                        .strip_prefix("Pod was rejected: ")
+                        .unwrap_or(message);
+                    self.event(&pod, None, true, reason, bare.to_string());
                 }
                 let start_time = pod.status["startTime"]
                     .as_str()
@@ -520,6 +531,7 @@ impl Owner {
                         mirror_retry: 0,
                         status_error: String::new(),
                         failed: None,
+                        mount_hold: None,
                     },
                 );
             }
@@ -599,15 +611,18 @@ impl Owner {
         let dir = self.pod_dir(uid);
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let prefix = format!("{}/", dir.display());
-        let ours = format!("{prefix}volumes/kubernetes.io~empty-dir/");
+        let ours = [
+            format!("{prefix}volumes/kubernetes.io~empty-dir/"),
+            format!("{prefix}volume-subpaths/"),
+        ];
         for m in mounts
             .lines()
             .filter_map(|l| l.split(' ').nth(4))
             .filter(|m| m.starts_with(&prefix))
         {
-            // The agent's own tmpfs (emptyDir medium: Memory) is unmounted; anything else
-            // stays, and so does the directory.
-            let unmounted = m.starts_with(&ours)
+            // The agent's own mounts (emptyDir medium: Memory, subPath binds) are unmounted;
+            // anything else stays, and so does the directory.
+            let unmounted = ours.iter().any(|o| m.starts_with(o.as_str()))
                 && nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH).is_ok();
             if !unmounted {
                 warn!("not removing {}: {m} is mounted under it", dir.display());
@@ -1597,10 +1612,21 @@ impl Owner {
         let volumes = match self.pods.get(&entry_key).and_then(|e| e.volumes.clone()) {
             Some(v) => v,
             None => {
+                // A failed mount is retried with the volume manager's back-off (0.5 s
+                // doubling to 2m2s), not every sync.
+                let now_ms = now_millis();
+                let held = self.pods.get(&entry_key).and_then(|e| e.mount_hold);
+                if held.is_some_and(|(until, _)| now_ms < until) {
+                    return Ok(false);
+                }
                 let c = self.client.get().ok();
                 let v = match super::volumes::prepare(pod, &self.cfg.root_dir, c.as_deref()) {
                     Ok(v) => v,
                     Err(e) => {
+                        let delay = held.map_or(500, |(_, d)| (d * 2).min(122_000));
+                        if let Some(entry) = self.pods.get_mut(&entry_key) {
+                            entry.mount_hold = Some((now_ms + delay, delay));
+                        }
                         self.event(pod, None, true, "FailedMount", e.clone());
                         return Err(e);
                     }
@@ -1608,6 +1634,7 @@ impl Owner {
                 if let Some(e) = self.pods.get_mut(&entry_key) {
                     e.volumes = Some(v.clone());
                     e.volumes_at = now_secs();
+                    e.mount_hold = None;
                 }
                 v
             }
@@ -1618,7 +1645,18 @@ impl Owner {
         let ns = pod.metadata.namespace.clone();
         let pod_ip = self.pod_ip(obs);
         let made = (|| -> Result<_, String> {
-            let mut mounts = super::volumes::mounts(pod, name, &volumes)?;
+            let lookup =
+                |kind: &str, obj: &str| -> Result<Option<BTreeMap<String, String>>, String> {
+                    let c = client.get()?;
+                    Ok(super::volumes::object_data(&c, &ns, kind, obj)?.map(|d| {
+                        d.into_iter()
+                            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                            .collect()
+                    }))
+                };
+            let envs = super::env::build(pod, name, &pod_ip, &self.cfg.host_ip, &lookup)?;
+            let pod_dir = self.pod_dir(&pod.metadata.uid);
+            let mut mounts = super::volumes::mounts(pod, name, &volumes, &pod_dir, &envs)?;
             // The kubelet's managed /etc/hosts, unless the container mounts its own.
             if !mounts.iter().any(|m| m.container_path == "/etc/hosts") {
                 let file = self.pod_dir(&pod.metadata.uid).join("etc-hosts");
@@ -1645,16 +1683,6 @@ impl Owner {
             if let Some(m) = self.termination_message_mount(pod, name, attempt)? {
                 mounts.push(m);
             }
-            let lookup =
-                |kind: &str, obj: &str| -> Result<Option<BTreeMap<String, String>>, String> {
-                    let c = client.get()?;
-                    Ok(super::volumes::object_data(&c, &ns, kind, obj)?.map(|d| {
-                        d.into_iter()
-                            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-                            .collect()
-                    }))
-                };
-            let envs = super::env::build(pod, name, &pod_ip, &self.cfg.host_ip, &lookup)?;
             let resources = super::resources::linux(
                 &spec.resources,
                 pod.qos_class(),

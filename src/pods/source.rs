@@ -8,7 +8,7 @@ use super::owner::Msg;
 use super::spec::Pod;
 use crate::kube::Lazy;
 use crate::kube::watch::{Event, list_watch};
-use crate::node::agent::Stop;
+use crate::stop::Stop;
 use crate::{error, warn};
 
 fn decode(v: serde_json::Value) -> Option<Pod> {

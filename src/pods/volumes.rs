@@ -284,19 +284,52 @@ fn object_files(
     }
 }
 
-/// The token already in `dir` at `path`, while it is younger than 80% of its lifetime (the
-/// kubelet's refresh point); None when a new one is due.
-fn fresh_token(dir: &Path, path: &str, src: &Value, now: std::time::SystemTime) -> Option<Vec<u8>> {
-    let file = dir.join("..data").join(path);
-    let age = now
-        .duration_since(std::fs::metadata(&file).ok()?.modified().ok()?)
-        .ok()?;
-    let ttl = src["expirationSeconds"].as_u64().unwrap_or(3600);
-    (age.as_secs() < ttl * 8 / 10).then(|| std::fs::read(&file).ok())?
+/// A projected token as the API server issued it: when it expires and the lifetime it was
+/// given (the server may have cut or lengthened the one asked for), in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Issued {
+    pub expires: u64,
+    pub ttl: u64,
 }
 
-/// A token for the pod's ServiceAccount, bound to the pod (TokenRequest).
-fn token(c: &Client, pod: &Pod, src: &Value) -> Result<Vec<u8>, String> {
+/// Whether a token issued as `i` is due for renewal at `now`, as the kubelet's token manager:
+/// within 20% of its lifetime of expiring, or older than 24 hours.
+pub fn due(i: Option<Issued>, now: u64) -> bool {
+    let Some(i) = i else {
+        return true;
+    };
+    let issued_at = i.expires.saturating_sub(i.ttl);
+    now >= issued_at + 24 * 3600 || now + i.ttl / 5 >= i.expires
+}
+
+/// `<pod dir>/tokens.json`: how each of the pod's projected tokens (`<volume>/<path>`) was
+/// issued, kept beside the volumes so that a restart of the agent knows when to renew.
+fn issued_file(root_dir: &Path, uid: &str) -> PathBuf {
+    super::layout::pod_dir(root_dir, uid).join("tokens.json")
+}
+
+fn read_issued(root_dir: &Path, uid: &str) -> BTreeMap<String, Issued> {
+    std::fs::read(issued_file(root_dir, uid))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn write_issued(
+    root_dir: &Path,
+    uid: &str,
+    issued: &BTreeMap<String, Issued>,
+) -> Result<(), String> {
+    let file = issued_file(root_dir, uid);
+    let tmp = file.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(issued).unwrap_or_default())
+        .and_then(|()| std::fs::rename(&tmp, &file))
+        .map_err(|e| format!("writing {}: {e}", file.display()))
+}
+
+/// A token for the pod's ServiceAccount, bound to the pod (TokenRequest), and how the API
+/// server issued it.
+fn token(c: &Client, pod: &Pod, src: &Value, now: u64) -> Result<(Vec<u8>, Issued), String> {
     let sa = pod.raw["spec"]["serviceAccountName"]
         .as_str()
         .filter(|s| !s.is_empty())
@@ -317,10 +350,18 @@ fn token(c: &Client, pod: &Pod, src: &Value) -> Result<Vec<u8>, String> {
     let v: Value = c
         .create(&path, &req)
         .map_err(|e| format!("requesting a token for {sa}: {e}"))?;
-    v["status"]["token"]
+    let token = v["status"]["token"]
         .as_str()
         .map(|t| t.as_bytes().to_vec())
-        .ok_or_else(|| "the TokenRequest answer has no token".into())
+        .ok_or("the TokenRequest answer has no token")?;
+    // What the server granted, not what was asked for.
+    let asked = src["expirationSeconds"].as_u64().unwrap_or(3600);
+    let ttl = v["spec"]["expirationSeconds"].as_u64().unwrap_or(asked);
+    let expires = v["status"]["expirationTimestamp"]
+        .as_str()
+        .and_then(crate::timefmt::parse_rfc3339)
+        .unwrap_or(now + ttl);
+    Ok((token, Issued { expires, ttl }))
 }
 
 /// Writes `files` (when they could be made) into `d`. When the API server could not give them
@@ -411,16 +452,24 @@ pub fn prepare(
         } else if v["projected"].is_object() {
             let pv = &v["projected"];
             let mode = mode_of(&pv["defaultMode"], 0o644);
+            let now = crate::timefmt::now_secs();
+            let mut issued = read_issued(root_dir, &pod.metadata.uid);
+            let before = issued.clone();
             let files = (|| {
                 let mut files = Files::new();
                 for src in pv["sources"].as_array().into_iter().flatten() {
                     let part = if src["serviceAccountToken"].is_object() {
                         let t = &src["serviceAccountToken"];
                         let path = t["path"].as_str().unwrap_or("token");
-                        let now = std::time::SystemTime::now();
-                        let tok = match fresh_token(&dir("projected"), path, t, now) {
-                            Some(tok) => tok,
-                            None => token(api()?, pod, t)?,
+                        let key = format!("{name}/{path}");
+                        let current = std::fs::read(dir("projected").join("..data").join(path));
+                        let tok = match current {
+                            Ok(tok) if !due(issued.get(&key).copied(), now) => tok,
+                            _ => {
+                                let (tok, i) = token(api()?, pod, t, now)?;
+                                issued.insert(key, i);
+                                tok
+                            }
                         };
                         Files::from([(path.to_string(), (tok, mode))])
                     } else if let Some((kind, r)) =
@@ -439,7 +488,12 @@ pub fn prepare(
                 }
                 Ok(files)
             })();
-            write_or_keep(pod, &name, dir("projected"), files)?
+            let d = write_or_keep(pod, &name, dir("projected"), files)?;
+            if issued != before {
+                write_issued(root_dir, &pod.metadata.uid, &issued)
+                    .map_err(|e| err(pod, &name, e))?;
+            }
+            d
         } else {
             return Err(err(pod, &name, "volume type not supported yet"));
         };
@@ -522,33 +576,40 @@ fn check_host_path(p: &Path, kind: &str) -> Result<(), String> {
     }
 }
 
-/// The CRI mounts of one container from its volumeMounts.
+/// The CRI mounts of one container from its volumeMounts. A `subPath` (or a `subPathExpr`
+/// expanded with the container's environment `env`) is resolved and bound safely under
+/// `pod_dir` (see `subpath`).
 pub fn mounts(
     pod: &Pod,
     container: &str,
     volumes: &BTreeMap<String, PathBuf>,
+    pod_dir: &Path,
+    env: &[(String, String)],
 ) -> Result<Vec<crate::cri::api::Mount>, String> {
     let spec = pod.raw_container(container);
     let mut out = Vec::new();
-    for m in spec["volumeMounts"].as_array().into_iter().flatten() {
+    for (i, m) in spec["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let name = m["name"].as_str().unwrap_or("");
         let Some(host) = volumes.get(name) else {
             return Err(format!(
                 "container {container:?}: volumeMount of unknown volume {name:?}"
             ));
         };
-        let mut host = host.clone();
-        if let Some(sub) = m["subPath"].as_str().filter(|s| !s.is_empty()) {
-            if sub.split('/').any(|c| c == "..") || sub.starts_with('/') {
-                return Err(format!(
-                    "container {container:?}: subPath {sub:?} must be a relative path inside the volume"
-                ));
-            }
-            host = host.join(sub);
-            if std::fs::symlink_metadata(&host).is_err() {
-                mkdir(&host, 0o755)?;
-            }
-        }
+        let non_empty = |k: &str| m[k].as_str().filter(|s| !s.is_empty());
+        let sub = match (non_empty("subPath"), non_empty("subPathExpr")) {
+            (Some(s), _) => Some(s.to_string()),
+            (None, Some(e)) => Some(super::subpath::expand(e, env)?),
+            (None, None) => None,
+        };
+        let host = match sub {
+            Some(sub) => super::subpath::prepare(host, &sub, pod_dir, name, container, i)?,
+            None => host.clone(),
+        };
         out.push(crate::cri::api::Mount {
             container_path: m["mountPath"].as_str().unwrap_or("").to_string(),
             host_path: host.display().to_string(),
@@ -620,20 +681,14 @@ mod tests {
             first,
             "the same content: nothing written"
         );
-        // Age the token: 3000 s of a 3600 s lifetime is past 80%; 100 s is not.
-        let src = json!({"expirationSeconds": 3600});
+        // Another part changing keeps the token file's age.
         let now = std::time::SystemTime::now();
         let file = dir.join("..data/token");
-        let set_age = |secs: u64| {
-            std::fs::File::options()
-                .write(true)
-                .open(&file)
-                .and_then(|f| f.set_modified(now - std::time::Duration::from_secs(secs)))
-                .unwrap_or_else(|e| panic!("{e}"));
-        };
-        set_age(100);
-        assert_eq!(fresh_token(&dir, "token", &src, now), Some(b"t1".to_vec()));
-        // Another part changing keeps the token's age.
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_modified(now - std::time::Duration::from_secs(100)))
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut changed = tok(b"t1");
         changed.insert("ns".into(), (b"other".to_vec(), 0o644));
         write_atomic(&dir, &changed).unwrap_or_else(|e| panic!("{e}"));
@@ -642,18 +697,20 @@ mod tests {
             .map(|m| now.duration_since(m).unwrap_or_default().as_secs())
             .unwrap_or(0);
         assert!((99..=101).contains(&age), "token age {age}");
-        let file = dir.join("..data/token");
-        std::fs::File::options()
-            .write(true)
-            .open(&file)
-            .and_then(|f| f.set_modified(now - std::time::Duration::from_secs(3000)))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            fresh_token(&dir, "token", &src, now),
-            None,
-            "due for a new one"
-        );
-        assert_eq!(fresh_token(&dir, "other", &src, now), None);
+    }
+
+    /// Renewal follows what the API server granted: 80% into its lifetime, or after a day.
+    #[test]
+    fn tokens_are_renewed_by_their_granted_lifetime() {
+        let i = |expires, ttl| Some(Issued { expires, ttl });
+        assert!(due(None, 1000));
+        // Asked for 3607 s, granted 600: due at 480 s, not at 80% of 3607.
+        assert!(!due(i(10_600, 600), 10_479));
+        assert!(due(i(10_600, 600), 10_480));
+        // Granted a year (extended tokens): renewed after 24 hours.
+        let year = 365 * 86_400;
+        assert!(!due(i(10_000 + year, year), 10_000 + 86_399));
+        assert!(due(i(10_000 + year, year), 10_000 + 86_400));
     }
 
     #[test]

@@ -93,7 +93,20 @@ pub struct PodNode {
 
 impl PodNode {
     pub fn start(env: &RuntimeEnv, tmp: &std::path::Path, extra: &str, verbose: bool) -> PodNode {
-        let seed = Seed::start(tmp, &["--approve-serving-csrs"]);
+        PodNode::start_with_sim(env, tmp, &[], extra, verbose)
+    }
+
+    /// [`PodNode::start`] with more flags for kube-sim.
+    pub fn start_with_sim(
+        env: &RuntimeEnv,
+        tmp: &std::path::Path,
+        sim_args: &[&str],
+        extra: &str,
+        verbose: bool,
+    ) -> PodNode {
+        let mut args = vec!["--approve-serving-csrs"];
+        args.extend_from_slice(sim_args);
+        let seed = Seed::start(tmp, &args);
         seed_steps(&seed);
         let logs = tmp.join("pod-logs");
         let cfg = tmp.join("kubelet-config.yaml");

@@ -29,7 +29,7 @@ use auth::User;
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  kube-sim --dir DIR [--listen 127.0.0.1:PORT] [--signing-duration 8760h] [--approve-serving-csrs] [--bookmark-interval 60s] [--watch-history 2000] [--backdate 5m] [--persist]\n  kube-sim token create --kubeconfig FILE [--groups G] [--ttl 24h] [--description D]"
+        "usage:\n  kube-sim --dir DIR [--listen 127.0.0.1:PORT] [--signing-duration 8760h] [--approve-serving-csrs] [--bookmark-interval 60s] [--watch-history 2000] [--backdate 5m] [--max-token-expiration DUR] [--persist]\n  kube-sim token create --kubeconfig FILE [--groups G] [--ttl 24h] [--description D]"
     );
     std::process::exit(2)
 }
@@ -200,6 +200,9 @@ fn serve(args: &[String]) -> Result<(), String> {
     let signing = parse_duration(flag(args, "--signing-duration").unwrap_or("8760h"))?;
     let bookmark = parse_duration(flag(args, "--bookmark-interval").unwrap_or("60s"))?;
     let backdate = parse_duration(flag(args, "--backdate").unwrap_or("5m"))?;
+    let max_token_expiration = flag(args, "--max-token-expiration")
+        .map(parse_duration)
+        .transpose()?;
     let approve_serving = args.iter().any(|a| a == "--approve-serving-csrs");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let _ = std::fs::remove_file(dir.join("address"));
@@ -293,6 +296,7 @@ fn serve(args: &[String]) -> Result<(), String> {
                 backdate,
                 approve_serving_csrs: approve_serving,
                 bookmark_interval: bookmark,
+                max_token_expiration,
             },
         });
         tokio::spawn(controllers::run(state.clone(), Arc::new(ca)));

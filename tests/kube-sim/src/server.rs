@@ -25,6 +25,8 @@ pub struct Options {
     pub backdate: Duration,
     pub approve_serving_csrs: bool,
     pub bookmark_interval: Duration,
+    /// TokenRequests are cut to this (the apiserver's --service-account-max-token-expiration).
+    pub max_token_expiration: Option<Duration>,
 }
 
 pub struct State {
@@ -1253,10 +1255,13 @@ async fn subresource(
                 let sa = store
                     .get(res, ns, &info.name)
                     .ok_or_else(|| ApiError::not_found(res, &info.name))?;
-                let exp = body["spec"]["expirationSeconds"]
+                let mut exp = body["spec"]["expirationSeconds"]
                     .as_i64()
                     .unwrap_or(3600)
                     .max(600);
+                if let Some(max) = state.opts.max_token_expiration {
+                    exp = exp.min(max.as_secs() as i64);
+                }
                 (
                     sa["metadata"]["uid"].as_str().unwrap_or("").to_string(),
                     exp,
