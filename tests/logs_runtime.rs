@@ -131,12 +131,8 @@ fn huge_logs_and_big_answers_in_bounded_memory() {
 
     // D2: /pods past 64 KiB (a pod with a 100 KiB annotation), through the API server.
     let listed = wait(&mut agent, "the big pod on /pods", 60, || {
-        let out = Command::new("kubectl")
-            .args([&kubeconfig, "get", "--raw", "/api/v1/nodes/n1/proxy/pods"])
-            .output()
-            .ok()?;
-        let body = text(&out.stdout);
-        (out.status.success() && body.contains("\"filler\"")).then_some(body)
+        seed.try_kubectl(&["get", "--raw", "/api/v1/nodes/n1/proxy/pods"])
+            .filter(|body| body.contains("\"filler\""))
     });
     assert!(listed.len() > 100 * 1024, "{} bytes", listed.len());
     serde_json::from_str::<serde_json::Value>(&listed).expect("a whole PodList");

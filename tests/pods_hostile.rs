@@ -259,15 +259,8 @@ fn hostile_pods_stay_in_what_their_spec_grants() {
         },
     );
     wait(&mut agent, "exprs' log", 30, || {
-        let out = std::process::Command::new("kubectl")
-            .arg(format!(
-                "--kubeconfig={}",
-                seed.sim_dir.join("admin.kubeconfig").display()
-            ))
-            .args(["logs", "exprs"])
-            .output()
-            .ok()?;
-        (text(&out.stdout) == "inside\nhello-through-a-subpath\n").then_some(())
+        seed.try_kubectl(&["logs", "exprs"])
+            .filter(|l| l == "inside\nhello-through-a-subpath\n")
     });
     let dotdot = wait(&mut agent, "dotdot to be refused", 60, || {
         seed.try_get(&["pod", "dotdot"])
@@ -309,15 +302,8 @@ fn hostile_pods_stay_in_what_their_spec_grants() {
         assert!(sandboxes.is_empty(), "{pod} got a sandbox: {sandboxes:?}");
     }
     wait(&mut agent, "shm's sysctls", 60, || {
-        let out = std::process::Command::new("kubectl")
-            .arg(format!(
-                "--kubeconfig={}",
-                seed.sim_dir.join("admin.kubeconfig").display()
-            ))
-            .args(["logs", "shm"])
-            .output()
-            .ok()?;
-        (text(&out.stdout) == "8192\n0\n").then_some(())
+        seed.try_kubectl(&["logs", "shm"])
+            .filter(|l| l == "8192\n0\n")
     });
 
     // D12: the API server granted 20 s (asked: 3607): the token is renewed within its life.

@@ -396,6 +396,19 @@ impl Seed {
         *sim = start_sim_with(&self.sim_dir, &args);
     }
 
+    /// kubectl as admin; its output, None when it fails (not found, not yet...).
+    pub fn try_kubectl(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("kubectl")
+            .arg(format!(
+                "--kubeconfig={}",
+                self.sim_dir.join("admin.kubeconfig").display()
+            ))
+            .args(args)
+            .output()
+            .ok()?;
+        out.status.success().then(|| text(&out.stdout))
+    }
+
     /// `kubectl get <args> -o json` as admin; None when it fails (not found, not yet...).
     pub fn try_get(&self, args: &[&str]) -> Option<serde_json::Value> {
         let out = Command::new("kubectl")
