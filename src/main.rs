@@ -70,7 +70,7 @@ fn run(args: impl Iterator<Item = String>) -> Result<(), Error> {
     )?;
     let client_stats = std::sync::Arc::new(tinylet::certs::manager::Stats::default());
     let server_stats = std::sync::Arc::new(tinylet::certs::manager::Stats::default());
-    start_certificates(&settings, client_stats.clone(), server_stats.clone());
+    start_certificates(&settings, client_stats.clone(), server_stats.clone())?;
     let pods = tinylet::pods::Snapshot::default();
     let runtime = open_runtime(&settings)?;
     start_servers(
@@ -324,87 +324,37 @@ fn announce(s: &Settings) {
     }
 }
 
-/// The certificate thread: the client-certificate bootstrap when needed (retried with backoff,
-/// one log line per failure, as the kubelet's certificate manager), then the managers that keep
-/// the client (`rotateCertificates`) and serving (`serverTLSBootstrap`) certificates renewed.
+/// The certificate thread (`certs::keeper`), when there is a kubeconfig.
 fn start_certificates(
     s: &Settings,
     client_stats: std::sync::Arc<tinylet::certs::manager::Stats>,
     server_stats: std::sync::Arc<tinylet::certs::manager::Stats>,
-) {
+) -> Result<(), Error> {
     let Some(kubeconfig) = s.flags.kubeconfig.clone() else {
-        return;
+        return Ok(());
     };
-    let bootstrap_api = if s.bootstrapping {
-        s.api_server.clone()
-    } else {
-        None
-    };
-    let node = s.node_name.clone();
-    let cert_dir = s.flags.cert_dir.clone();
-    let (qps, burst) = (s.kubelet.kube_api_qps, s.kubelet.kube_api_burst);
-    let rotate = s.kubelet.rotate_certificates;
     let serving = s.kubelet.server_tls_bootstrap.then(|| {
         let ips = tinylet::node::node_ips(
             &s.flags.node_ip,
             s.kubelet.address,
             std::path::Path::new("/proc"),
         );
-        tinylet::certs::bootstrap::Template::serving(&node, &node, &ips)
+        tinylet::certs::bootstrap::Template::serving(&s.node_name, &s.node_name, &ips)
     });
-    let hour = std::time::Duration::from_secs(3600);
-    std::thread::spawn(move || {
-        if let Some(api) = bootstrap_api {
-            let b = tinylet::certs::bootstrap::Bootstrap {
-                node_name: &node,
-                cert_dir: &cert_dir,
-                kubeconfig: &kubeconfig,
-                bootstrap: &api,
-                qps,
-                burst,
-                approval_timeout: hour,
-            };
-            let mut failures = 0;
-            loop {
-                info!("Rotating certificates");
-                match b.run() {
-                    Ok(file) => {
-                        info!(
-                            "bootstrap done: client certificate {}, kubeconfig {}",
-                            file.display(),
-                            kubeconfig.display()
-                        );
-                        break;
-                    }
-                    Err(e) => {
-                        error!("Failed while requesting a signed certificate from the master: {e}");
-                        failures += 1;
-                        std::thread::sleep(tinylet::certs::manager::backoff(failures));
-                    }
-                }
-            }
-        }
-        let manager = |template, stats| tinylet::certs::manager::Manager {
-            template,
-            cert_dir: cert_dir.clone(),
-            kubeconfig: kubeconfig.clone(),
-            qps,
-            burst,
-            approval_timeout: hour,
-            stats,
-        };
-        if let Some(t) = serving {
-            let m = manager(t, server_stats);
-            std::thread::spawn(move || m.run());
-        }
-        if rotate {
-            manager(
-                tinylet::certs::bootstrap::Template::client(&node),
-                client_stats,
-            )
-            .run();
-        }
-    });
+    let keeper = tinylet::certs::keeper::Keeper {
+        node: s.node_name.clone(),
+        cert_dir: s.flags.cert_dir.clone(),
+        kubeconfig,
+        bootstrap_kubeconfig: s.flags.bootstrap_kubeconfig.clone(),
+        bootstrap_now: s.bootstrapping.then(|| s.api_server.clone()).flatten(),
+        qps: s.kubelet.kube_api_qps,
+        burst: s.kubelet.kube_api_burst,
+        rotate: s.kubelet.rotate_certificates,
+        serving,
+        client_stats,
+        server_stats,
+    };
+    spawn("certificates", move || keeper.run()).map(drop)
 }
 
 /// The 10250 API (when a serving certificate source is configured) and the plain-HTTP healthz

@@ -141,3 +141,111 @@ fn sigkill_while_the_serving_csr_waits_then_approval_completes_it() {
         "one serving request across the restart: {serving:?}"
     );
 }
+
+/// #14 D5: the API server is away for longer than the client certificate lives (an edge box
+/// offline). When it is back, the agent bootstraps again by itself (the expired certificate
+/// cannot authenticate a renewal), its loops pick up the new certificate, the serving
+/// certificate is renewed with it and 10250 answers again: no restart by hand.
+#[test]
+fn an_expired_client_certificate_is_bootstrapped_again_after_an_outage() {
+    let tmp = tempdir();
+    // 40 s certificates, not backdated; the objects survive kube-sim's restart (--persist).
+    let seed = Seed::start(
+        tmp.path(),
+        &[
+            "--signing-duration",
+            "40s",
+            "--backdate",
+            "0s",
+            "--approve-serving-csrs",
+            "--persist",
+        ],
+    );
+    seed.bind_bootstrappers();
+    seed.apply_csr_crb();
+    let port = common::https::free_port();
+    let ca = seed.sim_dir.join("ca.pem");
+    let cfg = seed.node.join("kubelet-config.yaml");
+    write(
+        &cfg,
+        &format!(
+            "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\naddress: 127.0.0.1\nport: {port}\nhealthzPort: 0\n\
+             rotateCertificates: true\nserverTLSBootstrap: true\n\
+             authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n  x509:\n    clientCAFile: {}\n\
+             authorization:\n  mode: Webhook\n",
+            ca.display()
+        ),
+    );
+    let cert_dir = seed.cert_dir();
+    let args = seed.agent_args(
+        "n1",
+        &[
+            format!("--config={}", cfg.display()),
+            "--node-ip=127.0.0.1".into(),
+        ],
+    );
+    let mut agent = Agent::start(&args);
+    agent.expect("bootstrap done");
+    agent.expect("kubelet-server: certificate rotated");
+    let admin = common::https::cert_args(&seed.sim_dir, "admin");
+    assert_eq!(common::https::curl(port, "/healthz", &ca, &admin).0, "200");
+    let first = target(&cert_dir.join("kubelet-client-current.pem"));
+    // The API server goes away before the first rotation and stays away past expiry.
+    seed.stop_sim();
+    let down = Instant::now();
+    let expired = |p: &Path| {
+        let out = run(std::process::Command::new("openssl")
+            .args(["x509", "-checkend", "0", "-noout", "-in"])
+            .arg(p));
+        !out.status.success()
+    };
+    let current = cert_dir.join("kubelet-client-current.pem");
+    while !expired(&current) {
+        assert!(
+            down.elapsed() < Duration::from_secs(60),
+            "the certificate did not expire"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    seed.start_sim_again();
+    // Within one retry period (32 s) of the manager's back-off, plus the CSR round trip.
+    agent.expect("bootstrapping again with");
+    agent.expect("kubelet-client: certificate rotated");
+    assert!(!expired(&current), "a fresh client certificate");
+    assert_ne!(target(&current), first);
+    let back = Instant::now();
+    loop {
+        let (code, _) = common::https::curl(port, "/healthz", &ca, &admin);
+        if code == "200" {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(60),
+            "10250 did not come back (last code {code}); log:\n{}",
+            agent.log_so_far()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // The node's own loops use the new certificate: its lease is renewed again.
+    let renewed = |l: &serde_json::Value| {
+        l["spec"]["renewTime"]
+            .as_str()
+            .and_then(tinylet::timefmt::parse_rfc3339)
+    };
+    let t0 = seed
+        .try_get(&["lease", "n1", "-n", "kube-node-lease"])
+        .and_then(|l| renewed(&l));
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let now = seed
+            .try_get(&["lease", "n1", "-n", "kube-node-lease"])
+            .and_then(|l| renewed(&l));
+        if now.is_some() && now > t0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the lease was not renewed again");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert_eq!(agent.stop().0, Some(0));
+}

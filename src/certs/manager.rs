@@ -1,6 +1,10 @@
 //! The certificate manager: keeps one certificate (client or serving) valid and matching its
-//! template, renewing at NotBefore + uniform(70%..90%) of its lifetime through the CSR API with
-//! the current client certificate, with the kubelet's backoff, and exposes its state for metrics.
+//! template, renewing at NotBefore + uniform(70%..90%) of its lifetime (with rotation; else only
+//! once it has expired) through the CSR API with the current client certificate, with the
+//! kubelet's backoff, and exposes its state for metrics. A client certificate that has expired
+//! (an edge box offline for longer than its life) cannot authenticate its own renewal: it is
+//! bootstrapped again with the bootstrap kubeconfig, in-process, where the kubelet exits for
+//! systemd to restart it into the bootstrap.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,15 +59,52 @@ pub fn backoff(failures: u32) -> Duration {
     }
 }
 
+/// Wakes managers waiting out a back-off when another certificate changed (the serving
+/// manager retries at once once the client certificate it renews with is new again).
+#[derive(Default)]
+pub struct Kick {
+    generation: std::sync::Mutex<u64>,
+    cv: std::sync::Condvar,
+}
+
+impl Kick {
+    pub fn kick(&self) {
+        *self.generation.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.cv.notify_all();
+    }
+
+    fn generation(&self) -> u64 {
+        *self.generation.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sleeps up to `d` or until kicked after `seen`; true when kicked.
+    fn wait(&self, seen: u64, d: Duration) -> bool {
+        let g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
+        let (g, _) = self
+            .cv
+            .wait_timeout_while(g, d, |g| *g == seen)
+            .unwrap_or_else(|p| p.into_inner());
+        *g != seen
+    }
+}
+
 pub struct Manager {
     pub template: Template,
     pub cert_dir: PathBuf,
     /// The kubeconfig whose client certificate authenticates renewals (the kubelet's own).
     pub kubeconfig: PathBuf,
+    /// `--bootstrap-kubeconfig`: for the client certificate, how to start over once it has
+    /// expired.
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+    /// Renew ahead of expiry (`rotateCertificates`, and always for the serving certificate);
+    /// else only an expired or mismatching certificate is replaced.
+    pub rotate: bool,
     pub qps: i32,
     pub burst: i32,
     pub approval_timeout: Duration,
     pub stats: Arc<Stats>,
+    /// Kicked after each renewal; waited on during back-off.
+    pub kick: Arc<Kick>,
 }
 
 impl Manager {
@@ -90,8 +131,10 @@ impl Manager {
                         now,
                         "the current certificate no longer matches the template (CN, O or SANs)",
                     )
-                } else {
+                } else if self.rotate {
                     (rotation_deadline(&info, fraction), "the rotation deadline")
+                } else {
+                    (info.not_after, "the certificate expires")
                 }
             }
             Ok(None) => (now, "there is no certificate yet"),
@@ -102,6 +145,38 @@ impl Manager {
     /// One renewal: a client from the kubelet's kubeconfig (read now, so a rotated client
     /// certificate is used), a CSR, the wait, the atomic swap.
     pub fn renew(&self) -> Result<PathBuf, String> {
+        if let Some(b) = self
+            .bootstrap_kubeconfig
+            .as_ref()
+            .filter(|_| self.template.signer == super::bootstrap::CLIENT_SIGNER)
+            .filter(|_| !super::bootstrap::kubeconfig_usable(&self.kubeconfig))
+        {
+            crate::info!(
+                "{}: the client certificate of {} is expired or unusable: bootstrapping again with {}",
+                self.template.prefix,
+                self.kubeconfig.display(),
+                b.display()
+            );
+            let api = Kubeconfig::load(b)
+                .and_then(|k| k.resolve(b))
+                .map_err(|e| e.to_string())?;
+            let node = self
+                .template
+                .common_name
+                .strip_prefix("system:node:")
+                .unwrap_or(&self.template.common_name);
+            return super::bootstrap::Bootstrap {
+                node_name: node,
+                cert_dir: &self.cert_dir,
+                kubeconfig: &self.kubeconfig,
+                bootstrap: &api,
+                qps: self.qps,
+                burst: self.burst,
+                approval_timeout: self.approval_timeout,
+            }
+            .run()
+            .map_err(|e| e.to_string());
+        }
         let api = Kubeconfig::load(&self.kubeconfig)
             .and_then(|k| k.resolve(&self.kubeconfig))
             .map_err(|e| e.to_string())?;
@@ -133,8 +208,10 @@ impl Manager {
                     self.template.prefix,
                     wait.as_secs()
                 );
-                std::thread::sleep(wait);
-                if failures == 0 && SystemTime::now() < deadline {
+                let seen = self.kick.generation();
+                let kicked = self.kick.wait(seen, wait);
+                // Kicked out of a back-off: try again now (what failed may work now).
+                if (failures == 0 || !kicked) && SystemTime::now() < deadline {
                     continue;
                 }
             }
@@ -144,6 +221,7 @@ impl Manager {
                     failures = 0;
                     fraction = jitter();
                     self.stats.rotations.fetch_add(1, Ordering::Relaxed);
+                    self.kick.kick();
                     crate::info!(
                         "{}: certificate rotated: {}",
                         self.template.prefix,

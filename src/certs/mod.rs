@@ -1,7 +1,9 @@
 //! Certificates on disk and the TLS bootstrap: the kubelet's file names and modes, atomic
-//! `-current.pem` symlink swaps, key and CSR generation, and the client-certificate bootstrap.
+//! `-current.pem` symlink swaps, key and CSR generation, the client-certificate bootstrap, the
+//! managers that renew certificates and the thread that runs them (`keeper`).
 
 pub mod bootstrap;
+pub mod keeper;
 pub mod manager;
 pub mod serving;
 

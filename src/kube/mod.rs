@@ -140,13 +140,54 @@ impl Bucket {
 }
 
 /// The agent's API client, built from its kubeconfig on first use (the file exists once the
-/// bootstrap is done) and rebuilt after [`Lazy::forget`], so a rotated client certificate or a
-/// rewritten kubeconfig is picked up.
+/// bootstrap is done) and built again after [`Lazy::forget`] or when the kubeconfig or a file it
+/// names (client certificate, key, CA, token file) changed, so a rotated or re-bootstrapped
+/// client certificate is picked up by every loop at its next call.
 pub struct Lazy {
     kubeconfig: Option<PathBuf>,
     qps: i32,
     burst: i32,
-    slot: Mutex<Option<Arc<Client>>>,
+    slot: Mutex<Option<Built>>,
+}
+
+struct Built {
+    client: Arc<Client>,
+    files: Vec<PathBuf>,
+    stamp: Vec<Option<(u64, std::time::SystemTime)>>,
+}
+
+/// What says a file changed: its inode (through symlinks) and modification time.
+fn stamp(files: &[PathBuf]) -> Vec<Option<(u64, std::time::SystemTime)>> {
+    use std::os::unix::fs::MetadataExt;
+    files
+        .iter()
+        .map(|f| {
+            let m = std::fs::metadata(f).ok()?;
+            Some((m.ino(), m.modified().ok()?))
+        })
+        .collect()
+}
+
+/// The files a client is made of.
+fn files_of(kubeconfig: &std::path::Path, api: &ApiServer) -> Vec<PathBuf> {
+    let mut files = vec![kubeconfig.to_path_buf()];
+    let mut add = |s: &Source| {
+        if let Source::File(p) = s {
+            files.push(p.clone());
+        }
+    };
+    if let Some(ca) = &api.ca {
+        add(ca);
+    }
+    match &api.credentials {
+        Credentials::ClientCert { cert, key } => {
+            add(cert);
+            add(key);
+        }
+        Credentials::TokenFile(p) => files.push(p.clone()),
+        Credentials::None | Credentials::Token(_) => {}
+    }
+    files
 }
 
 impl Lazy {
@@ -161,8 +202,10 @@ impl Lazy {
 
     pub fn get(&self) -> Result<Arc<Client>, String> {
         let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
+        if let Some(b) = slot.as_ref()
+            && stamp(&b.files) == b.stamp
+        {
+            return Ok(b.client.clone());
         }
         let path = self
             .kubeconfig
@@ -171,8 +214,14 @@ impl Lazy {
         let api = crate::config::kubeconfig::Kubeconfig::load(path)
             .and_then(|k| k.resolve(path))
             .map_err(|e| e.to_string())?;
+        let files = files_of(path, &api);
+        let before = stamp(&files);
         let c = Arc::new(Client::new(&api, self.qps, self.burst).map_err(|e| e.to_string())?);
-        *slot = Some(c.clone());
+        *slot = Some(Built {
+            client: c.clone(),
+            stamp: before,
+            files,
+        });
         Ok(c)
     }
 
@@ -696,6 +745,31 @@ mod retry_tests {
             credentials: Credentials::None,
         };
         Client::new(&api, 1000, 1000).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A rewritten kubeconfig or token file (a rotation, a new bootstrap) gives a new client at
+    /// the next call; nothing changed, the same one.
+    #[test]
+    fn lazy_clients_follow_their_files() {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let kc = d.path().join("kubeconfig");
+        let token = d.path().join("token");
+        std::fs::write(&token, "t1").unwrap_or_else(|e| panic!("{e}"));
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\nusers:\n- name: u\n  user:\n    tokenFile: {}\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\n",
+            token.display()
+        );
+        std::fs::write(&kc, &yaml).unwrap_or_else(|e| panic!("{e}"));
+        let lazy = Lazy::new(Some(kc.clone()), 5, 10);
+        let a = lazy.get().unwrap_or_else(|e| panic!("{e}"));
+        let b = lazy.get().unwrap_or_else(|e| panic!("{e}"));
+        assert!(Arc::ptr_eq(&a, &b), "unchanged files: the same client");
+        // A new file in place, as an atomic rename writes it.
+        let tmp = d.path().join("token.new");
+        std::fs::write(&tmp, "t2").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::rename(&tmp, &token).unwrap_or_else(|e| panic!("{e}"));
+        let c = lazy.get().unwrap_or_else(|e| panic!("{e}"));
+        assert!(!Arc::ptr_eq(&a, &c), "a new token file: a new client");
     }
 
     #[test]

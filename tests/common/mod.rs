@@ -201,7 +201,9 @@ pub fn start_sim_with(dir: &Path, extra: &[&str]) -> Proc {
         .unwrap_or_else(|e| panic!("{e}"));
     let p = Proc(child);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !dir.join("address").exists() {
+    let serving =
+        || std::fs::read_to_string(dir.join("address")).is_ok_and(|a| a.starts_with("https://"));
+    while !serving() {
         assert!(Instant::now() < deadline, "kube-sim did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -386,9 +388,20 @@ impl Seed {
     /// Kills kube-sim and starts it again on the same directory and address (start it with
     /// `--persist` for its objects to survive, as an apiserver's do in etcd).
     pub fn restart_sim(&self) {
+        self.stop_sim();
+        self.start_sim_again();
+    }
+
+    /// Kills kube-sim (the API server goes away).
+    pub fn stop_sim(&self) {
         let mut sim = self.sim.borrow_mut();
         let _ = sim.0.kill();
         let _ = sim.0.wait();
+    }
+
+    /// Starts kube-sim again on the same directory and address.
+    pub fn start_sim_again(&self) {
+        let mut sim = self.sim.borrow_mut();
         let listen = self.server.trim_start_matches("https://").to_string();
         let mut args: Vec<&str> = self.sim_args.iter().map(String::as_str).collect();
         args.extend(["--listen", &listen]);

@@ -180,8 +180,12 @@ fn user_from_cert(der: &CertificateDer<'_>) -> Option<User> {
     })
 }
 
+/// Writes `p` whole or not at all (a reader waiting for `address` never sees it half written).
 fn write_file(p: &Path, s: &str) -> Result<(), String> {
-    std::fs::write(p, s).map_err(|e| format!("{}: {e}", p.display()))
+    let tmp = p.with_extension("partial");
+    std::fs::write(&tmp, s)
+        .and_then(|()| std::fs::rename(&tmp, p))
+        .map_err(|e| format!("{}: {e}", p.display()))
 }
 
 fn kubeconfig(server: &str, ca: &str, cert: &str, key: &str, user: &str) -> String {
