@@ -4,8 +4,8 @@
 pub mod certs;
 pub mod config;
 pub mod cri;
-pub mod error;
 pub mod events;
+pub mod fatal;
 pub mod kube;
 pub mod log;
 pub mod logs;

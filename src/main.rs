@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use nix::sys::signal::{SigSet, Signal};
 use tinylet::config::flags::{self, Command};
 use tinylet::config::{self, Settings, Strictness};
-use tinylet::error::Error;
-use tinylet::{error, info, log, vinfo, warn};
+use tinylet::fatal::Error;
+use tinylet::{info, log, vinfo, warn};
 
 fn main() -> ExitCode {
     match run(std::env::args().skip(1)) {
@@ -73,14 +73,16 @@ fn run(args: impl Iterator<Item = String>) -> Result<(), Error> {
     start_certificates(&settings, client_stats.clone(), server_stats.clone())?;
     let pods = tinylet::pods::Snapshot::default();
     let runtime = open_runtime(&settings)?;
+    let health = std::sync::Arc::new(tinylet::pods::runner::Health::default());
     start_servers(
         &settings,
         vec![("client", client_stats), ("server", server_stats)],
         pods.clone(),
         runtime.clone(),
+        health.clone(),
     )?;
     let stop = std::sync::Arc::new(tinylet::stop::Stop::default());
-    let node_threads = start_node(&settings, stop.clone(), pods, runtime)?;
+    let node_threads = start_node(&settings, stop.clone(), pods, runtime, health)?;
     info!("running; waiting for SIGTERM or SIGINT");
     wait_for_termination(&signals)?;
     // Heartbeats stop cleanly; containers are left running, as the kubelet leaves them.
@@ -121,6 +123,7 @@ fn start_node(
     stop: std::sync::Arc<tinylet::stop::Stop>,
     pods: tinylet::pods::Snapshot,
     runtime: std::sync::Arc<tinylet::cri::Runtime>,
+    health: std::sync::Arc<tinylet::pods::runner::Health>,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, Error> {
     use std::sync::Arc;
     use tinylet::node::agent;
@@ -133,7 +136,7 @@ fn start_node(
     if s.flags.kubeconfig.is_none() {
         notify_ready();
         // Standalone: static pods only.
-        return start_pods(s, &cfg, client, None, runtime, pods, stop);
+        return start_pods(s, &cfg, client, None, runtime, pods, stop, health);
     }
     let uid = Arc::new(std::sync::Mutex::new(String::new()));
     let (recorder, sender) = tinylet::events::recorder(
@@ -158,6 +161,7 @@ fn start_node(
         runtime.clone(),
         pods,
         stop.clone(),
+        health,
     )?);
     threads.push(spawn("node", move || {
         agent::run(
@@ -175,6 +179,7 @@ fn start_node(
 
 /// The pod owner and its sources: the API server's pods bound to this node (with a kubeconfig)
 /// and the static pods of `staticPodPath` (when set).
+#[allow(clippy::too_many_arguments)]
 fn start_pods(
     s: &Settings,
     cfg: &tinylet::node::agent::Config,
@@ -183,6 +188,7 @@ fn start_pods(
     runtime: std::sync::Arc<tinylet::cri::Runtime>,
     snapshot: tinylet::pods::Snapshot,
     stop: std::sync::Arc<tinylet::stop::Stop>,
+    health: std::sync::Arc<tinylet::pods::runner::Health>,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, Error> {
     let k = &s.kubelet;
     let api_source = s.flags.kubeconfig.is_some();
@@ -190,79 +196,36 @@ fn start_pods(
     if !api_source && static_path.is_none() {
         return Ok(vec![]);
     }
-    let host_ip =
-        tinylet::node::node_ips(&s.flags.node_ip, k.address, std::path::Path::new("/proc"))
-            .first()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-    // One read of the host for the pods' OOM scores and admission.
-    let machine = tinylet::node::host::Machine::read(&cfg.roots).ok();
-    let allocatable = machine
-        .as_ref()
-        .and_then(|m| tinylet::node::status::allocatable_on(&cfg.spec, m, &cfg.root_dir));
-    let pods_cfg = tinylet::pods::owner::Config {
-        node: s.node_name.clone(),
-        host_ip,
-        pod_logs_dir: k.pod_logs_dir.clone().into(),
-        cgroup_root: if k.cgroup_root.is_empty() {
-            "/".into()
-        } else {
-            k.cgroup_root.clone()
-        },
-        cluster_dns: k.cluster_dns.clone(),
-        cluster_domain: k.cluster_domain.clone(),
-        sync_every: std::time::Duration::from_secs(1),
-        root_dir: s.flags.root_dir.clone(),
-        node_memory: machine.as_ref().map_or(0, |m| m.memory_bytes),
-        cpu_cfs_quota: k.cpu_cfs_quota,
-        cgroup_mount: "/sys/fs/cgroup".into(),
-        pod_pids_limit: k.pod_pids_limit,
-        limits: tinylet::pods::admit::NodeLimits {
-            max_pods: cfg.spec.max_pods,
-            cpu_millis: allocatable.as_ref().map_or(i64::MAX, |a| a.cpu_millis),
-            memory: allocatable.as_ref().map_or(i64::MAX, |a| a.memory),
-            labels: cfg.spec.labels.clone(),
-            // Checked when the configuration was loaded; only the kernel release is read here.
-            sysctls: tinylet::pods::sysctls::Allowlist::new(
-                &k.allowed_unsafe_sysctls,
-                machine.as_ref().map_or("", |m| m.kernel_version.as_str()),
-            )
-            .unwrap_or_default(),
-        },
-        api_source,
-        static_source: static_path.is_some(),
-        resolv_conf: k.resolv_conf.clone().into(),
-        seccomp_default: k.seccomp_default,
-        volume_resync: k.sync_frequency.as_std(),
-        registry_pull_qps: k.registry_pull_qps,
-        registry_burst: k.registry_burst,
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut threads = Vec::new();
+    let pods = tinylet::pods::runner::start(
+        tinylet::pods::config::Config::from_settings(s, cfg),
+        client.clone(),
+        runtime,
+        snapshot,
+        recorder,
+        stop.clone(),
+        health,
+    )
+    .map_err(|e| Error::Thread("pods", e))?;
+    let mut threads = vec![pods.thread];
     if api_source {
-        let (client, stop, tx, node) = (
+        let (client, stop, inbox, node) = (
             client.clone(),
             stop.clone(),
-            tx.clone(),
+            pods.inbox.clone(),
             s.node_name.clone(),
         );
         threads.push(spawn("pod-source", move || {
-            tinylet::pods::source::run(&client, &node, &tx, &stop)
+            tinylet::pods::source::run(&client, &node, &inbox, &stop)
         })?);
     }
     if let Some(path) = static_path {
-        let (stop, tx, node) = (stop.clone(), tx.clone(), s.node_name.clone());
+        let (stop, inbox, node) = (stop.clone(), pods.inbox.clone(), s.node_name.clone());
         let every = k.file_check_frequency.as_std();
         info!("static pods from {path} (read every {every:?})");
         threads.push(spawn("static-pods", move || {
-            tinylet::pods::files::run(std::path::Path::new(&path), &node, every, &tx, &stop)
+            tinylet::pods::files::run(std::path::Path::new(&path), &node, every, &inbox, &stop)
         })?);
     }
-    drop(tx);
-    threads.push(spawn("pods", move || {
-        tinylet::pods::owner::Owner::new(pods_cfg, client, runtime, snapshot, recorder)
-            .run(&rx, &stop)
-    })?);
     Ok(threads)
 }
 
@@ -364,31 +327,18 @@ fn start_servers(
     certificates: Vec<(&'static str, std::sync::Arc<tinylet::certs::manager::Stats>)>,
     pods: tinylet::pods::Snapshot,
     runtime: std::sync::Arc<tinylet::cri::Runtime>,
+    health: std::sync::Arc<tinylet::pods::runner::Health>,
 ) -> Result<(), Error> {
     use tinylet::server;
     let k = &s.kubelet;
-    let syncloop: server::healthz::SyncLoopCheck = std::sync::Arc::new(|| Ok(()));
+    let sync_frequency = k.sync_frequency.as_std();
+    let syncloop: server::healthz::SyncLoopCheck =
+        std::sync::Arc::new(move || health.check(sync_frequency, tinylet::timefmt::now_secs()));
     if k.healthz_port != 0 {
-        let syncloop = syncloop.clone();
-        // As the kubelet: a healthz port that cannot be bound is retried every 5 s, not fatal.
-        let addr = std::net::SocketAddr::new(k.healthz_bind_address, k.healthz_port);
-        std::thread::spawn(move || {
-            let mut logged = false;
-            loop {
-                match std::net::TcpListener::bind(addr) {
-                    Ok(l) => {
-                        info!("healthz on http://{addr}/healthz");
-                        server::serve_healthz(l, syncloop.clone());
-                    }
-                    Err(e) if !logged => {
-                        error!("Failed to start healthz server on {addr}: {e}; retrying every 5s");
-                        logged = true;
-                    }
-                    Err(_) => {}
-                }
-                std::thread::sleep(std::time::Duration::from_secs(5));
-            }
-        });
+        server::healthz::start(
+            std::net::SocketAddr::new(k.healthz_bind_address, k.healthz_port),
+            syncloop.clone(),
+        );
     }
     if !k.enable_server {
         return Ok(());
@@ -418,7 +368,7 @@ fn start_servers(
     .map_err(Error::Server)?;
     let addr = std::net::SocketAddr::new(k.address, k.port);
     let l = std::net::TcpListener::bind(addr)
-        .map_err(|source| Error::Server(server::ServerError::Listen { addr, source }))?;
+        .map_err(|err| Error::Server(server::ServerError::Listen { addr, err }))?;
     let state = std::sync::Arc::new(server::State {
         auth: server::auth::Auth::new(&s.node_name, k, s.flags.kubeconfig.clone()),
         config_json: serde_json::to_value(k).unwrap_or_default(),

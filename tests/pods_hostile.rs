@@ -48,7 +48,7 @@ spec:
       subPath: escape
   - name: root
     image: docker.io/library/busybox:1.36
-    command: ["sh", "-c", "touch /host/tmp/pwned-root; sleep 3600"]
+    command: ["sh", "-c", "touch /host/tmp/MARK; sleep 3600"]
     volumeMounts:
     - name: vol
       mountPath: /host
@@ -210,12 +210,19 @@ fn hostile_pods_stay_in_what_their_spec_grants() {
         false,
     );
     let host = tmp.path().join("host-secret");
+    // What the link to / would touch on the host, unique to this run.
+    let mark = format!(
+        "pwned-{}",
+        tmp.path().file_name().unwrap_or_default().to_string_lossy()
+    );
     std::fs::create_dir_all(host.join("tmp")).expect("host dir");
     write(&host.join("secret"), "host-only\n");
     let manifest = tmp.path().join("pods.yaml");
     write(
         &manifest,
-        &PODS.replace("HOST_DIR", &host.display().to_string()),
+        &PODS
+            .replace("HOST_DIR", &host.display().to_string())
+            .replace("MARK", &mark),
     );
     seed.kubectl(&["apply", "-f", &manifest.display().to_string()]);
     let root = tmp.path().join("root");
@@ -235,8 +242,8 @@ fn hostile_pods_stay_in_what_their_spec_grants() {
         waiting(&escape, "root").1,
         "failed to prepare subPath for volumeMount \"vol\" of container \"root\""
     );
-    assert!(!host.join("pwned").exists() && !host.join("tmp/pwned-root").exists());
-    assert!(!std::path::Path::new("/tmp/pwned-root").exists());
+    assert!(!host.join("pwned").exists() && !host.join("tmp").join(&mark).exists());
+    assert!(!std::path::Path::new("/tmp").join(&mark).exists());
 
     // D9: subPathExpr is expanded (and made), links inside the volume are fine, a configMap
     // key by subPath works; an expanded `..` is refused.

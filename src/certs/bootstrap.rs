@@ -23,12 +23,9 @@ const CSR_PATH: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 #[derive(Debug, thiserror::Error)]
 pub enum CsrError {
     #[error("cannot create certificate signing request: {0}")]
-    Create(#[source] Box<KubeError>),
-    #[error("waiting for certificate signing request {name}: {source}")]
-    Wait {
-        name: String,
-        source: Box<KubeError>,
-    },
+    Create(Box<KubeError>),
+    #[error("waiting for certificate signing request {name}: {err}")]
+    Wait { name: String, err: Box<KubeError> },
     #[error("certificate signing request {name} is denied, reason: {reason}, message: {message}")]
     Denied {
         name: String,
@@ -48,7 +45,7 @@ pub enum CsrError {
     #[error(transparent)]
     Cert(#[from] CertError),
     #[error("connecting with the bootstrap kubeconfig: {0}")]
-    Client(#[source] Box<KubeError>),
+    Client(Box<KubeError>),
 }
 
 /// Where the bootstrap reads and writes.
@@ -230,7 +227,7 @@ impl Bootstrap<'_> {
             Some(src) => src.read().map_err(|e| CertError::Io {
                 action: "reading the CA of",
                 path: self.bootstrap.file.clone(),
-                source: e,
+                err: e,
             })?,
             None => Vec::new(),
         };
@@ -243,9 +240,9 @@ impl Bootstrap<'_> {
 /// Waits until the CSR is issued (its certificate, base64) or refused.
 fn wait(client: &Client, name: &str, timeout: Duration) -> Result<String, CsrError> {
     let deadline = Instant::now() + timeout;
-    let werr = |source: KubeError| CsrError::Wait {
+    let werr = |err: KubeError| CsrError::Wait {
         name: name.to_string(),
-        source: Box::new(source),
+        err: Box::new(err),
     };
     loop {
         let csr: CertificateSigningRequest =

@@ -16,11 +16,11 @@ use crate::timefmt::Civil;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {err}")]
     Io {
         action: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        err: std::io::Error,
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
@@ -30,11 +30,7 @@ pub enum CertError {
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CertError {
     let path = path.to_path_buf();
-    move |source| CertError::Io {
-        action,
-        path,
-        source,
-    }
+    move |err| CertError::Io { action, path, err }
 }
 
 /// Writes `data` to `path` with `mode` via a temporary file and a rename: readers see the old

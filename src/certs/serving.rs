@@ -94,7 +94,7 @@ impl ServingCerts {
                     Err(e) => Err(CertError::Io {
                         action: "reading",
                         path: p.to_path_buf(),
-                        source: e,
+                        err: e,
                     }),
                 };
                 let (cert_pem, key_pem) = match &self.source {

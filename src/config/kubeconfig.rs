@@ -9,22 +9,16 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeconfigError {
-    #[error("kubeconfig {path}: cannot read: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("kubeconfig {path}: cannot read: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
     #[error("kubeconfig {path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
     Invalid {
         path: PathBuf,
         line: Option<usize>,
         message: String,
     },
-    #[error("kubeconfig {path}: cannot write: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("kubeconfig {path}: cannot write: {err}")]
+    Write { path: PathBuf, err: std::io::Error },
 }
 
 /// The kubeconfig file format (clientcmd v1), field names as kubectl writes them. Unknown fields
@@ -213,9 +207,9 @@ pub struct ApiServer {
 
 impl Kubeconfig {
     pub fn load(path: &Path) -> Result<Kubeconfig, KubeconfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KubeconfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|err| KubeconfigError::Read {
             path: path.to_path_buf(),
-            source,
+            err,
         })?;
         Kubeconfig::parse(path, &text)
     }

@@ -115,7 +115,7 @@ impl Transport {
             let chunk = chunk.map_err(|e| self.transport(method, e))?;
             decoder
                 .push(&chunk)
-                .map_err(|source| CriError::Frame { method, source })?;
+                .map_err(|err| CriError::Frame { method, err })?;
             // Give the window back so large answers keep flowing.
             let _ = recv.flow_control().release_capacity(chunk.len());
         }
@@ -136,7 +136,7 @@ impl Transport {
             }),
             Some(_) => decoder
                 .finish_unary()
-                .map_err(|source| CriError::Frame { method, source }),
+                .map_err(|err| CriError::Frame { method, err }),
         }
     }
 
@@ -167,10 +167,10 @@ impl Transport {
         *slot = None;
         let stream = Async::<UnixStream>::connect(&self.path)
             .await
-            .map_err(|source| CriError::Connect {
+            .map_err(|err| CriError::Connect {
                 method,
                 endpoint: self.endpoint.clone(),
-                source,
+                err,
             })?;
         let (send, connection) = h2::client::Builder::new()
             .initial_window_size(1 << 20)
@@ -194,11 +194,11 @@ impl Transport {
         Ok(conn)
     }
 
-    fn transport(&self, method: &'static str, source: h2::Error) -> CriError {
+    fn transport(&self, method: &'static str, err: h2::Error) -> CriError {
         CriError::Transport {
             method,
             endpoint: self.endpoint.clone(),
-            source,
+            err,
         }
     }
 

@@ -29,18 +29,18 @@ pub const MAX_MESSAGE: usize = 16 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum CriError {
     #[error(
-        "CRI {method}: cannot connect to {endpoint}: {source} (is the container runtime running?)"
+        "CRI {method}: cannot connect to {endpoint}: {err} (is the container runtime running?)"
     )]
     Connect {
         method: &'static str,
         endpoint: String,
-        source: io::Error,
+        err: io::Error,
     },
-    #[error("CRI {method} on {endpoint}: {source}")]
+    #[error("CRI {method} on {endpoint}: {err}")]
     Transport {
         method: &'static str,
         endpoint: String,
-        source: h2::Error,
+        err: h2::Error,
     },
     #[error("CRI {method}: rpc error: code = {code} desc = {message}")]
     Status {
@@ -54,15 +54,15 @@ pub enum CriError {
         endpoint: String,
         timeout: Duration,
     },
-    #[error("CRI {method}: {source}")]
+    #[error("CRI {method}: {err}")]
     Frame {
         method: &'static str,
-        source: grpc::FrameError,
+        err: grpc::FrameError,
     },
-    #[error("CRI {method}: cannot decode the response: {source}")]
+    #[error("CRI {method}: cannot decode the response: {err}")]
     Decode {
         method: &'static str,
-        source: prost::DecodeError,
+        err: prost::DecodeError,
     },
     #[error("CRI {method}: bad response from {endpoint}: {detail}")]
     Protocol {
@@ -84,7 +84,7 @@ impl CriError {
             CriError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
             CriError::Connect { .. } | CriError::Transport { .. } => Code::Unavailable,
             CriError::Frame {
-                source: grpc::FrameError::TooLarge { .. },
+                err: grpc::FrameError::TooLarge { .. },
                 ..
             } => Code::ResourceExhausted,
             CriError::Frame { .. } | CriError::Decode { .. } | CriError::Protocol { .. } => {
@@ -195,7 +195,7 @@ impl Runtime {
         timeout: Duration,
     ) -> Result<Resp, CriError> {
         let body = grpc::frame(&request.encode_to_vec(), self.options.max_message)
-            .map_err(|source| CriError::Frame { method, source })?;
+            .map_err(|err| CriError::Frame { method, err })?;
         let (tx, rx) = mpsc::sync_channel(1);
         let t = transport.clone();
         let ex: Weak<Executor<'static>> = Arc::downgrade(&self.ex);
@@ -216,7 +216,7 @@ impl Runtime {
             }
             Err(RecvTimeoutError::Disconnected) => return Err(CriError::Closed),
         };
-        Resp::decode(answer.as_slice()).map_err(|source| CriError::Decode { method, source })
+        Resp::decode(answer.as_slice()).map_err(|err| CriError::Decode { method, err })
     }
 }
 

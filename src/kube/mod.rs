@@ -26,23 +26,23 @@ pub enum KubeError {
         url: String,
         status: Status,
     },
-    #[error("{method} {url}: {source}")]
+    #[error("{method} {url}: {err}")]
     Transport {
         method: &'static str,
         url: String,
-        source: ureq::Error,
+        err: ureq::Error,
     },
-    #[error("{method} {url}: decoding the response: {source}")]
+    #[error("{method} {url}: decoding the response: {err}")]
     Decode {
         method: &'static str,
         url: String,
-        source: serde_json::Error,
+        err: serde_json::Error,
     },
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}: {err}")]
     Credentials {
         what: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        err: std::io::Error,
     },
     #[error("{what}: {message}")]
     Tls { what: String, message: String },
@@ -245,13 +245,13 @@ fn read_source(
     what: &'static str,
     kubeconfig: &std::path::Path,
 ) -> Result<Vec<u8>, KubeError> {
-    s.read().map_err(|source| KubeError::Credentials {
+    s.read().map_err(|err| KubeError::Credentials {
         what,
         path: match s {
             Source::File(p) => p.clone(),
             Source::Inline(_) => kubeconfig.to_path_buf(),
         },
-        source,
+        err,
     })
 }
 
@@ -345,10 +345,10 @@ impl Client {
         Ok(match &self.auth {
             Credentials::Token(t) => Some(format!("Bearer {}", t.expose())),
             Credentials::TokenFile(p) => {
-                let t = std::fs::read_to_string(p).map_err(|source| KubeError::Credentials {
+                let t = std::fs::read_to_string(p).map_err(|err| KubeError::Credentials {
                     what: "tokenFile",
                     path: p.clone(),
-                    source,
+                    err,
                 })?;
                 Some(format!(
                     "Bearer {}",
@@ -406,10 +406,10 @@ impl Client {
     ) -> Result<Vec<u8>, KubeError> {
         self.throttle();
         let agent = self.agent.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let transport = |source| KubeError::Transport {
+        let transport = |err| KubeError::Transport {
             method,
             url: url.to_string(),
-            source,
+            err,
         };
         let bearer = self.bearer()?;
         let req = ureq::http::Request::builder()
@@ -457,10 +457,10 @@ impl Client {
         url: &str,
         bytes: &[u8],
     ) -> Result<T, KubeError> {
-        serde_json::from_slice(bytes).map_err(|source| KubeError::Decode {
+        serde_json::from_slice(bytes).map_err(|err| KubeError::Decode {
             method,
             url: url.to_string(),
-            source,
+            err,
         })
     }
 
@@ -482,10 +482,10 @@ impl Client {
         body: &B,
     ) -> Result<T, KubeError> {
         let url = self.url(path);
-        let json = serde_json::to_vec(body).map_err(|source| KubeError::Decode {
+        let json = serde_json::to_vec(body).map_err(|err| KubeError::Decode {
             method,
             url: url.clone(),
-            source,
+            err,
         })?;
         let b = self.send(method, path, Some((ctype, json)))?;
         Self::decode(method, &url, &b)
@@ -541,10 +541,10 @@ impl Client {
         );
         self.throttle();
         let agent = self.agent.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let transport = |source| KubeError::Transport {
+        let transport = |err| KubeError::Transport {
             method: "GET",
             url: url.clone(),
-            source,
+            err,
         };
         let mut req = agent.get(&url).header("Accept", "application/json");
         if let Some(b) = self.bearer()? {
@@ -593,10 +593,10 @@ fn never_sent(e: &KubeError) -> bool {
     matches!(
         e,
         KubeError::Transport {
-            source: ureq::Error::ConnectionFailed | ureq::Error::HostNotFound,
+            err: ureq::Error::ConnectionFailed | ureq::Error::HostNotFound,
             ..
         }
-    ) || matches!(e, KubeError::Transport { source: ureq::Error::Io(io), .. } if io.kind() == std::io::ErrorKind::ConnectionRefused)
+    ) || matches!(e, KubeError::Transport { err: ureq::Error::Io(io), .. } if io.kind() == std::io::ErrorKind::ConnectionRefused)
 }
 
 /// A watch stream: line-delimited JSON events.
@@ -620,18 +620,18 @@ impl Iterator for Watch {
                     return Some(Err(KubeError::Transport {
                         method: "GET",
                         url: self.url.clone(),
-                        source: ureq::Error::Io(e),
+                        err: ureq::Error::Io(e),
                     }));
                 }
             }
         }
         let ev: types::WatchEvent = match serde_json::from_str(&line) {
             Ok(e) => e,
-            Err(source) => {
+            Err(err) => {
                 return Some(Err(KubeError::Decode {
                     method: "GET",
                     url: self.url.clone(),
-                    source,
+                    err,
                 }));
             }
         };

@@ -27,19 +27,16 @@ impl Roots {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("reading {path}: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
     #[error("{path}: {what}")]
     Parse { path: PathBuf, what: String },
 }
 
 fn read(path: &Path) -> Result<String, HostError> {
-    std::fs::read_to_string(path).map_err(|source| HostError::Read {
+    std::fs::read_to_string(path).map_err(|err| HostError::Read {
         path: path.to_path_buf(),
-        source,
+        err,
     })
 }
 
@@ -209,7 +206,7 @@ pub struct FsStats {
 pub fn fs_stats(path: &Path) -> Result<FsStats, HostError> {
     let s = nix::sys::statvfs::statvfs(path).map_err(|e| HostError::Read {
         path: path.to_path_buf(),
-        source: e.into(),
+        err: e.into(),
     })?;
     let frag = s.fragment_size() as u64;
     Ok(FsStats {

@@ -13,12 +13,12 @@ pub enum StartupError {
     )]
     SwapOn(Vec<String>),
     #[error("failed to check swap: {0}")]
-    Swaps(#[source] host::HostError),
-    #[error("creating directory {path} (mode {mode:o}): {source}")]
+    Swaps(host::HostError),
+    #[error("creating directory {path} (mode {mode:o}): {err}")]
     Dir {
         path: PathBuf,
         mode: u32,
-        source: std::io::Error,
+        err: std::io::Error,
     },
 }
 
@@ -63,10 +63,10 @@ pub fn open_files_limit(max_open_files: i64) -> Result<u64, String> {
 /// Creates `path` (and parents) with `mode` when missing; an existing directory keeps its
 /// mode unless it is writable by others, which is tightened to `mode`.
 pub fn ensure_dir(path: &Path, mode: u32) -> Result<(), StartupError> {
-    let err = |source| StartupError::Dir {
+    let err = |err| StartupError::Dir {
         path: path.to_path_buf(),
         mode,
-        source,
+        err,
     };
     std::fs::DirBuilder::new()
         .recursive(true)

@@ -3,18 +3,17 @@
 //! file, the `kubernetes.io/config.*` annotations, bound to this node) and handed to the owner.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::owner::Msg;
+use super::msg::{Inbox, Msg};
 use super::spec::Pod;
 use crate::stop::Stop;
 use crate::warn;
 
-/// `kubernetes.io/config.source`: where a pod came from ("file" for static pods, "api").
-pub const SOURCE_ANNOTATION: &str = "kubernetes.io/config.source";
+/// `kubernetes.io/config.err`: where a pod came from ("file" for static pods, "api").
+pub const SOURCE_ANNOTATION: &str = "kubernetes.io/config.err";
 /// `kubernetes.io/config.hash`: the static pod's uid, copied to its mirror pod.
 pub const HASH_ANNOTATION: &str = "kubernetes.io/config.hash";
 /// `kubernetes.io/config.mirror`: set on a mirror pod, the hash of its static pod.
@@ -23,11 +22,8 @@ pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 /// Why one manifest was not taken.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("reading static pod manifest {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("reading static pod manifest {path}: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
     #[error("static pod manifest {path}: {why}")]
     Invalid { path: PathBuf, why: String },
 }
@@ -35,9 +31,9 @@ pub enum ManifestError {
 /// The manifest files under `path` (itself when it is a file), in name order; hidden files are
 /// skipped, as the kubelet does (editors' swap files).
 fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, ManifestError> {
-    let read = |source| ManifestError::Read {
+    let read = |err| ManifestError::Read {
         path: path.to_path_buf(),
-        source,
+        err,
     };
     let meta = std::fs::metadata(path).map_err(read)?;
     if meta.is_file() {
@@ -118,9 +114,9 @@ pub fn read(path: &Path, node: &str) -> (Vec<Pod>, Vec<ManifestError>) {
     let mut errors = Vec::new();
     for f in files {
         let parsed = std::fs::read(&f)
-            .map_err(|source| ManifestError::Read {
+            .map_err(|err| ManifestError::Read {
                 path: f.clone(),
-                source,
+                err,
             })
             .and_then(|text| parse(&f, &text, node));
         match parsed {
@@ -138,7 +134,7 @@ pub fn read(path: &Path, node: &str) -> (Vec<Pod>, Vec<ManifestError>) {
 }
 
 /// Reads `path` now and every `every`, sending the set of static pods when it changed.
-pub fn run(path: &Path, node: &str, every: Duration, tx: &Sender<Msg>, stop: &Stop) {
+pub fn run(path: &Path, node: &str, every: Duration, tx: &Inbox, stop: &Stop) {
     let mut last: Option<Vec<String>> = None;
     let mut last_errors = String::new();
     loop {
@@ -151,7 +147,7 @@ pub fn run(path: &Path, node: &str, every: Duration, tx: &Sender<Msg>, stop: &St
         last_errors = text;
         let uids: Vec<String> = pods.iter().map(|p| p.metadata.uid.clone()).collect();
         if last.as_ref() != Some(&uids) {
-            if tx.send(Msg::Static(pods)).is_err() {
+            if !tx.send(Msg::Static(pods)) {
                 return;
             }
             last = Some(uids);

@@ -23,3 +23,37 @@ pub fn container_log(container: &str, attempt: u32) -> String {
 pub fn pod_dir(root_dir: &Path, uid: &str) -> PathBuf {
     root_dir.join("pods").join(uid)
 }
+
+/// `<pod dir>/pod.json`: the API pod's checkpoint.
+pub fn checkpoint(root_dir: &Path, uid: &str) -> PathBuf {
+    pod_dir(root_dir, uid).join("pod.json")
+}
+
+/// `<pod dir>/containers/<name>/<attempt>`: the file mounted at a container's
+/// terminationMessagePath.
+pub fn termination_file(root_dir: &Path, uid: &str, name: &str, attempt: u32) -> PathBuf {
+    pod_dir(root_dir, uid)
+        .join("containers")
+        .join(name)
+        .join(attempt.to_string())
+}
+
+/// `<pod dir>/etc-hosts`: the kubelet's managed /etc/hosts of the pod.
+pub fn etc_hosts(root_dir: &Path, uid: &str) -> PathBuf {
+    pod_dir(root_dir, uid).join("etc-hosts")
+}
+
+/// Container annotations the runtime keeps for the agent (as the kubelet's): where the
+/// termination message is and how to read it.
+pub const TERMINATION_PATH_ANNOTATION: &str = "io.kubernetes.container.terminationMessagePath";
+pub const TERMINATION_POLICY_ANNOTATION: &str = "io.kubernetes.container.terminationMessagePolicy";
+
+/// `<cgroupRoot>/kubepods[/<qos>]/pod<uid>`: the pod's cgroup parent (cgroupfs driver).
+pub fn cgroup_parent(cgroup_root: &str, qos: &str, uid: &str) -> String {
+    let root = cgroup_root.trim_end_matches('/');
+    match qos {
+        "Guaranteed" => format!("{root}/kubepods/pod{uid}"),
+        "Burstable" => format!("{root}/kubepods/burstable/pod{uid}"),
+        _ => format!("{root}/kubepods/besteffort/pod{uid}"),
+    }
+}

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::seams::Cri;
 use super::spec::{ContainerPort, Handler, Probe};
-use crate::cri::Runtime;
 use crate::cri::api::ExecSyncRequest;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +51,7 @@ fn addr(host: &str, pod_ip: &str, port: u16) -> Result<SocketAddr, String> {
 pub fn run(
     handler: &Handler,
     timeout: Duration,
-    rt: &Runtime,
+    rt: &dyn Cri,
     container_id: &str,
     pod_ip: &str,
     ports: &[ContainerPort],
@@ -242,12 +242,40 @@ fn http_get(a: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<u16
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer"))
 }
 
+/// Which probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Startup,
+    Readiness,
+    Liveness,
+}
+
+impl Kind {
+    /// As the kubelet's logs name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Startup => "startup",
+            Kind::Readiness => "readiness",
+            Kind::Liveness => "liveness",
+        }
+    }
+
+    /// As the kubelet's events name it.
+    pub fn title(self) -> &'static str {
+        match self {
+            Kind::Startup => "Startup",
+            Kind::Readiness => "Readiness",
+            Kind::Liveness => "Liveness",
+        }
+    }
+}
+
 /// One probe to run on a worker.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub uid: String,
     pub container: String,
-    pub kind: &'static str,
+    pub kind: Kind,
     pub container_id: String,
     pub probe: Probe,
     pub pod_ip: String,
@@ -262,19 +290,17 @@ pub struct Done {
 }
 
 /// `n` threads running probe jobs (each bounded by its timeout) until the job sender is
-/// dropped; outcomes come back in the order they finish.
+/// dropped; each outcome is handed to `deliver` as it finishes (false: stop).
 pub fn workers(
     n: usize,
-    rt: std::sync::Arc<Runtime>,
-) -> (
-    std::sync::mpsc::Sender<Job>,
-    std::sync::mpsc::Receiver<Done>,
-) {
+    rt: std::sync::Arc<dyn Cri>,
+    deliver: impl Fn(Done) -> bool + Send + Sync + 'static,
+) -> std::sync::mpsc::Sender<Job> {
     let (job_tx, job_rx) = std::sync::mpsc::channel::<Job>();
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
     let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
+    let deliver = std::sync::Arc::new(deliver);
     for i in 0..n {
-        let (jobs, done, rt) = (job_rx.clone(), done_tx.clone(), rt.clone());
+        let (jobs, deliver, rt) = (job_rx.clone(), deliver.clone(), rt.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("probe-{i}"))
             .stack_size(512 << 10)
@@ -287,12 +313,12 @@ pub fn workers(
                     let outcome = run(
                         &job.probe.handler,
                         timeout(&job.probe),
-                        &rt,
+                        &*rt,
                         &job.container_id,
                         &job.pod_ip,
                         &job.ports,
                     );
-                    if done.send(Done { job, outcome }).is_err() {
+                    if !deliver(Done { job, outcome }) {
                         return;
                     }
                 }
@@ -301,7 +327,7 @@ pub fn workers(
             crate::error!("starting probe worker {i}: {e}");
         }
     }
-    (job_tx, done_rx)
+    job_tx
 }
 
 /// A probe's timeout (timeoutSeconds, at least 1 s).
@@ -464,17 +490,18 @@ mod tests {
     fn a_slow_probe_holds_one_worker_not_the_others() {
         let ep = crate::config::kubelet::RuntimeEndpoint::parse("unix:///nonexistent/cri.sock")
             .unwrap_or_else(|e| panic!("{e}"));
-        let rt = std::sync::Arc::new(
-            Runtime::new(&ep, None, crate::cri::Options::new(Duration::from_secs(1)))
+        let rt: std::sync::Arc<dyn Cri> = std::sync::Arc::new(
+            crate::cri::Runtime::new(&ep, None, crate::cri::Options::new(Duration::from_secs(1)))
                 .unwrap_or_else(|e| panic!("{e}")),
         );
-        let (jobs, done) = workers(2, rt);
+        let (tx, done) = std::sync::mpsc::channel();
+        let jobs = workers(2, rt, move |d| tx.send(d).is_ok());
         let hung = health_server(Some(-1));
         let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
         let job = |name: &str, v: Value| Job {
             uid: "u".into(),
             container: name.into(),
-            kind: "liveness",
+            kind: Kind::Liveness,
             container_id: "c".into(),
             probe: probe(v),
             pod_ip: "127.0.0.1".into(),

@@ -118,6 +118,51 @@ pub fn credentials(
     (out, problems)
 }
 
+/// The credentials of the pod's `imagePullSecrets` for `image`, read from the API. Secrets that
+/// cannot be read are reported (the kubelet's FailedToRetrieveImagePullSecret event) and the
+/// pull goes on without them.
+pub fn credentials_of(
+    x: &super::execute::Executor,
+    pod: &super::spec::Pod,
+    container: &str,
+    image: &str,
+) -> Vec<AuthConfig> {
+    let names: Vec<&str> = pod.raw["spec"]["imagePullSecrets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let ns = &pod.metadata.namespace;
+    let mut secrets = Vec::new();
+    let mut missing = Vec::new();
+    for n in names {
+        match super::volumes::object_data(&*x.api, ns, "secret", n) {
+            Ok(Some(d)) => secrets.push((n.to_string(), d)),
+            Ok(None) => missing.push(format!("{ns}/{n}")),
+            Err(e) => missing.push(format!("{ns}/{n}: {e}")),
+        }
+    }
+    let (creds, problems) = credentials(&secrets, image);
+    missing.extend(problems);
+    if !missing.is_empty() {
+        x.event(
+            pod,
+            Some(container),
+            true,
+            super::error::Reason::FailedToRetrieveImagePullSecret,
+            format!(
+                "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                missing.join(", ")
+            ),
+        );
+    }
+    creds
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -1,10 +1,9 @@
 //! The API server as the pod source: list, then watch, the pods bound to this node
 //! (`fieldSelector=spec.nodeName=<node>`), handed to the owner as messages.
 
-use std::sync::mpsc::Sender;
 use std::time::Duration;
 
-use super::owner::Msg;
+use super::msg::{Inbox, Msg};
 use super::spec::Pod;
 use crate::kube::Lazy;
 use crate::kube::watch::{Event, list_watch};
@@ -22,7 +21,7 @@ fn decode(v: serde_json::Value) -> Option<Pod> {
 }
 
 /// Runs until stopped or the owner is gone.
-pub fn run(client: &Lazy, node: &str, tx: &Sender<Msg>, stop: &Stop) {
+pub fn run(client: &Lazy, node: &str, tx: &Inbox, stop: &Stop) {
     let query = format!("fieldSelector=spec.nodeName%3D{node}");
     while !stop.is_stopped() {
         let c = match client.get() {
@@ -46,7 +45,7 @@ pub fn run(client: &Lazy, node: &str, tx: &Sender<Msg>, stop: &Stop) {
                     uid: v["metadata"]["uid"].as_str().unwrap_or("").to_string(),
                 },
             };
-            owner_gone = tx.send(msg).is_err();
+            owner_gone = !tx.send(msg);
             !owner_gone && !stop.is_stopped()
         });
         if owner_gone {

@@ -16,7 +16,7 @@ fn time(nanos: i64) -> String {
 /// Why a container is not running yet, when the agent knows better than the runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waiting {
-    pub reason: String,
+    pub reason: super::error::Reason,
     pub message: String,
 }
 
@@ -109,7 +109,7 @@ pub fn build(
             waiting_n += 1;
         }
         if let Some(w) = held {
-            let mut wv = json!({"reason": w.reason});
+            let mut wv = json!({"reason": w.reason.as_str()});
             if !w.message.is_empty() {
                 wv["message"] = json!(w.message);
             }
@@ -165,7 +165,7 @@ pub fn build(
             if st["state"].get("terminated").is_some() {
                 st["lastState"] = st["state"].take();
             }
-            st["state"] = json!({"waiting": {"reason": w.reason, "message": w.message}});
+            st["state"] = json!({"waiting": {"reason": w.reason.as_str(), "message": w.message}});
         }
         init_statuses.push(st);
     }
@@ -530,7 +530,7 @@ mod tests {
         let p = pod("Always");
         let backoff = |_: &str| {
             Some(Waiting {
-                reason: "CrashLoopBackOff".into(),
+                reason: super::super::error::Reason::CrashLoopBackOff,
                 message: "back-off 20s restarting failed container=a pod=p_ns(u1)".into(),
             })
         };

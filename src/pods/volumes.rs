@@ -5,120 +5,23 @@
 //! symlink swapped, one symlink per visible name), and the container mounts they give.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use serde_json::{Value, json};
 
+use super::seams::Api;
 use super::spec::Pod;
-use crate::kube::Client;
 
-/// The files of a volume: relative path -> (content, mode).
-pub type Files = BTreeMap<String, (Vec<u8>, u32)>;
+use super::atomic::mkdir;
+pub use super::atomic::{Files, write_atomic};
 
 fn err(pod: &Pod, vol: &str, why: impl std::fmt::Display) -> String {
     format!(
         "MountVolume.SetUp failed for volume {vol:?} of pod {}: {why}",
         pod.key()
     )
-}
-
-fn mkdir(p: &Path, mode: u32) -> Result<(), String> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(p)
-        .map_err(|e| format!("creating {}: {e}", p.display()))
-}
-
-/// What `dir` holds now (through its `..data` link), as `Files`.
-fn current(dir: &Path) -> Option<Files> {
-    let data = dir.join("..data");
-    std::fs::symlink_metadata(&data).ok()?;
-    let mut out = Files::new();
-    let mut stack = vec![data.clone()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).ok()?.flatten() {
-            let p = e.path();
-            if e.file_type().ok()?.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(&data).ok()?.to_string_lossy().into_owned();
-                let mode = e.metadata().ok()?.permissions().mode() & 0o7777;
-                out.insert(rel, (std::fs::read(&p).ok()?, mode));
-            }
-        }
-    }
-    Some(out)
-}
-
-/// Writes `files` into `dir` atomically: readers see the old set or the new one, never a mix.
-/// Nothing is written when the content is what `dir` holds already; a file whose bytes did not
-/// change keeps its modification time (a token's age is read from it).
-pub fn write_atomic(dir: &Path, files: &Files) -> Result<(), String> {
-    mkdir(dir, 0o755)?;
-    let before = current(dir);
-    if before.as_ref() == Some(files) {
-        return Ok(());
-    }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let ts = format!("..{nanos}");
-    let data = dir.join(&ts);
-    mkdir(&data, 0o755)?;
-    for (rel, (content, mode)) in files {
-        let path = data.join(rel);
-        if let Some(parent) = path.parent() {
-            mkdir(parent, 0o755)?;
-        }
-        std::fs::write(&path, content).map_err(|e| format!("writing {}: {e}", path.display()))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode))
-            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
-        let same = before
-            .as_ref()
-            .and_then(|b| b.get(rel))
-            .is_some_and(|(old, _)| old == content);
-        if same
-            && let Ok(t) =
-                std::fs::metadata(dir.join("..data").join(rel)).and_then(|m| m.modified())
-        {
-            let _ = std::fs::File::options()
-                .write(true)
-                .open(&path)
-                .and_then(|f| f.set_modified(t));
-        }
-    }
-    let old = std::fs::read_link(dir.join("..data")).ok();
-    let tmp = dir.join("..data_tmp");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(&ts, &tmp).map_err(|e| format!("symlink {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, dir.join("..data"))
-        .map_err(|e| format!("swapping {}/..data: {e}", dir.display()))?;
-    let tops: std::collections::BTreeSet<&str> =
-        files.keys().filter_map(|k| k.split('/').next()).collect();
-    for top in &tops {
-        let link = dir.join(top);
-        if std::fs::symlink_metadata(&link).is_err() {
-            std::os::unix::fs::symlink(format!("..data/{top}"), &link)
-                .map_err(|e| format!("symlink {}: {e}", link.display()))?;
-        }
-    }
-    // Names no longer in the set lose their link; the old data dir goes.
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !name.starts_with("..") && !tops.contains(name.as_str()) {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
-    if let Some(old) = old.filter(|o| o.as_os_str() != ts.as_str()) {
-        let _ = std::fs::remove_dir_all(dir.join(old));
-    }
-    Ok(())
 }
 
 fn mode_of(v: &Value, default: u32) -> u32 {
@@ -238,18 +141,18 @@ fn downward(pod: &Pod, items: &Value, default_mode: u32) -> Result<Files, String
 }
 
 /// GET a namespaced object; None when it does not exist.
-fn get_opt(c: &Client, path: &str) -> Result<Option<Value>, String> {
-    match c.get::<Value>(path) {
+fn get_opt(c: &dyn Api, path: &str) -> Result<Option<Value>, String> {
+    match c.get(path) {
         Ok(v) => Ok(Some(v)),
-        Err(e) if e.code() == Some(404) => Ok(None),
-        Err(e) => Err(e.to_string()),
+        Err(e) if e.code == Some(404) => Ok(None),
+        Err(e) => Err(e.message),
     }
 }
 
 /// The data of configMap (`kind` "configmap") or secret ("secret") `obj`, values decoded;
 /// None when it does not exist.
 pub fn object_data(
-    c: &Client,
+    c: &dyn Api,
     ns: &str,
     kind: &str,
     obj: &str,
@@ -270,7 +173,7 @@ pub fn object_data(
 /// The files of a configMap or secret volume source (`obj` its object, `src` the source with
 /// its `items` and `optional`).
 fn object_files(
-    c: &Client,
+    c: &dyn Api,
     ns: &str,
     kind: &str,
     obj: &str,
@@ -329,7 +232,7 @@ fn write_issued(
 
 /// A token for the pod's ServiceAccount, bound to the pod (TokenRequest), and how the API
 /// server issued it.
-fn token(c: &Client, pod: &Pod, src: &Value, now: u64) -> Result<(Vec<u8>, Issued), String> {
+fn token(c: &dyn Api, pod: &Pod, src: &Value, now: u64) -> Result<(Vec<u8>, Issued), String> {
     let sa = pod.raw["spec"]["serviceAccountName"]
         .as_str()
         .filter(|s| !s.is_empty())
@@ -393,7 +296,7 @@ fn write_or_keep(
 pub fn prepare(
     pod: &Pod,
     root_dir: &Path,
-    c: Option<&Client>,
+    c: Option<&dyn Api>,
 ) -> Result<BTreeMap<String, PathBuf>, String> {
     let api = || c.ok_or_else(|| "no API server to read it from".to_string());
     let ns = &pod.metadata.namespace;
@@ -623,81 +526,6 @@ pub fn mounts(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn atomic_writes_swap_the_data_link_and_drop_old_names() {
-        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let dir = d.path().join("vol");
-        let files = Files::from([
-            ("a".to_string(), (b"1".to_vec(), 0o644)),
-            ("sub/b".to_string(), (b"2".to_vec(), 0o600)),
-        ]);
-        write_atomic(&dir, &files).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            std::fs::read_to_string(dir.join("a")).unwrap_or_default(),
-            "1"
-        );
-        assert_eq!(
-            std::fs::read_to_string(dir.join("sub/b")).unwrap_or_default(),
-            "2"
-        );
-        let mode = std::fs::metadata(dir.join("sub/b"))
-            .map(|m| m.permissions().mode() & 0o777)
-            .unwrap_or(0);
-        assert_eq!(mode, 0o600);
-        assert!(std::fs::read_link(dir.join("a")).is_ok_and(|t| t == Path::new("..data/a")));
-        let first = std::fs::read_link(dir.join("..data")).unwrap_or_default();
-        write_atomic(
-            &dir,
-            &Files::from([("a".to_string(), (b"3".to_vec(), 0o644))]),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            std::fs::read_to_string(dir.join("a")).unwrap_or_default(),
-            "3"
-        );
-        assert!(
-            !dir.join("sub").exists(),
-            "a name gone from the set is unlinked"
-        );
-        assert!(!dir.join(first).exists(), "the old data dir is removed");
-    }
-
-    #[test]
-    fn unchanged_content_is_not_rewritten_and_tokens_keep_their_age() {
-        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let dir = d.path().join("vol");
-        let tok = |t: &[u8]| {
-            Files::from([
-                ("token".to_string(), (t.to_vec(), 0o644)),
-                ("ns".to_string(), (b"default".to_vec(), 0o644)),
-            ])
-        };
-        write_atomic(&dir, &tok(b"t1")).unwrap_or_else(|e| panic!("{e}"));
-        let first = std::fs::read_link(dir.join("..data")).unwrap_or_default();
-        write_atomic(&dir, &tok(b"t1")).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            std::fs::read_link(dir.join("..data")).unwrap_or_default(),
-            first,
-            "the same content: nothing written"
-        );
-        // Another part changing keeps the token file's age.
-        let now = std::time::SystemTime::now();
-        let file = dir.join("..data/token");
-        std::fs::File::options()
-            .write(true)
-            .open(&file)
-            .and_then(|f| f.set_modified(now - std::time::Duration::from_secs(100)))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut changed = tok(b"t1");
-        changed.insert("ns".into(), (b"other".to_vec(), 0o644));
-        write_atomic(&dir, &changed).unwrap_or_else(|e| panic!("{e}"));
-        let age = std::fs::metadata(dir.join("..data/token"))
-            .and_then(|m| m.modified())
-            .map(|m| now.duration_since(m).unwrap_or_default().as_secs())
-            .unwrap_or(0);
-        assert!((99..=101).contains(&age), "token age {age}");
-    }
 
     /// Renewal follows what the API server granted: 80% into its lifetime, or after a day.
     #[test]

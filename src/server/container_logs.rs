@@ -7,12 +7,11 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::routes::{parse_bool, query, query_pairs};
 use super::stream::Sink;
 use super::{Request, Response, State};
 use crate::logs::{LogReader, Options, Progress};
+use crate::pods::view::{self, ContainerView};
 
 /// How often a follower looks for more of a log at its end.
 const FOLLOW_POLL: Duration = Duration::from_millis(250);
@@ -75,53 +74,41 @@ fn options(q: &[(String, String)]) -> Result<(Options, bool, bool), Response> {
 /// validateContainerLogStatus picks it (or its error, a 400).
 fn log_container_id(
     pod: &str,
-    status: &Value,
+    c: Option<&ContainerView>,
     name: &str,
     previous: bool,
 ) -> Result<String, String> {
-    let id = |v: &Value| {
-        v["containerID"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .and_then(|s| s.split_once("://").map(|(_, id)| id.to_string()))
-    };
-    if status.is_null() {
+    let Some(c) = c else {
         return Err(format!(
             "container {name:?} in pod {pod:?} is not available"
         ));
-    }
-    let last = &status["lastState"]["terminated"];
-    let state = &status["state"];
+    };
     let terminated_here = || format!("container {name:?} in pod {pod:?} is terminated");
     if previous {
-        return id(last).ok_or_else(|| {
+        return c.last_terminated_id.clone().ok_or_else(|| {
             format!("previous terminated container {name:?} in pod {pod:?} not found")
         });
     }
-    if state["running"].is_object() {
-        return id(status).ok_or_else(terminated_here);
-    }
-    if state["terminated"].is_object() {
-        return id(&state["terminated"])
-            .or_else(|| id(last))
-            .ok_or_else(terminated_here);
-    }
-    if last.is_object() {
-        return id(last).ok_or_else(terminated_here);
-    }
-    match state["waiting"]["reason"].as_str() {
-        Some("ErrImagePull") => Err(format!(
-            "container {name:?} in pod {pod:?} is waiting to start: image can't be pulled"
-        )),
-        Some("ImagePullBackOff") => Err(format!(
-            "container {name:?} in pod {pod:?} is waiting to start: trying and failing to pull image"
-        )),
-        Some(reason) => Err(format!(
-            "container {name:?} in pod {pod:?} is waiting to start: {reason}"
-        )),
-        None => Err(format!(
-            "container {name:?} in pod {pod:?} is waiting to start - no logs yet"
-        )),
+    match &c.state {
+        view::State::Running => c.id.clone().ok_or_else(terminated_here),
+        view::State::Terminated => c
+            .terminated_id
+            .clone()
+            .or_else(|| c.last_terminated_id.clone())
+            .ok_or_else(terminated_here),
+        view::State::Waiting(_) if c.last_terminated_id.is_some() => {
+            c.last_terminated_id.clone().ok_or_else(terminated_here)
+        }
+        view::State::Waiting(reason) => Err(match reason.as_str() {
+            "ErrImagePull" => format!(
+                "container {name:?} in pod {pod:?} is waiting to start: image can't be pulled"
+            ),
+            "ImagePullBackOff" => format!(
+                "container {name:?} in pod {pod:?} is waiting to start: trying and failing to pull image"
+            ),
+            "" => format!("container {name:?} in pod {pod:?} is waiting to start - no logs yet"),
+            reason => format!("container {name:?} in pod {pod:?} is waiting to start: {reason}"),
+        }),
     }
 }
 
@@ -129,14 +116,9 @@ fn log_container_id(
 fn running(pods: &crate::pods::Snapshot, uid: &str, id: &str) -> bool {
     let list = pods.read().unwrap_or_else(|p| p.into_inner());
     list.iter()
-        .filter(|p| p["metadata"]["uid"] == uid)
-        .flat_map(super::streaming::statuses)
-        .any(|c| {
-            c["state"]["running"].is_object()
-                && c["containerID"]
-                    .as_str()
-                    .is_some_and(|cid| cid.ends_with(id) && cid.contains("://"))
-        })
+        .filter(|p| p.uid == uid)
+        .flat_map(|p| &p.containers)
+        .any(|c| c.state == view::State::Running && c.id.as_deref() == Some(id))
 }
 
 /// Sends what `reader` renders until the end (or, following, until the container stops and
@@ -199,42 +181,30 @@ pub fn container_logs(s: &State, r: &Request) -> Response {
     };
     let (uid, id, fallback) = {
         let list = s.pods.read().unwrap_or_else(|p| p.into_inner());
-        let Some(p) = list
-            .iter()
-            .find(|p| p["metadata"]["namespace"] == *ns && p["metadata"]["name"] == *pod)
-        else {
+        let Some(p) = list.iter().find(|p| p.namespace == *ns && p.name == *pod) else {
             return Response::text(404, format!("pod {pod:?} does not exist"));
         };
-        let spec = &p["spec"];
-        let in_spec = ["containers", "initContainers", "ephemeralContainers"]
-            .iter()
-            .flat_map(|k| spec[k].as_array().into_iter().flatten())
-            .any(|c| c["name"] == *container);
-        if !in_spec {
+        if !p.spec_containers.iter().any(|c| c == container) {
             return Response::text(
                 404,
                 format!("container {container:?} not found in pod {pod:?}"),
             );
         }
-        let status = super::streaming::statuses(p)
-            .find(|c| c["name"] == *container)
-            .cloned()
-            .unwrap_or(Value::Null);
-        let id = match log_container_id(pod, &status, container, previous) {
+        let status = p.container(container);
+        let id = match log_container_id(pod, status, container, previous) {
             Ok(id) => id,
             Err(e) => return Response::text(400, e),
         };
-        let uid = p["metadata"]["uid"].as_str().unwrap_or("").to_string();
         // The restart count names the file when the runtime cannot say (it always can).
-        let restarts = status["restartCount"].as_u64().unwrap_or(0) as u32;
+        let restarts = status.map_or(0, |c| c.restart_count);
         let attempt = if previous {
             restarts.saturating_sub(1)
         } else {
             restarts
         };
-        let fallback = crate::pods::layout::log_dir(&s.pod_logs_dir, ns, pod, &uid)
+        let fallback = crate::pods::layout::log_dir(&s.pod_logs_dir, ns, pod, &p.uid)
             .join(crate::pods::layout::container_log(container, attempt));
-        (uid, id, fallback)
+        (p.uid.clone(), id, fallback)
     };
     let path = s
         .runtime
@@ -309,34 +279,40 @@ mod tests {
 
     #[test]
     fn the_container_whose_log_is_read() {
-        let running = json!({"containerID": "containerd://c2", "state": {"running": {}},
-            "lastState": {"terminated": {"containerID": "containerd://c1"}}});
-        assert_eq!(
-            log_container_id("p", &running, "c", false).as_deref(),
-            Ok("c2")
+        let view = |status: serde_json::Value| {
+            crate::pods::view::PodView::of(json!({"status": {"containerStatuses": [status]}}))
+                .containers
+                .into_iter()
+                .next()
+        };
+        let running = view(
+            json!({"name": "c", "containerID": "containerd://c2", "state": {"running": {}},
+            "lastState": {"terminated": {"containerID": "containerd://c1"}}}),
         );
+        let id = |c: &Option<ContainerView>, prev| log_container_id("p", c.as_ref(), "c", prev);
+        assert_eq!(id(&running, false).as_deref(), Ok("c2"));
+        assert_eq!(id(&running, true).as_deref(), Ok("c1"));
+        let done =
+            view(json!({"name": "c", "state": {"terminated": {"containerID": "containerd://i1"}}}));
+        assert_eq!(id(&done, false).as_deref(), Ok("i1"));
         assert_eq!(
-            log_container_id("p", &running, "c", true).as_deref(),
-            Ok("c1")
+            id(&done, true),
+            Err("previous terminated container \"c\" in pod \"p\" not found".into())
         );
-        let done = json!({"state": {"terminated": {"containerID": "containerd://i1"}}});
+        let pulling =
+            view(json!({"name": "c", "state": {"waiting": {"reason": "ImagePullBackOff"}}}));
         assert_eq!(
-            log_container_id("p", &done, "init", false).as_deref(),
-            Ok("i1")
-        );
-        assert_eq!(
-            log_container_id("p", &done, "init", true),
-            Err("previous terminated container \"init\" in pod \"p\" not found".into())
-        );
-        let pulling = json!({"state": {"waiting": {"reason": "ImagePullBackOff"}}});
-        assert_eq!(
-            log_container_id("p", &pulling, "c", false),
+            id(&pulling, false),
             Err("container \"c\" in pod \"p\" is waiting to start: trying and failing to pull image".into())
         );
-        let new = json!({"state": {"waiting": {"reason": "ContainerCreating"}}});
+        let new = view(json!({"name": "c", "state": {"waiting": {"reason": "ContainerCreating"}}}));
         assert_eq!(
-            log_container_id("p", &new, "c", false),
+            id(&new, false),
             Err("container \"c\" in pod \"p\" is waiting to start: ContainerCreating".into())
+        );
+        assert_eq!(
+            id(&None, false),
+            Err("container \"c\" in pod \"p\" is not available".into())
         );
     }
 }

@@ -97,6 +97,35 @@ async fn connection(mut tcp: Async<TcpStream>, syncloop: &SyncLoopCheck) {
     let _ = tcp.write_all(&out).await;
 }
 
+/// Serves healthz on `addr` on a thread of its own. As the kubelet's, a port that cannot be
+/// bound is retried every 5 s (logged once), not fatal.
+pub fn start(addr: std::net::SocketAddr, syncloop: SyncLoopCheck) {
+    let spawned = std::thread::Builder::new()
+        .name("healthz".into())
+        .spawn(move || {
+            let mut logged = false;
+            loop {
+                match TcpListener::bind(addr) {
+                    Ok(l) => {
+                        crate::info!("healthz on http://{addr}/healthz");
+                        serve_healthz(l, syncloop.clone());
+                    }
+                    Err(e) if !logged => {
+                        crate::error!(
+                            "Failed to start healthz server on {addr}: {e}; retrying every 5s"
+                        );
+                        logged = true;
+                    }
+                    Err(_) => {}
+                }
+                std::thread::sleep(Duration::from_secs(5));
+            }
+        });
+    if let Err(e) = spawned {
+        crate::error!("starting the healthz thread: {e}");
+    }
+}
+
 /// Serves healthz on `listener` until it fails.
 pub fn serve_healthz(listener: TcpListener, syncloop: SyncLoopCheck) {
     let slots = Slots::new(MAX_CONNS, MAX_CONNS, Arc::new(Counters::default()));

@@ -31,10 +31,10 @@ use http::RequestHead;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("listening on {addr}")]
+    #[error("listening on {addr}: {err}")]
     Listen {
         addr: SocketAddr,
-        source: std::io::Error,
+        err: std::io::Error,
     },
     #[error("client CA file {path}: {message}")]
     ClientCa { path: String, message: String },

@@ -85,18 +85,13 @@ fn pod_list<'a>(items: impl Iterator<Item = &'a serde_json::Value>) -> Response 
 
 fn pods(s: &State, _: &Request) -> Response {
     let list = s.pods.read().unwrap_or_else(|p| p.into_inner());
-    pod_list(list.iter())
+    pod_list(list.iter().map(|p| &p.object))
 }
 
 /// Pods with a running container, as the runtime shows them.
 fn running_pods(s: &State, _: &Request) -> Response {
-    let running = |p: &&serde_json::Value| {
-        p["status"]["containerStatuses"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["state"]["running"].is_object()))
-    };
     let list = s.pods.read().unwrap_or_else(|p| p.into_inner());
-    pod_list(list.iter().filter(running))
+    pod_list(list.iter().filter(|p| p.running()).map(|p| &p.object))
 }
 
 fn configz(s: &State, _: &Request) -> Response {

@@ -5,35 +5,23 @@ use super::routes::{query, query_pairs};
 use super::{Request, Response, State};
 use crate::cri::api;
 
-/// The runtime id of running container `container` (app or init) of pod `ns/pod`, or the 404.
+/// The runtime id of running container `container` (app, init or ephemeral) of pod
+/// `ns/pod`, or the 404.
 fn container_id(s: &State, ns: &str, pod: &str, container: &str) -> Result<String, Response> {
     let list = s.pods.read().unwrap_or_else(|p| p.into_inner());
     let p = list
         .iter()
-        .find(|p| p["metadata"]["namespace"] == ns && p["metadata"]["name"] == pod)
+        .find(|p| p.namespace == ns && p.name == pod)
         .ok_or_else(|| Response::text(404, format!("pod {pod:?} does not exist\n")))?;
-    statuses(p)
-        .find(|c| c["name"] == container && c["state"]["running"].is_object())
-        .and_then(|c| c["containerID"].as_str())
-        .and_then(|id| id.split_once("://").map(|(_, id)| id.to_string()))
+    p.container(container)
+        .filter(|c| c.state == crate::pods::view::State::Running)
+        .and_then(|c| c.id.clone())
         .ok_or_else(|| {
             Response::text(
                 404,
                 format!("container {container:?} not found in pod {pod:?}\n"),
             )
         })
-}
-
-/// A pod's app, init and ephemeral container statuses.
-pub(super) fn statuses(p: &serde_json::Value) -> impl Iterator<Item = &serde_json::Value> {
-    let s = &p["status"];
-    [
-        "containerStatuses",
-        "initContainerStatuses",
-        "ephemeralContainerStatuses",
-    ]
-    .into_iter()
-    .flat_map(move |k| s[k].as_array().into_iter().flatten())
 }
 
 /// The 101 that hands the connection over to the runtime's streaming `url`.
@@ -150,8 +138,8 @@ pub fn port_forward(s: &State, r: &Request) -> Response {
     let uid = {
         let list = s.pods.read().unwrap_or_else(|p| p.into_inner());
         list.iter()
-            .find(|p| p["metadata"]["namespace"] == parts[0] && p["metadata"]["name"] == parts[1])
-            .and_then(|p| p["metadata"]["uid"].as_str().map(String::from))
+            .find(|p| p.namespace == parts[0] && p.name == parts[1])
+            .map(|p| p.uid.clone())
     };
     let Some(uid) = uid.filter(|u| parts.get(2).is_none_or(|want| want == u)) else {
         return Response::text(404, format!("pod {:?} does not exist\n", parts[1]));

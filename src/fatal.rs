@@ -1,4 +1,5 @@
-//! The top-level error: printed once with its chain, mapped to the process exit code.
+//! The top-level error of the process (`fatal`: named apart from the `error!` log macro): printed
+//! once with its chain, mapped to the process exit code.
 
 use crate::config::ConfigError;
 use crate::config::flags::FlagError;
@@ -10,15 +11,15 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("waiting for signals: {0}")]
-    Signals(#[source] nix::Error),
+    Signals(nix::Error),
     #[error(transparent)]
     Server(#[from] crate::server::ServerError),
     #[error(transparent)]
     Startup(#[from] crate::node::startup::StartupError),
     #[error("container runtime client: {0}")]
-    Runtime(#[source] crate::cri::CriError),
+    Runtime(crate::cri::CriError),
     #[error("starting the {0} thread: {1}")]
-    Thread(&'static str, #[source] std::io::Error),
+    Thread(&'static str, std::io::Error),
     #[error("imageServiceEndpoint: {0}")]
     ImageEndpoint(String),
 }

@@ -1,0 +1,28 @@
+//! What the pod sources (the API server's watch, the static pod files) tell the pod owner, and
+//! the inbox they send it through.
+
+use super::spec::Pod;
+
+/// What a source says.
+#[derive(Debug)]
+pub enum Msg {
+    /// The whole set bound to this node (after a list): anything else is gone.
+    Listed(Vec<Pod>),
+    Upsert(Box<Pod>),
+    Removed {
+        uid: String,
+    },
+    /// The whole set of static pods (after each read of `staticPodPath` that changed it).
+    Static(Vec<Pod>),
+}
+
+/// The owner's inbox as the sources see it.
+#[derive(Clone)]
+pub struct Inbox(pub(super) std::sync::mpsc::Sender<super::owner::Input>);
+
+impl Inbox {
+    /// Hands `m` to the owner; false once the owner is gone.
+    pub fn send(&self, m: Msg) -> bool {
+        self.0.send(super::owner::Input::Source(m)).is_ok()
+    }
+}

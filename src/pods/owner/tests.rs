@@ -1,0 +1,366 @@
+//! The owner's rounds against the fakes, without root: a harness carries the work out
+//! synchronously (observe, step, execute, report), so each test reads as a pod's life; one
+//! test runs the real threads to show the owner never waits for a slow stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::pods::execute::Executor;
+use crate::pods::fake::{FakeApi, FakeCri};
+use crate::pods::report::ApiWorker;
+use crate::pods::seams::{Api, Cri};
+
+fn config(root: &std::path::Path) -> Config {
+    Config {
+        node: "n1".into(),
+        host_ip: "10.0.0.1".into(),
+        pod_logs_dir: root.join("logs"),
+        cgroup_root: "/".into(),
+        cluster_dns: vec![],
+        cluster_domain: "cluster.local".into(),
+        sync_every: Duration::from_millis(100),
+        root_dir: root.join("root"),
+        node_memory: 1 << 30,
+        cpu_cfs_quota: true,
+        limits: super::super::admit::NodeLimits {
+            max_pods: 10,
+            cpu_millis: 2000,
+            memory: 1 << 30,
+            labels: Default::default(),
+            sysctls: super::super::sysctls::Allowlist::new(&[], "6.1.0")
+                .unwrap_or_else(|e| panic!("{e}")),
+        },
+        cgroup_mount: root.join("cgroup"),
+        pod_pids_limit: -1,
+        api_source: true,
+        static_source: false,
+        resolv_conf: root.join("resolv.conf"),
+        seccomp_default: false,
+        registry_pull_qps: 0,
+        registry_burst: 0,
+        parallel_pulls: Some(1),
+        parallel_starts: 10,
+        volume_resync: Duration::from_secs(60),
+    }
+}
+
+fn pod(name: &str, containers: &[&str], extra: Value) -> Pod {
+    let cs: Vec<Value> = containers
+        .iter()
+        .map(|c| json!({"name": c, "image": "busybox:1", "imagePullPolicy": "IfNotPresent"}))
+        .collect();
+    let mut spec = json!({"containers": cs, "terminationGracePeriodSeconds": 5});
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            s.insert(k.clone(), v.clone());
+        }
+    }
+    Pod::from_value(json!({
+        "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"), "resourceVersion": "1"},
+        "spec": spec,
+    }))
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+struct Harness {
+    owner: Owner,
+    cri: Arc<FakeCri>,
+    api: Arc<FakeApi>,
+    exec: Executor,
+    observer: super::super::observe::Observer,
+    api_worker: ApiWorker,
+    _tmp: tempfile::TempDir,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cfg = Arc::new(config(tmp.path()));
+        let cri = Arc::new(FakeCri::with_images(&["busybox:1"]));
+        let api = Arc::new(FakeApi::default());
+        let exec = Executor::new(cfg.clone(), cri.clone(), api.clone(), None);
+        Harness {
+            owner: Owner::new(cfg.clone(), None, Arc::default()),
+            observer: super::super::observe::Observer::new(&cfg.root_dir),
+            api_worker: ApiWorker::new("n1"),
+            cri,
+            api,
+            exec,
+            _tmp: tmp,
+        }
+    }
+
+    fn send(&mut self, m: Msg) {
+        let work = self.owner.take(Input::Source(m), now());
+        self.carry_out(work);
+    }
+
+    fn carry_out(&mut self, work: Vec<Work>) {
+        let mut queue = work;
+        while let Some(w) = queue.pop() {
+            let next = match w {
+                Work::Pod(job) => {
+                    let out = self.exec.run(*job);
+                    self.owner.take(Input::Done(out), now())
+                }
+                Work::Api(job) => {
+                    let done = self.api_worker.run(&*self.api, job);
+                    self.owner.take(Input::Api(done), now())
+                }
+                Work::Stop { id, .. } => {
+                    let _ = self
+                        .cri
+                        .stop_container(&crate::cri::api::StopContainerRequest {
+                            container_id: id,
+                            timeout: 0,
+                        });
+                    Vec::new()
+                }
+                Work::Probe(_) | Work::Gc => Vec::new(),
+            };
+            queue.extend(next);
+        }
+    }
+
+    /// Rounds until nothing is left to do (a few at most).
+    fn settle(&mut self) {
+        for _ in 0..6 {
+            let o = self
+                .observer
+                .relist(&*self.cri, now())
+                .unwrap_or_else(|e| panic!("{e}"));
+            self.owner.take(Input::Observed(o), now());
+            let work = self.owner.round(now());
+            if work.is_empty() {
+                return;
+            }
+            self.carry_out(work);
+        }
+    }
+
+    /// The status the API holds for pod `name`, after every patch.
+    fn status(&self, name: &str) -> Value {
+        self.api
+            .get(&format!("/api/v1/namespaces/default/pods/{name}/status"))
+            .map(|v| v["status"].clone())
+            .unwrap_or(Value::Null)
+    }
+}
+
+fn now() -> u64 {
+    super::super::execute::now_ms()
+}
+
+#[test]
+fn a_pod_runs_and_its_status_is_written() {
+    let mut h = Harness::new();
+    h.send(Msg::Listed(vec![pod("web", &["app"], json!({}))]));
+    h.settle();
+    assert_eq!(h.cri.containers(), [("app".to_string(), 1)]);
+    assert_eq!(h.cri.count("RunPodSandbox"), 1, "one sandbox");
+    let st = h.status("web");
+    assert_eq!(st["phase"], "Running", "{st}");
+    assert!(
+        st["containerStatuses"][0]["state"]["running"].is_object(),
+        "{st}"
+    );
+    assert_eq!(st["podIP"], "10.9.0.2");
+    // The uid is the patch's precondition.
+    let (_, body) = h
+        .api
+        .writes("patch")
+        .into_iter()
+        .next_back()
+        .unwrap_or_default();
+    assert_eq!(body["metadata"]["uid"], "uid-web");
+    // Nothing changes: no more writes, no more CRI work.
+    let writes = h.api.writes("patch").len();
+    let creates = h.cri.count("CreateContainer");
+    h.settle();
+    assert_eq!(
+        (h.api.writes("patch").len(), h.cri.count("CreateContainer")),
+        (writes, creates)
+    );
+}
+
+#[test]
+fn a_deleted_pod_stops_its_containers_at_once_then_goes() {
+    let mut h = Harness::new();
+    let p = pod("three", &["a", "b", "c"], json!({}));
+    h.send(Msg::Listed(vec![p.clone()]));
+    h.settle();
+    assert_eq!(h.cri.containers().len(), 3);
+    *h.cri.stop_takes.lock().unwrap_or_else(|e| e.into_inner()) = Duration::from_millis(300);
+    let mut gone = p.clone();
+    gone.metadata.deletion_timestamp = Some("2026-12-01T00:00:00Z".into());
+    gone.metadata.deletion_grace_period_seconds = Some(5);
+    gone.raw["metadata"]["deletionTimestamp"] = json!("2026-12-01T00:00:00Z");
+    h.send(Msg::Upsert(Box::new(gone)));
+    h.settle();
+    assert_eq!(
+        h.cri
+            .stops_at_once
+            .load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "the three containers were stopped together"
+    );
+    assert_eq!(h.cri.sandboxes(), 0, "the sandbox is removed");
+    let deletes = h.api.writes("delete");
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(deletes[0].0, "/api/v1/namespaces/default/pods/three");
+    assert_eq!(
+        deletes[0].1,
+        json!({"gracePeriodSeconds": 0, "preconditions": {"uid": "uid-three"}})
+    );
+    assert!(h.owner.is_empty(), "the pod is forgotten");
+}
+
+#[test]
+fn a_failing_pull_is_held_and_reported() {
+    let mut h = Harness::new();
+    let mut p = pod("pull", &["app"], json!({}));
+    p.spec.containers[0].image = "missing:1".into();
+    p.raw["spec"]["containers"][0]["image"] = json!("missing:1");
+    h.send(Msg::Listed(vec![p]));
+    h.settle();
+    let st = h.status("pull");
+    let w = &st["containerStatuses"][0]["state"]["waiting"];
+    assert_eq!(w["reason"], "ImagePullBackOff", "{st}");
+    assert!(
+        w["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("missing:1 not found")),
+        "{w}"
+    );
+    let pulls = h.cri.count("PullImage");
+    h.settle();
+    assert_eq!(h.cri.count("PullImage"), pulls, "held by its back-off");
+}
+
+#[test]
+fn a_pod_past_the_node_is_rejected_without_a_sandbox() {
+    let mut h = Harness::new();
+    let greedy = pod(
+        "greedy",
+        &["app"],
+        json!({"containers": [{"name": "app", "image": "busybox:1", "resources": {"requests": {"cpu": "3"}}}]}),
+    );
+    h.send(Msg::Listed(vec![greedy]));
+    h.settle();
+    let st = h.status("greedy");
+    assert_eq!(
+        (st["phase"].as_str(), st["reason"].as_str()),
+        (Some("Failed"), Some("OutOfcpu"))
+    );
+    assert_eq!(h.cri.count("RunPodSandbox"), 0);
+}
+
+/// A configMap volume comes from the API; while it is missing the pod waits (the volume
+/// back-off), and once it is there the container starts with it mounted.
+#[test]
+fn volumes_come_from_the_api_and_wait_for_it() {
+    let mut h = Harness::new();
+    let p = pod(
+        "vols",
+        &["app"],
+        json!({
+            "volumes": [{"name": "cfg", "configMap": {"name": "cfg"}}],
+            "containers": [{"name": "app", "image": "busybox:1",
+                "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"}]}],
+        }),
+    );
+    h.send(Msg::Listed(vec![p]));
+    h.settle();
+    assert_eq!(h.cri.count("CreateContainer"), 0, "waits for its configMap");
+    let st = h.status("vols");
+    assert_eq!(
+        st["containerStatuses"][0]["state"]["waiting"]["reason"], "ContainerCreating",
+        "{st}"
+    );
+    h.api.put(
+        "/api/v1/namespaces/default/configmaps/cfg",
+        json!({"data": {"motd": "hello"}}),
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    h.settle();
+    assert_eq!(h.cri.containers(), [("app".to_string(), 1)]);
+    let motd = h
+        ._tmp
+        .path()
+        .join("root/pods/uid-vols/volumes/kubernetes.io~configmap/cfg/motd");
+    assert_eq!(std::fs::read_to_string(motd).unwrap_or_default(), "hello");
+}
+
+#[test]
+fn a_crashing_container_restarts_after_its_back_off() {
+    let mut h = Harness::new();
+    h.send(Msg::Listed(vec![pod("crash", &["app"], json!({}))]));
+    h.settle();
+    h.cri.exit("app", 3);
+    h.settle();
+    let st = h.status("crash");
+    let c = &st["containerStatuses"][0];
+    assert_eq!(c["state"]["waiting"]["reason"], "CrashLoopBackOff", "{st}");
+    assert_eq!(c["lastState"]["terminated"]["exitCode"], 3, "{st}");
+    assert_eq!(h.cri.count("CreateContainer"), 1, "not before the back-off");
+}
+
+/// The real threads: a pod whose container takes 3 s to stop is being deleted, and a pod
+/// added meanwhile starts at once: the owner does not wait for the stop.
+#[test]
+fn a_slow_stop_does_not_hold_another_pods_start() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cri = Arc::new(FakeCri::with_images(&["busybox:1"]));
+    let api = Arc::new(FakeApi::default());
+    let snapshot = crate::pods::Snapshot::default();
+    let stop = Arc::new(crate::stop::Stop::default());
+    let pods = super::super::runner::start(
+        config(tmp.path()),
+        api.clone(),
+        cri.clone(),
+        snapshot.clone(),
+        None,
+        stop.clone(),
+        Arc::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let slow = pod("slow", &["app"], json!({}));
+    assert!(pods.inbox.send(Msg::Listed(vec![slow.clone()])));
+    let wait_for = |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for("slow to run", &|| {
+        cri.containers() == [("app".to_string(), 1)]
+    });
+    *cri.stop_takes.lock().unwrap_or_else(|e| e.into_inner()) = Duration::from_secs(3);
+    let mut gone = slow.clone();
+    gone.metadata.deletion_timestamp = Some("2026-12-01T00:00:00Z".into());
+    assert!(pods.inbox.send(Msg::Upsert(Box::new(gone))));
+    wait_for("the slow stop to begin", &|| {
+        cri.count("StopContainer") == 1
+    });
+    assert!(
+        pods.inbox
+            .send(Msg::Upsert(Box::new(pod("fast", &["web"], json!({})))))
+    );
+    wait_for("fast to start while slow stops", &|| {
+        cri.containers().iter().any(|(n, s)| n == "web" && *s == 1)
+    });
+    assert_eq!(
+        cri.stops_at_once.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the slow stop is still in progress"
+    );
+    assert!(
+        cri.containers().iter().any(|(n, s)| n == "app" && *s == 1),
+        "the slow container has not stopped yet"
+    );
+    stop.stop();
+}
