@@ -74,6 +74,13 @@ fn run(args: impl Iterator<Item = String>) -> Result<(), Error> {
     let pods = tinylet::pods::Snapshot::default();
     let runtime = open_runtime(&settings)?;
     let health = std::sync::Arc::new(tinylet::pods::runner::Health::default());
+    {
+        let (health, every) = (health.clone(), settings.kubelet.sync_frequency.as_std());
+        tinylet::node::startup::watchdog(move || {
+            health.check(every, tinylet::timefmt::now_secs()).is_ok()
+        })
+        .map_err(|e| Error::Thread("watchdog", e))?;
+    }
     start_servers(
         &settings,
         vec![("client", client_stats), ("server", server_stats)],

@@ -56,15 +56,34 @@ fn without_a_runtime_the_node_registers_not_ready() {
                 ),
             ],
         ),
-        &[("NOTIFY_SOCKET", &notify)],
+        &[
+            ("NOTIFY_SOCKET", &notify),
+            // WatchdogSec=1s: WATCHDOG=1 every half second while the pod loop is healthy.
+            ("WATCHDOG_USEC", std::path::Path::new("1000000")),
+        ],
     );
     let mut buf = [0u8; 64];
-    let n = systemd.recv(&mut buf).expect("READY=1 from the agent");
-    assert_eq!(&buf[..n], b"READY=1");
+    let mut watchdog = 0;
+    loop {
+        let n = systemd.recv(&mut buf).expect("READY=1 from the agent");
+        match &buf[..n] {
+            b"READY=1" => break,
+            b"WATCHDOG=1" => watchdog += 1,
+            other => panic!(
+                "unexpected notification {:?}",
+                String::from_utf8_lossy(other)
+            ),
+        }
+    }
     assert!(
         seed.try_get(&["node", "n2"]).is_some(),
         "READY=1 came before the node was registered"
     );
+    while watchdog == 0 {
+        let n = systemd.recv(&mut buf).expect("WATCHDOG=1 from the agent");
+        assert_eq!(&buf[..n], b"WATCHDOG=1");
+        watchdog += 1;
+    }
     agent.expect("Successfully registered node \"n2\"");
     let n = wait_node(&seed, "n2", 20, |n| ready(n)["status"] == "False");
     let r = ready(&n);

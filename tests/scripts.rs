@@ -334,10 +334,11 @@ fn install_node_local_dir_lays_out_a_node() {
             .args(["--init", init, "--local-dir"])
             .arg(&root));
         assert!(out.status.success(), "{arch}: {}", text(&out.stderr));
+        // CIS 4.1.1/4.1.5/4.1.7/4.1.9: the service file, config, CA and kubeconfigs 0600.
         for (path, m) in [
             ("opt/k8s/bin/tinylet", 0o755),
-            ("etc/kubernetes/kubelet-config.yaml", 0o644),
-            ("etc/kubernetes/cert/ca.pem", 0o644),
+            ("etc/kubernetes/kubelet-config.yaml", 0o600),
+            ("etc/kubernetes/cert/ca.pem", 0o600),
             ("etc/kubernetes/kubelet-bootstrap.kubeconfig", 0o600),
         ] {
             assert_eq!(mode(&root.join(path)), m, "{arch}: {path}");
@@ -352,6 +353,9 @@ fn install_node_local_dir_lays_out_a_node() {
             "etc/init.d/tinylet"
         };
         assert!(root.join(service).is_file(), "{arch}: {service}");
+        if init == "systemd" {
+            assert_eq!(mode(&root.join(service)), 0o600, "{arch}: {service}");
+        }
         // The installed files work together: check-config on the installed tree.
         let cfg = read(&root.join("etc/kubernetes/kubelet-config.yaml"));
         let out = run(Command::new(root.join("opt/k8s/bin/tinylet"))
@@ -371,6 +375,68 @@ fn install_node_local_dir_lays_out_a_node() {
             ))
             .arg("--hostname-override=n1"));
         assert!(out.status.success(), "{arch}: {}\n{cfg}", text(&out.stderr));
+    }
+}
+
+/// Installed as `kubelet` (where CIS checks and other tools look for one): the binary, the
+/// service named so, and the unit's ExecStart naming that binary.
+#[test]
+fn install_node_as_kubelet() {
+    let dir = tempdir();
+    let root = dir.path().join("root");
+    let out = run(script("install-node")
+        .args(install_args(dir.path(), "x86_64"))
+        .args(["--name", "kubelet", "--local-dir"])
+        .arg(&root));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(root.join("opt/k8s/bin/kubelet").is_file());
+    assert!(!root.join("opt/k8s/bin/tinylet").exists());
+    let unit = read(&root.join("etc/systemd/system/kubelet.service"));
+    assert!(
+        unit.contains("ExecStart=/opt/k8s/bin/kubelet \\\n"),
+        "{unit}"
+    );
+    assert!(
+        text(&out.stdout).contains("systemctl enable kubelet && systemctl restart kubelet"),
+        "{}",
+        text(&out.stdout)
+    );
+    let bad = run(script("install-node")
+        .args(install_args(dir.path(), "x86_64"))
+        .args(["--name", "../evil", "--dry-run"]));
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad.stderr));
+}
+
+/// `systemd-analyze security` on the rendered unit: the hardening a kubelet can live with
+/// brings the exposure down from the seed unit's 9.6 (UNSAFE).
+#[test]
+fn systemd_unit_is_hardened() {
+    for arch in ARCHES {
+        let dir = tempdir();
+        let node = render(arch, dir.path());
+        let out = run(Command::new("systemd-analyze")
+            .args(["security", "--offline=true", "--no-pager"])
+            .arg(node.join("tinylet.service")));
+        let all = text(&out.stdout);
+        let score: f64 = all
+            .lines()
+            .find_map(|l| {
+                l.split("Overall exposure level for tinylet.service: ")
+                    .nth(1)
+            })
+            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{arch}: no score in:\n{all}\n{}", text(&out.stderr)));
+        assert!(score <= 7.5, "{arch}: exposure {score}");
+        for want in [
+            "NoNewPrivileges=",
+            "RestrictNamespaces=",
+            "MemoryDenyWriteExecute=",
+        ] {
+            assert!(
+                all.lines().any(|l| l.contains('✓') && l.contains(want)),
+                "{arch}: {want} not in force:\n{all}"
+            );
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Start-up checks and hand-offs to the init system: failSwapOn, the open-files limit
-//! (maxOpenFiles), the data directories with their modes, and systemd's `sd_notify` READY=1.
+//! (maxOpenFiles), the data directories with their modes, and systemd's `sd_notify`: READY=1,
+//! and WATCHDOG=1 while the pod sync loop is healthy.
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -110,6 +111,34 @@ fn notify_to(target: Option<std::ffi::OsString>, state: &str) -> std::io::Result
         sock.send_to(state.as_bytes(), &target)?;
     }
     Ok(true)
+}
+
+/// systemd's watchdog, when the unit asks for it (`WatchdogSec=`, seen as `WATCHDOG_USEC`): a
+/// thread sends WATCHDOG=1 every half interval while `healthy()` says so (the pod sync loop's
+/// check), so a stuck loop gets the agent restarted. None when no watchdog is asked for.
+pub fn watchdog(
+    healthy: impl Fn() -> bool + Send + 'static,
+) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
+    let Some(every) = std::env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|u| u.parse::<u64>().ok())
+        .map(|u| std::time::Duration::from_micros(u) / 2)
+    else {
+        return Ok(None);
+    };
+    std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(move || {
+            loop {
+                if healthy()
+                    && let Err(e) = sd_notify("WATCHDOG=1")
+                {
+                    crate::warn!("sd_notify WATCHDOG=1: {e}");
+                }
+                std::thread::sleep(every);
+            }
+        })
+        .map(Some)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The threads around the owner: its loop (inputs in, a round every sync period, work out,
-//! the pods published, the sync loop's health noted and systemd's watchdog fed), the observer
+//! the pods published, the sync loop's health noted), the observer
 //! (a relist every sync period), a thread per pod job (starts bounded by permits, stops never
 //! held back), the probe workers, one API worker (status and mirror writes, coalesced per pod
 //! by the one-in-flight rule) and one clean-up thread.
@@ -199,37 +199,6 @@ impl Dispatch {
     }
 }
 
-/// systemd's watchdog, when the unit asks for it (`WatchdogSec=`): fed after each round, at
-/// most every half of its interval.
-struct Watchdog {
-    every: Option<Duration>,
-    last: Instant,
-}
-
-impl Watchdog {
-    fn from_env() -> Watchdog {
-        let every = std::env::var("WATCHDOG_USEC")
-            .ok()
-            .and_then(|u| u.parse::<u64>().ok())
-            .map(|u| Duration::from_micros(u) / 2);
-        Watchdog {
-            every,
-            last: Instant::now(),
-        }
-    }
-
-    fn feed(&mut self) {
-        if let Some(every) = self.every
-            && self.last.elapsed() >= every
-        {
-            self.last = Instant::now();
-            if let Err(e) = crate::node::startup::sd_notify("WATCHDOG=1") {
-                warn!("sd_notify WATCHDOG=1: {e}");
-            }
-        }
-    }
-}
-
 fn run(
     mut owner: Owner,
     rx: &Receiver<Input>,
@@ -240,7 +209,6 @@ fn run(
     cfg: &Config,
 ) {
     let mut last_round = Instant::now() - cfg.sync_every;
-    let mut watchdog = Watchdog::from_env();
     while !stop.is_stopped() {
         let wait = cfg.sync_every.saturating_sub(last_round.elapsed());
         match rx.recv_timeout(wait) {
@@ -259,7 +227,6 @@ fn run(
             health
                 .last_round
                 .store(crate::timefmt::now_secs(), Ordering::Relaxed);
-            watchdog.feed();
         }
         if owner.take_changed() {
             let views = owner
