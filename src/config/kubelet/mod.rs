@@ -1,0 +1,486 @@
+//! `KubeletConfiguration` (`kubelet.config.k8s.io/v1beta1`): the typed file, upstream defaults,
+//! decoding with every problem located, and the kubelet's cross-field validation.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+
+use crate::config::duration::KubeDuration;
+use crate::config::quantity::{Quantity, ThresholdValue};
+use crate::config::yaml::{Ctx, Obj};
+
+pub const API_VERSION: &str = "kubelet.config.k8s.io/v1beta1";
+pub const KIND: &str = "KubeletConfiguration";
+
+mod decode;
+#[cfg(test)]
+mod tests;
+mod validate;
+mod values;
+
+pub use decode::decode;
+pub use validate::{signal_name, validate};
+pub use values::*;
+
+/// The kubelet's configuration file, with upstream defaults for everything not written.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeletConfiguration {
+    pub enable_server: bool,
+    pub static_pod_path: String,
+    pub pod_logs_dir: String,
+    pub sync_frequency: KubeDuration,
+    pub file_check_frequency: KubeDuration,
+    pub http_check_frequency: KubeDuration,
+    #[serde(rename = "staticPodURL")]
+    pub static_pod_url: String,
+    #[serde(
+        rename = "staticPodURLHeader",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub static_pod_url_header: BTreeMap<String, Vec<String>>,
+    pub address: IpAddr,
+    pub port: u16,
+    pub read_only_port: u16,
+    pub tls_cert_file: String,
+    pub tls_private_key_file: String,
+    pub tls_cipher_suites: Vec<CipherSuite>,
+    #[serde(rename = "tlsMinVersion", skip_serializing_if = "Option::is_none")]
+    pub tls_min_version: Option<TlsVersion>,
+    pub rotate_certificates: bool,
+    #[serde(rename = "serverTLSBootstrap")]
+    pub server_tls_bootstrap: bool,
+    pub authentication: Authentication,
+    pub authorization: Authorization,
+    #[serde(rename = "registryPullQPS")]
+    pub registry_pull_qps: i32,
+    pub registry_burst: i32,
+    #[serde(rename = "eventRecordQPS")]
+    pub event_record_qps: i32,
+    pub event_burst: i32,
+    pub enable_debugging_handlers: bool,
+    pub enable_contention_profiling: bool,
+    pub healthz_port: u16,
+    pub healthz_bind_address: IpAddr,
+    pub oom_score_adj: i32,
+    pub cluster_domain: String,
+    #[serde(rename = "clusterDNS")]
+    pub cluster_dns: Vec<IpAddr>,
+    pub streaming_connection_idle_timeout: KubeDuration,
+    pub node_status_update_frequency: KubeDuration,
+    pub node_status_report_frequency: KubeDuration,
+    pub node_lease_duration_seconds: i32,
+    #[serde(rename = "imageMinimumGCAge")]
+    pub image_minimum_gc_age: KubeDuration,
+    #[serde(rename = "imageMaximumGCAge")]
+    pub image_maximum_gc_age: KubeDuration,
+    #[serde(rename = "imageGCHighThresholdPercent")]
+    pub image_gc_high_threshold_percent: i32,
+    #[serde(rename = "imageGCLowThresholdPercent")]
+    pub image_gc_low_threshold_percent: i32,
+    pub volume_stats_agg_period: KubeDuration,
+    pub kubelet_cgroups: String,
+    pub system_cgroups: String,
+    pub cgroup_root: String,
+    #[serde(rename = "cgroupsPerQOS")]
+    pub cgroups_per_qos: bool,
+    pub cgroup_driver: CgroupDriver,
+    pub cpu_manager_policy: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub cpu_manager_policy_options: BTreeMap<String, String>,
+    pub cpu_manager_reconcile_period: KubeDuration,
+    pub memory_manager_policy: String,
+    pub topology_manager_policy: String,
+    pub topology_manager_scope: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub topology_manager_policy_options: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub qos_reserved: BTreeMap<String, String>,
+    pub runtime_request_timeout: KubeDuration,
+    pub hairpin_mode: HairpinMode,
+    pub max_pods: i32,
+    #[serde(rename = "podCIDR", skip_serializing_if = "Option::is_none")]
+    pub pod_cidr: Option<Cidr>,
+    pub pod_pids_limit: i64,
+    pub resolv_conf: String,
+    pub run_once: bool,
+    #[serde(rename = "cpuCFSQuota")]
+    pub cpu_cfs_quota: bool,
+    #[serde(rename = "cpuCFSQuotaPeriod")]
+    pub cpu_cfs_quota_period: KubeDuration,
+    pub node_status_max_images: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_parallel_image_pulls: Option<i32>,
+    pub max_open_files: i64,
+    pub content_type: String,
+    #[serde(rename = "kubeAPIQPS")]
+    pub kube_api_qps: i32,
+    #[serde(rename = "kubeAPIBurst")]
+    pub kube_api_burst: i32,
+    pub serialize_image_pulls: bool,
+    pub eviction_hard: ThresholdMap,
+    pub eviction_soft: ThresholdMap,
+    pub eviction_soft_grace_period: BTreeMap<Signal, KubeDuration>,
+    pub eviction_pressure_transition_period: KubeDuration,
+    pub eviction_max_pod_grace_period: i32,
+    pub eviction_minimum_reclaim: ThresholdMap,
+    pub pods_per_core: i32,
+    pub enable_controller_attach_detach: bool,
+    pub protect_kernel_defaults: bool,
+    #[serde(rename = "makeIPTablesUtilChains")]
+    pub make_iptables_util_chains: bool,
+    #[serde(rename = "iptablesMasqueradeBit")]
+    pub iptables_masquerade_bit: i32,
+    #[serde(rename = "iptablesDropBit")]
+    pub iptables_drop_bit: i32,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub feature_gates: BTreeMap<String, bool>,
+    pub fail_swap_on: bool,
+    pub memory_swap: MemorySwap,
+    pub container_log_max_size: Q,
+    pub container_log_max_files: i32,
+    pub container_log_max_workers: i32,
+    pub container_log_monitor_interval: KubeDuration,
+    pub config_map_and_secret_change_detection_strategy: String,
+    pub system_reserved: ReservedMap,
+    pub kube_reserved: ReservedMap,
+    #[serde(rename = "reservedSystemCPUs")]
+    pub reserved_system_cpus: String,
+    pub show_hidden_metrics_for_version: String,
+    pub system_reserved_cgroup: String,
+    pub kube_reserved_cgroup: String,
+    pub enforce_node_allocatable: Vec<String>,
+    pub allowed_unsafe_sysctls: Vec<String>,
+    pub volume_plugin_dir: String,
+    #[serde(rename = "providerID")]
+    pub provider_id: String,
+    pub kernel_memcg_notification: bool,
+    pub logging: Logging,
+    pub enable_system_log_handler: bool,
+    pub enable_system_log_query: bool,
+    pub shutdown_grace_period: KubeDuration,
+    pub shutdown_grace_period_critical_pods: KubeDuration,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shutdown_grace_period_by_pod_priority: Vec<ShutdownGracePeriodByPriority>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crash_loop_back_off: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserved_memory: Option<Value>,
+    pub enable_profiling_handler: bool,
+    pub enable_debug_flags_handler: bool,
+    pub seccomp_default: bool,
+    pub memory_throttling_factor: f64,
+    pub register_with_taints: Vec<Taint>,
+    pub register_node: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<Value>,
+    pub local_storage_capacity_isolation: bool,
+    pub container_runtime_endpoint: RuntimeEndpoint,
+    pub image_service_endpoint: String,
+    pub fail_cgroup_v1: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub single_process_oom_kill: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_namespaces: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merge_default_eviction_settings: Option<bool>,
+}
+
+fn d(s: u64) -> KubeDuration {
+    KubeDuration::secs(s)
+}
+
+/// `evictionHard` when the file does not set it (pkg/kubelet/apis/config/v1beta1/defaults.go).
+pub fn default_eviction_hard() -> ThresholdMap {
+    BTreeMap::from([
+        (
+            Signal::MemoryAvailable,
+            T(ThresholdValue::Quantity(Quantity::mebibytes(100))),
+        ),
+        (Signal::NodefsAvailable, T(ThresholdValue::Percentage(10.0))),
+        (Signal::NodefsInodesFree, T(ThresholdValue::Percentage(5.0))),
+        (
+            Signal::ImagefsAvailable,
+            T(ThresholdValue::Percentage(15.0)),
+        ),
+    ])
+}
+
+impl Default for KubeletConfiguration {
+    /// Upstream's v1beta1 defaults.
+    fn default() -> Self {
+        KubeletConfiguration {
+            enable_server: true,
+            static_pod_path: String::new(),
+            pod_logs_dir: "/var/log/pods".into(),
+            sync_frequency: d(60),
+            file_check_frequency: d(20),
+            http_check_frequency: d(20),
+            static_pod_url: String::new(),
+            static_pod_url_header: BTreeMap::new(),
+            address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 10250,
+            read_only_port: 0,
+            tls_cert_file: String::new(),
+            tls_private_key_file: String::new(),
+            tls_cipher_suites: Vec::new(),
+            tls_min_version: None,
+            rotate_certificates: false,
+            server_tls_bootstrap: false,
+            authentication: Authentication {
+                x509: X509Authentication::default(),
+                webhook: WebhookAuthentication {
+                    enabled: true,
+                    cache_ttl: d(120),
+                },
+                anonymous: AnonymousAuthentication { enabled: false },
+            },
+            authorization: Authorization {
+                mode: AuthorizationMode::Webhook,
+                webhook: WebhookAuthorization {
+                    cache_authorized_ttl: d(300),
+                    cache_unauthorized_ttl: d(30),
+                },
+            },
+            registry_pull_qps: 5,
+            registry_burst: 10,
+            event_record_qps: 50,
+            event_burst: 100,
+            enable_debugging_handlers: true,
+            enable_contention_profiling: false,
+            healthz_port: 10248,
+            healthz_bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            oom_score_adj: -999,
+            cluster_domain: String::new(),
+            cluster_dns: Vec::new(),
+            streaming_connection_idle_timeout: d(4 * 3600),
+            node_status_update_frequency: d(10),
+            node_status_report_frequency: d(300),
+            node_lease_duration_seconds: 40,
+            image_minimum_gc_age: d(120),
+            image_maximum_gc_age: d(0),
+            image_gc_high_threshold_percent: 85,
+            image_gc_low_threshold_percent: 80,
+            volume_stats_agg_period: d(60),
+            kubelet_cgroups: String::new(),
+            system_cgroups: String::new(),
+            cgroup_root: String::new(),
+            cgroups_per_qos: true,
+            cgroup_driver: CgroupDriver::Cgroupfs,
+            cpu_manager_policy: "none".into(),
+            cpu_manager_policy_options: BTreeMap::new(),
+            cpu_manager_reconcile_period: d(10),
+            memory_manager_policy: "None".into(),
+            topology_manager_policy: "none".into(),
+            topology_manager_scope: "container".into(),
+            topology_manager_policy_options: BTreeMap::new(),
+            qos_reserved: BTreeMap::new(),
+            runtime_request_timeout: d(120),
+            hairpin_mode: HairpinMode::PromiscuousBridge,
+            max_pods: 110,
+            pod_cidr: None,
+            pod_pids_limit: -1,
+            resolv_conf: "/etc/resolv.conf".into(),
+            run_once: false,
+            cpu_cfs_quota: true,
+            cpu_cfs_quota_period: KubeDuration(std::time::Duration::from_millis(100)),
+            node_status_max_images: 50,
+            max_parallel_image_pulls: None,
+            max_open_files: 1_000_000,
+            content_type: "application/vnd.kubernetes.protobuf".into(),
+            kube_api_qps: 50,
+            kube_api_burst: 100,
+            serialize_image_pulls: true,
+            eviction_hard: default_eviction_hard(),
+            eviction_soft: BTreeMap::new(),
+            eviction_soft_grace_period: BTreeMap::new(),
+            eviction_pressure_transition_period: d(300),
+            eviction_max_pod_grace_period: 0,
+            eviction_minimum_reclaim: BTreeMap::new(),
+            pods_per_core: 0,
+            enable_controller_attach_detach: true,
+            protect_kernel_defaults: false,
+            make_iptables_util_chains: true,
+            iptables_masquerade_bit: 14,
+            iptables_drop_bit: 15,
+            feature_gates: BTreeMap::new(),
+            fail_swap_on: true,
+            memory_swap: MemorySwap::default(),
+            container_log_max_size: Q(Quantity::mebibytes(10)),
+            container_log_max_files: 5,
+            container_log_max_workers: 1,
+            container_log_monitor_interval: d(10),
+            config_map_and_secret_change_detection_strategy: "Watch".into(),
+            system_reserved: BTreeMap::new(),
+            kube_reserved: BTreeMap::new(),
+            reserved_system_cpus: String::new(),
+            show_hidden_metrics_for_version: String::new(),
+            system_reserved_cgroup: String::new(),
+            kube_reserved_cgroup: String::new(),
+            enforce_node_allocatable: vec!["pods".into()],
+            allowed_unsafe_sysctls: Vec::new(),
+            volume_plugin_dir: "/usr/libexec/kubernetes/kubelet-plugins/volume/exec/".into(),
+            provider_id: String::new(),
+            kernel_memcg_notification: false,
+            logging: Logging {
+                format: "text".into(),
+                flush_frequency: d(5),
+                verbosity: 0,
+                vmodule: None,
+                options: None,
+            },
+            enable_system_log_handler: true,
+            enable_system_log_query: false,
+            shutdown_grace_period: d(0),
+            shutdown_grace_period_critical_pods: d(0),
+            shutdown_grace_period_by_pod_priority: Vec::new(),
+            crash_loop_back_off: None,
+            reserved_memory: None,
+            enable_profiling_handler: true,
+            enable_debug_flags_handler: true,
+            seccomp_default: false,
+            memory_throttling_factor: 0.9,
+            register_with_taints: Vec::new(),
+            register_node: true,
+            tracing: None,
+            local_storage_capacity_isolation: true,
+            container_runtime_endpoint: RuntimeEndpoint(
+                "unix:///run/containerd/containerd.sock".into(),
+            ),
+            image_service_endpoint: String::new(),
+            fail_cgroup_v1: false,
+            single_process_oom_kill: None,
+            user_namespaces: None,
+            merge_default_eviction_settings: None,
+        }
+    }
+}
+
+/// Every top-level field name, in upstream's order.
+pub const FIELDS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "enableServer",
+    "staticPodPath",
+    "podLogsDir",
+    "syncFrequency",
+    "fileCheckFrequency",
+    "httpCheckFrequency",
+    "staticPodURL",
+    "staticPodURLHeader",
+    "address",
+    "port",
+    "readOnlyPort",
+    "tlsCertFile",
+    "tlsPrivateKeyFile",
+    "tlsCipherSuites",
+    "tlsMinVersion",
+    "rotateCertificates",
+    "serverTLSBootstrap",
+    "authentication",
+    "authorization",
+    "registryPullQPS",
+    "registryBurst",
+    "eventRecordQPS",
+    "eventBurst",
+    "enableDebuggingHandlers",
+    "enableContentionProfiling",
+    "healthzPort",
+    "healthzBindAddress",
+    "oomScoreAdj",
+    "clusterDomain",
+    "clusterDNS",
+    "streamingConnectionIdleTimeout",
+    "nodeStatusUpdateFrequency",
+    "nodeStatusReportFrequency",
+    "nodeLeaseDurationSeconds",
+    "imageMinimumGCAge",
+    "imageMaximumGCAge",
+    "imageGCHighThresholdPercent",
+    "imageGCLowThresholdPercent",
+    "volumeStatsAggPeriod",
+    "kubeletCgroups",
+    "systemCgroups",
+    "cgroupRoot",
+    "cgroupsPerQOS",
+    "cgroupDriver",
+    "cpuManagerPolicy",
+    "cpuManagerPolicyOptions",
+    "cpuManagerReconcilePeriod",
+    "memoryManagerPolicy",
+    "topologyManagerPolicy",
+    "topologyManagerScope",
+    "topologyManagerPolicyOptions",
+    "qosReserved",
+    "runtimeRequestTimeout",
+    "hairpinMode",
+    "maxPods",
+    "podCIDR",
+    "podPidsLimit",
+    "resolvConf",
+    "runOnce",
+    "cpuCFSQuota",
+    "cpuCFSQuotaPeriod",
+    "nodeStatusMaxImages",
+    "maxParallelImagePulls",
+    "maxOpenFiles",
+    "contentType",
+    "kubeAPIQPS",
+    "kubeAPIBurst",
+    "serializeImagePulls",
+    "evictionHard",
+    "evictionSoft",
+    "evictionSoftGracePeriod",
+    "evictionPressureTransitionPeriod",
+    "evictionMaxPodGracePeriod",
+    "evictionMinimumReclaim",
+    "mergeDefaultEvictionSettings",
+    "podsPerCore",
+    "enableControllerAttachDetach",
+    "protectKernelDefaults",
+    "makeIPTablesUtilChains",
+    "iptablesMasqueradeBit",
+    "iptablesDropBit",
+    "featureGates",
+    "failSwapOn",
+    "memorySwap",
+    "containerLogMaxSize",
+    "containerLogMaxFiles",
+    "containerLogMaxWorkers",
+    "containerLogMonitorInterval",
+    "configMapAndSecretChangeDetectionStrategy",
+    "systemReserved",
+    "kubeReserved",
+    "reservedSystemCPUs",
+    "showHiddenMetricsForVersion",
+    "systemReservedCgroup",
+    "kubeReservedCgroup",
+    "enforceNodeAllocatable",
+    "allowedUnsafeSysctls",
+    "volumePluginDir",
+    "providerID",
+    "kernelMemcgNotification",
+    "logging",
+    "enableSystemLogHandler",
+    "enableSystemLogQuery",
+    "shutdownGracePeriod",
+    "shutdownGracePeriodCriticalPods",
+    "shutdownGracePeriodByPodPriority",
+    "crashLoopBackOff",
+    "reservedMemory",
+    "enableProfilingHandler",
+    "enableDebugFlagsHandler",
+    "seccompDefault",
+    "memoryThrottlingFactor",
+    "registerWithTaints",
+    "registerNode",
+    "tracing",
+    "localStorageCapacityIsolation",
+    "containerRuntimeEndpoint",
+    "imageServiceEndpoint",
+    "failCgroupV1",
+    "singleProcessOOMKill",
+    "userNamespaces",
+];
