@@ -482,230 +482,53 @@ pub fn render(content: &[u8], o: &Options) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const LOG: &[u8] = b"2026-11-29T01:00:00.000000001Z stdout F hello\n\
-2026-11-29T01:00:01.000000001Z stderr F oops\n\
-2026-11-29T01:00:02.000000001Z stdout P par\n\
-2026-11-29T01:00:02.000000002Z stdout F tial\n\
-garbage\n\
-2026-11-29T01:00:03.000000001Z stdout F last\n";
-
-    #[test]
-    fn lines_parse_or_say_why_not() {
-        let l =
-            parse_line(b"2026-11-29T01:00:00Z stdout P a b c", 1).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            (l.time, l.stream, l.partial, l.message),
-            ("2026-11-29T01:00:00Z", Stream::Stdout, true, &b"a b c"[..])
-        );
-        assert_eq!(
-            parse_line(b"t stdout F", 2).map(|l| l.message),
-            Ok(&b""[..])
-        );
-        assert_eq!(
-            parse_line(b"t stdin F x", 3),
-            Err(LogError::Malformed(3, "stream is not stdout or stderr"))
-        );
-        assert_eq!(
-            parse_line(b"t stdout X x", 4),
-            Err(LogError::Malformed(4, "tag is not P or F"))
-        );
-        assert_eq!(
-            parse_line(b"", 5),
-            Err(LogError::Malformed(5, "no timestamp"))
-        );
-    }
-
-    fn all(o: Options) -> String {
-        String::from_utf8_lossy(&render(LOG, &o)).into_owned()
-    }
-
-    #[test]
-    fn render_as_kubectl_logs_shows_it() {
-        assert_eq!(all(Options::default()), "hello\noops\npartial\nlast\n");
-        assert_eq!(
-            all(Options {
-                tail_lines: Some(2),
-                ..Options::default()
-            }),
-            "partial\nlast\n"
-        );
-        assert_eq!(
-            all(Options {
-                stream: Some(Stream::Stderr),
-                ..Options::default()
-            }),
-            "oops\n"
-        );
-        assert_eq!(
-            all(Options {
-                timestamps: true,
-                tail_lines: Some(1),
-                ..Options::default()
-            }),
-            "2026-11-29T01:00:03.000000001Z last\n"
-        );
-        assert_eq!(
-            all(Options {
-                timestamps: true,
-                tail_lines: Some(2),
-                ..Options::default()
-            }),
-            "2026-11-29T01:00:02.000000001Z partial\n2026-11-29T01:00:03.000000001Z last\n",
-            "a joined line shows the time of its first entry"
-        );
-        assert_eq!(
-            all(Options {
-                limit_bytes: Some(3),
-                ..Options::default()
-            }),
-            "hel"
-        );
-        // A partial line at the end of the file is shown as it is.
-        assert_eq!(
-            String::from_utf8_lossy(&render(b"t stdout P abc", &Options::default())),
-            "abc"
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&render(b"t stdout F", &Options::default())),
-            "\n"
-        );
-    }
-
-    #[test]
-    fn tail_counts_joined_lines_from_the_end() {
-        for (n, want) in [
-            (0, ""),
-            (1, "last\n"),
-            (2, "partial\nlast\n"),
-            (3, "oops\npartial\nlast\n"),
-            (4, "hello\noops\npartial\nlast\n"),
-            (99, "hello\noops\npartial\nlast\n"),
-        ] {
-            let o = Options {
-                tail_lines: Some(n),
-                ..Options::default()
-            };
-            assert_eq!(all(o), want, "tail {n}");
+/// The invariants the fuzz target (`fuzz/fuzz_targets/logs.rs`) and the unit tests check on
+/// arbitrary log bytes: no panic; the renderer gives the same output whatever the pieces it
+/// is fed; `limitBytes` is never passed; on a well-formed log, reading the last N lines from
+/// the end gives the last N lines of a full read.
+#[doc(hidden)]
+pub fn check_invariants(data: &[u8]) {
+    let n = usize::from(data.first().copied().unwrap_or(0) % 8);
+    for o in [
+        Options::default(),
+        Options {
+            timestamps: true,
+            limit_bytes: Some(1 + n * 7),
+            ..Options::default()
+        },
+    ] {
+        let whole = render(data, &o);
+        if let Some(l) = o.limit_bytes {
+            assert!(whole.len() <= l);
         }
-        // A trailing partial entry counts as a line; no final newline is fine too.
-        let log = b"t stdout F one\nt stdout F two\nt stdout P thr";
-        let o = Options {
-            tail_lines: Some(2),
-            ..Options::default()
-        };
-        assert_eq!(String::from_utf8_lossy(&render(log, &o)), "two\nthr");
-        let log = b"t stdout F one\nt stdout F two";
-        assert_eq!(String::from_utf8_lossy(&render(log, &o)), "one\ntwo\n");
-    }
-
-    #[test]
-    fn since_keeps_later_lines() {
-        let at = |s: &str| crate::timefmt::parse_rfc3339_nanos(s);
-        let o = Options {
-            since: at("2026-11-29T01:00:02.000000001Z"),
-            ..Options::default()
-        };
-        assert_eq!(all(o), "partial\nlast\n");
-        let o = Options {
-            since: at("2026-11-29T01:00:03.5Z"),
-            ..Options::default()
-        };
-        assert_eq!(all(o), "");
-    }
-
-    /// The streaming renderer gives the same output whatever the pieces it is fed.
-    #[test]
-    fn any_split_renders_the_same() {
-        let opts = [
-            Options::default(),
-            Options {
-                timestamps: true,
-                ..Options::default()
-            },
-            Options {
-                limit_bytes: Some(10),
-                timestamps: true,
-                ..Options::default()
-            },
-        ];
-        for o in &opts {
-            let whole = render(LOG, o);
-            for step in 1..20 {
-                let mut r = Renderer::new(o);
-                let mut out = Vec::new();
-                for piece in LOG.chunks(step) {
-                    r.feed(piece, &mut out);
-                }
-                r.finish(&mut out);
-                assert_eq!(out, whole, "pieces of {step} with {o:?}");
-            }
+        let step = 1 + n;
+        let mut r = Renderer::new(&o);
+        let mut out = Vec::new();
+        for piece in data.chunks(step) {
+            r.feed(piece, &mut out);
         }
+        r.finish(&mut out);
+        assert_eq!(out, whole, "pieces of {step}");
     }
-
-    /// A log of many blocks: tail and since read from near the end, and agree with a full read.
-    #[test]
-    fn big_logs_tail_and_since_match_a_full_read() {
-        let mut log = Vec::new();
-        let t0 = 1_795_910_400i64;
-        for i in 0..40_000i64 {
-            let t = crate::timefmt::Civil::from_system(
-                std::time::UNIX_EPOCH + std::time::Duration::from_millis((t0 * 1000 + i) as u64),
-            );
-            let time = format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-                t.year,
-                t.month,
-                t.day,
-                t.hour,
-                t.minute,
-                t.second,
-                (i % 1000) * 1_000_000
-            );
-            if i % 7 == 0 {
-                log.extend_from_slice(format!("{time} stdout P part{i}-").as_bytes());
-                log.push(b'\n');
-            }
-            log.extend_from_slice(format!("{time} stdout F line {i}\n").as_bytes());
-        }
-        assert!(log.len() > 20 * BLOCK);
-        let full = String::from_utf8_lossy(&render(&log, &Options::default())).into_owned();
-        let lines: Vec<&str> = full.lines().collect();
-        let o = Options {
-            tail_lines: Some(1234),
+    let well_formed = data
+        .split(|c| *c == b'\n')
+        .all(|l| l.is_empty() || parse_line(l, 0).is_ok_and(|p| !p.message.contains(&b'\n')));
+    if !well_formed {
+        return;
+    }
+    let full = render(data, &Options::default());
+    let tail = render(
+        data,
+        &Options {
+            tail_lines: Some(n),
             ..Options::default()
-        };
-        let tail = String::from_utf8_lossy(&render(&log, &o)).into_owned();
-        assert_eq!(
-            tail.lines().collect::<Vec<_>>(),
-            lines[lines.len() - 1234..]
-        );
-        let since = (t0 * 1000 + 31_000) * 1_000_000;
-        let o = Options {
-            since: Some(since),
-            ..Options::default()
-        };
-        let got = String::from_utf8_lossy(&render(&log, &o)).into_owned();
-        assert_eq!(got.lines().next(), Some("line 31000"));
-        assert_eq!(got.lines().count(), lines.len() - 31_000);
-        let mut c = std::io::Cursor::new(&log[..]);
-        let start = since_start(&mut c, log.len() as u64, since).unwrap_or(0);
-        assert!(start > 0, "bisected, not read from the top");
-    }
-
-    /// A line far longer than a chunk, and a header longer than any real one, cost no memory.
-    #[test]
-    fn hostile_lines_stream_or_are_skipped() {
-        let mut log = b"t stdout F ".to_vec();
-        log.extend(std::iter::repeat_n(b'x', 3 * CHUNK));
-        log.extend_from_slice(b"\n");
-        log.extend(std::iter::repeat_n(b'y', 1000));
-        log.extend_from_slice(b" stdout F no\nt stdout F after\n");
-        let out = render(&log, &Options::default());
-        assert_eq!(out.len(), 3 * CHUNK + 1 + "after\n".len());
-        assert!(out.ends_with(b"x\nafter\n"));
-    }
+        },
+    );
+    let lines: Vec<&[u8]> = full.split_inclusive(|c| *c == b'\n').collect();
+    let want: Vec<u8> = lines[lines.len().saturating_sub(n)..].concat();
+    assert_eq!(tail, want, "tail {n}");
 }
+
+#[cfg(test)]
+#[path = "logs_tests.rs"]
+mod tests;

@@ -53,6 +53,8 @@ pub const IMPLEMENTED_FIELDS: &[&str] = &[
     "failSwapOn",
     "maxOpenFiles",
     "allowedUnsafeSysctls",
+    "serializeImagePulls",
+    "maxParallelImagePulls",
     "containerRuntimeEndpoint",
     "imageServiceEndpoint",
     "runtimeRequestTimeout",

@@ -258,6 +258,37 @@ pub fn timeout_value(d: Duration) -> String {
     format!("{}H", d.as_secs().div_ceil(3600).min(MAX as u64))
 }
 
+/// The invariants the fuzz target (`fuzz/fuzz_targets/grpc.rs`) and the unit tests check on
+/// arbitrary bytes: the decoder never panics, gives the same messages (or the same error)
+/// whether a body comes whole or split anywhere, never holds a message over its limit, and
+/// gives back what `frame` made; header parsing never panics.
+#[doc(hidden)]
+pub fn check_invariants(data: &[u8]) {
+    let limit = 1 << 12;
+    let whole = {
+        let mut d = Decoder::new(limit);
+        d.push(data).and_then(|()| d.finish())
+    };
+    let at = usize::from(data.first().copied().unwrap_or(0)) % (data.len() + 1);
+    let split = {
+        let mut d = Decoder::new(limit);
+        d.push(&data[..at])
+            .and_then(|()| d.push(&data[at..]))
+            .and_then(|()| d.finish())
+    };
+    assert_eq!(whole, split, "split at {at}");
+    if let Ok(messages) = &whole {
+        assert!(messages.iter().all(|m| m.len() <= limit));
+        let mut again = Vec::new();
+        for m in messages {
+            again.extend(frame(m, limit).unwrap_or_default());
+        }
+        assert_eq!(again, data, "re-framed messages are the body");
+    }
+    let _ = status(Some(data), Some(data));
+    let _ = percent_decode(data);
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -352,5 +383,31 @@ mod tests {
         assert_eq!(timeout_value(Duration::from_secs(2_000_000)), "2000000S");
         assert_eq!(timeout_value(Duration::from_secs(500_000_000)), "8333334M");
         assert!(timeout_value(Duration::from_secs(u64::MAX / 2)).ends_with('H'));
+    }
+
+    /// Arbitrary bytes and mutated valid bodies keep the decoder's invariants.
+    #[test]
+    fn random_bodies_keep_the_invariants() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut seed = frame(b"hello", 1 << 12).unwrap_or_default();
+        seed.extend(frame(&[7u8; 300], 1 << 12).unwrap_or_default());
+        for round in 0..20_000 {
+            let body: Vec<u8> = if round % 2 == 0 {
+                (0..(rnd() % 64)).map(|_| rnd() as u8).collect()
+            } else {
+                let mut b = seed.clone();
+                let i = (rnd() as usize) % b.len();
+                b[i] = rnd() as u8;
+                b.truncate((rnd() as usize) % (b.len() + 1));
+                b
+            };
+            check_invariants(&body);
+        }
     }
 }
