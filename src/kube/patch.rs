@@ -4,13 +4,12 @@
 
 use serde_json::{Map, Value, json};
 
-/// The merge key of a list field the agent patches, as the API's `patchMergeKey`.
+/// The merge key of a list field the agent patches, as the API's `patchMergeKey`. Every other
+/// list is atomic (`containerStatuses`, `initContainerStatuses`, `images`, `volumesInUse`, ...):
+/// the API server replaces it with what the patch holds, so a changed one is sent whole.
 fn merge_key(field: &str) -> Option<&'static str> {
     match field {
         "conditions" | "addresses" => Some("type"),
-        "containerStatuses" | "initContainerStatuses" | "ephemeralContainerStatuses" => {
-            Some("name")
-        }
         "podIPs" | "hostIPs" => Some("ip"),
         _ => None,
     }
@@ -100,5 +99,21 @@ mod tests {
             Some(json!({"$setElementOrder/conditions": [{"type": "Ready"}],
                         "conditions": [{"type": "Ready", "status": "False"}]}))
         );
+    }
+
+    #[test]
+    fn atomic_lists_are_sent_whole() {
+        let c = |name: &str, ready: bool| json!({"name": name, "ready": ready, "image": "x"});
+        let old = json!({"containerStatuses": [c("a", false), c("b", false)],
+                         "initContainerStatuses": [c("i", true)]});
+        let new = json!({"containerStatuses": [c("a", true), c("b", false)],
+                         "initContainerStatuses": [c("i", true)]});
+        // One entry changed: the whole list goes, no directives (a real API server would
+        // otherwise replace the list with the one changed entry and lose `b`).
+        assert_eq!(
+            diff(&old, &new),
+            Some(json!({"containerStatuses": [c("a", true), c("b", false)]}))
+        );
+        assert_eq!(diff(&new, &new), None);
     }
 }

@@ -336,9 +336,21 @@ impl Cri for FakeCri {
     }
 }
 
+/// The pod status lists with a `patchMergeKey` upstream (`k8s.io/api/core/v1`); every other
+/// list is atomic and a patch replaces it. Written out here, not taken from `kube::patch`, so
+/// the fake holds the API server's model and not the agent's.
+fn upstream_merge_key(field: &str) -> Option<&'static str> {
+    match field {
+        "conditions" => Some("type"),
+        "podIPs" | "hostIPs" => Some("ip"),
+        "resourceClaimStatuses" => Some("name"),
+        _ => None,
+    }
+}
+
 /// A strategic merge of `patch` into `target`, enough for status patches: maps merged, null
-/// deletes, lists with a `$setElementOrder/<list>` directive merged by the key its entries
-/// name and put in that order, other lists replaced.
+/// deletes, keyed lists merged by their upstream key (and put in `$setElementOrder/<list>`'s
+/// order when given), atomic lists replaced.
 fn merge(target: &mut Value, patch: &Value) {
     let (Some(t), Some(p)) = (target.as_object_mut(), patch.as_object()) else {
         *target = patch.clone();
@@ -350,31 +362,42 @@ fn merge(target: &mut Value, patch: &Value) {
         }
         let order = p
             .get(&format!("$setElementOrder/{k}"))
-            .and_then(Value::as_array);
-        match (v, order) {
+            .and_then(Value::as_array)
+            .cloned();
+        match (v, upstream_merge_key(k)) {
             (Value::Null, _) => {
                 t.remove(k);
             }
-            (Value::Array(items), Some(order)) => {
-                let key = order
-                    .first()
-                    .and_then(Value::as_object)
-                    .and_then(|o| o.keys().next().cloned())
-                    .unwrap_or_default();
+            (Value::Array(items), Some(key)) => {
                 let old = t
                     .get(k)
                     .and_then(Value::as_array)
                     .cloned()
                     .unwrap_or_default();
+                let order = order.unwrap_or_else(|| {
+                    let mut o: Vec<Value> = old.iter().map(|e| json!({key: e[key]})).collect();
+                    o.extend(
+                        items
+                            .iter()
+                            .filter(|i| !old.iter().any(|e| e[key] == i[key]))
+                            .map(|i| json!({key: i[key]})),
+                    );
+                    o
+                });
                 let merged: Vec<Value> = order
                     .iter()
+                    .filter(|o| {
+                        !items
+                            .iter()
+                            .any(|x| x[key] == o[key] && x["$patch"].as_str() == Some("delete"))
+                    })
                     .map(|o| {
                         let mut e = old
                             .iter()
-                            .find(|x| x[&key] == o[&key])
+                            .find(|x| x[key] == o[key])
                             .cloned()
                             .unwrap_or_else(|| o.clone());
-                        if let Some(upd) = items.iter().find(|x| x[&key] == o[&key]) {
+                        if let Some(upd) = items.iter().find(|x| x[key] == o[key]) {
                             merge(&mut e, upd);
                         }
                         e

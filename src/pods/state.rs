@@ -166,7 +166,12 @@ pub fn step(pod: &Pod, state: &PodState, obs: &Observed, now_ms: u64) -> Step {
     // Crash-loop back-off: computed once per exited attempt that is to run again.
     let mut backoff = state.backoff.clone();
     for c in &obs.containers {
-        if finished || c.state != CState::Exited || !plan::restartable(pod, &c.name, c.exit_code) {
+        // A pod being deleted never restarts a container: no back-off, no BackOff event.
+        if finished
+            || pod.deleting()
+            || c.state != CState::Exited
+            || !plan::restartable(pod, &c.name, c.exit_code)
+        {
             continue;
         }
         let prev = backoff.get(&c.name).copied();
@@ -312,6 +317,24 @@ mod tests {
 
     fn ms(secs: u64) -> u64 {
         secs * 1000
+    }
+
+    /// A container that exits while its pod is being deleted is not backed off or restarted,
+    /// and no `BackOff` event says it is (seen in the demo right after `Killing`).
+    #[test]
+    fn a_deleted_pod_never_backs_off() {
+        let mut p = app("Always");
+        p.metadata.deletion_timestamp = Some("2026-12-01T00:00:00Z".into());
+        let obs = running(vec![exited(0, 137, T0, T0 + 1)]);
+        let out = step(&p, &state(), &obs, ms(T0 + 2));
+        assert!(out.events.is_empty() && out.changes.is_empty(), "{out:?}");
+        assert!(
+            !out.actions
+                .iter()
+                .any(|a| matches!(a, Action::StartContainer { .. })),
+            "{:?}",
+            out.actions
+        );
     }
 
     /// Crash-loop back-off: computed once per exited attempt, 10 s then doubling; the restart

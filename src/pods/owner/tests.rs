@@ -308,6 +308,38 @@ fn a_crashing_container_restarts_after_its_back_off() {
     assert_eq!(h.cri.count("CreateContainer"), 1, "not before the back-off");
 }
 
+/// `containerStatuses` is atomic in the API: when one of two containers changes, the patch
+/// must carry both, or the API server keeps only the one sent.
+#[test]
+fn one_container_changing_keeps_the_others_status() {
+    let mut h = Harness::new();
+    h.send(Msg::Listed(vec![pod("two", &["a", "b"], json!({}))]));
+    h.settle();
+    let names = |st: &Value| -> Vec<String> {
+        st["containerStatuses"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .map(|c| c["name"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(names(&h.status("two")), ["a", "b"]);
+    h.cri.exit("b", 1);
+    h.settle();
+    let st = h.status("two");
+    assert_eq!(names(&st), ["a", "b"], "{st}");
+    assert!(
+        st["containerStatuses"][0]["state"]["running"].is_object(),
+        "{st}"
+    );
+    assert_eq!(
+        st["containerStatuses"][1]["lastState"]["terminated"]["exitCode"], 1,
+        "{st}"
+    );
+}
+
 /// The real threads: a pod whose container takes 3 s to stop is being deleted, and a pod
 /// added meanwhile starts at once: the owner does not wait for the stop.
 #[test]

@@ -24,7 +24,9 @@ pub fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
-/// The merge key of a list field (`patchMergeKey` in the API types), by field name.
+/// The merge key of a list field (`patchMergeKey` in the API types), by field name. Lists not
+/// named here are atomic, as upstream: `containerStatuses`, `initContainerStatuses`, `taints`,
+/// `tolerations`, `images`, ... are replaced whole by a patch that names them.
 fn merge_key(field: &str) -> Option<&'static str> {
     Some(match field {
         "containers"
@@ -32,15 +34,12 @@ fn merge_key(field: &str) -> Option<&'static str> {
         | "ephemeralContainers"
         | "volumes"
         | "env"
-        | "volumeMounts"
         | "imagePullSecrets"
-        | "containerStatuses"
-        | "initContainerStatuses"
-        | "ephemeralContainerStatuses" => "name",
+        | "resourceClaimStatuses" => "name",
+        "volumeMounts" => "mountPath",
         "conditions" => "type",
         "addresses" => "type",
         "ports" => "containerPort",
-        "taints" | "tolerations" => "key",
         "podIPs" | "hostIPs" => "ip",
         "ownerReferences" => "uid",
         "volumeDevices" => "devicePath",
@@ -227,6 +226,22 @@ mod tests {
         assert_eq!(
             node["status"]["conditions"].as_array().map(Vec::len),
             Some(2)
+        );
+    }
+
+    #[test]
+    fn atomic_lists_are_replaced_whole() {
+        let mut pod = json!({"spec": {"tolerations": [{"key": "a"}, {"key": "b"}]},
+                             "status": {"containerStatuses": [{"name": "a", "ready": true}, {"name": "b", "ready": true}]}});
+        strategic(
+            &mut pod,
+            &json!({"spec": {"tolerations": [{"key": "c"}]},
+                    "status": {"containerStatuses": [{"name": "b", "ready": false}]}}),
+        );
+        assert_eq!(pod["spec"]["tolerations"], json!([{"key": "c"}]));
+        assert_eq!(
+            pod["status"]["containerStatuses"],
+            json!([{"name": "b", "ready": false}])
         );
     }
 
