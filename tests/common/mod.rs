@@ -509,3 +509,4 @@ pub mod https;
 pub mod pods;
 pub mod proxy;
 pub mod runtime;
+pub mod upstream;
