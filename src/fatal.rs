@@ -22,6 +22,8 @@ pub enum Error {
     Thread(&'static str, std::io::Error),
     #[error("imageServiceEndpoint: {0}")]
     ImageEndpoint(String),
+    #[error("the serving certificate")]
+    Certs(#[source] crate::certs::CertError),
 }
 
 fn flag_list(errs: &[FlagError]) -> String {
@@ -44,7 +46,8 @@ impl Error {
             | Error::Server(_)
             | Error::Startup(_)
             | Error::Runtime(_)
-            | Error::Thread(..) => 1,
+            | Error::Thread(..)
+            | Error::Certs(_) => 1,
         }
     }
 

@@ -350,17 +350,14 @@ fn start_servers(
     if !k.enable_server {
         return Ok(());
     }
-    let Some(certs) = tinylet::certs::serving::ServingCerts::new(
+    let certs = tinylet::certs::serving::ServingCerts::new(
         &s.flags.cert_dir,
         k.server_tls_bootstrap,
         &k.tls_cert_file,
         &k.tls_private_key_file,
-    ) else {
-        warn!(
-            "no serving certificate source (serverTLSBootstrap or tlsCertFile/tlsPrivateKeyFile): the 10250 API is not started"
-        );
-        return Ok(());
-    };
+        &s.node_name,
+    )
+    .map_err(Error::Certs)?;
     let suites: Vec<String> = k
         .tls_cipher_suites
         .iter()

@@ -5,6 +5,7 @@
 pub mod bootstrap;
 pub mod keeper;
 pub mod manager;
+pub mod selfsigned;
 pub mod serving;
 
 use std::io::Write;

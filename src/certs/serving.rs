@@ -49,13 +49,15 @@ fn stamp_of(paths: &[&Path]) -> Stamp {
 
 impl ServingCerts {
     /// The source the kubelet would use: the managed pair with serverTLSBootstrap, else the
-    /// configured files; `None` when neither is set (a self-signed certificate is not made yet).
+    /// configured files, else the self-signed pair in `cert_dir` (made for `host` when it is
+    /// not there yet; see [`super::selfsigned`]).
     pub fn new(
         cert_dir: &Path,
         server_tls_bootstrap: bool,
         tls_cert_file: &str,
         tls_private_key_file: &str,
-    ) -> Option<ServingCerts> {
+        host: &str,
+    ) -> Result<ServingCerts, CertError> {
         let source = if server_tls_bootstrap {
             Source::Managed(CertStore::new(cert_dir, "kubelet-server").current_path())
         } else if !tls_cert_file.is_empty() && !tls_private_key_file.is_empty() {
@@ -64,9 +66,16 @@ impl ServingCerts {
                 key: tls_private_key_file.into(),
             }
         } else {
-            return None;
+            let (cert, key, made) = super::selfsigned::ensure(cert_dir, host, SystemTime::now())?;
+            if made {
+                crate::info!(
+                    "made a self-signed serving certificate {} (no serverTLSBootstrap, no tlsCertFile)",
+                    cert.display()
+                );
+            }
+            Source::Files { cert, key }
         };
-        Some(ServingCerts {
+        Ok(ServingCerts {
             source,
             cached: Mutex::new(None),
         })
@@ -147,8 +156,9 @@ mod tests {
             false,
             &c.display().to_string(),
             &k.display().to_string(),
+            "n1",
         )
-        .unwrap_or_else(|| panic!("a source"));
+        .unwrap_or_else(|e| panic!("{e}"));
         assert!(
             s.current(SystemTime::now()).ok().flatten().is_none(),
             "nothing to serve yet"
@@ -177,7 +187,7 @@ mod tests {
     #[test]
     fn the_managed_pair_is_served_only_while_valid() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let s = ServingCerts::new(dir.path(), true, "", "").unwrap_or_else(|| panic!("a source"));
+        let s = ServingCerts::new(dir.path(), true, "", "", "n1").unwrap_or_else(|e| panic!("{e}"));
         assert!(
             s.current(SystemTime::now()).ok().flatten().is_none(),
             "no serving cert before approval"
@@ -192,6 +202,14 @@ mod tests {
             s.current(later).ok().flatten().is_none(),
             "an expired certificate is never presented"
         );
-        assert!(ServingCerts::new(dir.path(), false, "", "").is_none());
+        // Neither: the self-signed pair, served at once.
+        let s =
+            ServingCerts::new(dir.path(), false, "", "", "n1").unwrap_or_else(|e| panic!("{e}"));
+        let c = s.current(SystemTime::now()).ok().flatten();
+        assert!(
+            c.is_some_and(|c| c.info.common_name.starts_with("n1@")),
+            "self-signed"
+        );
+        assert!(dir.path().join("kubelet.crt").exists() && dir.path().join("kubelet.key").exists());
     }
 }

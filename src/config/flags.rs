@@ -32,7 +32,11 @@ pub struct Flags {
     pub container_runtime_endpoint: Option<RuntimeEndpoint>,
     pub volume_plugin_dir: Option<String>,
     pub verbosity: Option<u8>,
-    /// One line per removed flag that was given.
+    /// `--config-dir`: drop-in `*.conf` files decoded over `--config`, in name order.
+    pub config_dir: Option<PathBuf>,
+    /// Config flags given (`--max-pods=220`, ...): (flag, value text), applied over the files.
+    pub config_flags: Vec<(String, String)>,
+    /// One line per removed, deprecated or ineffective flag that was given.
     pub warnings: Vec<String>,
     /// The flags as given (name, value), for the `FLAG:` lines logged at --v=1.
     pub given: Vec<(String, String)>,
@@ -54,6 +58,8 @@ impl Default for Flags {
             container_runtime_endpoint: None,
             volume_plugin_dir: None,
             verbosity: None,
+            config_dir: None,
+            config_flags: Vec::new(),
             warnings: Vec::new(),
             given: Vec::new(),
         }
@@ -176,6 +182,11 @@ pub const SUPPORTED: &[(&str, bool, &str)] = &[
         true,
         "flexvolume plugin directory (overrides volumePluginDir)",
     ),
+    (
+        "config-dir",
+        true,
+        "drop-in directory: its *.conf KubeletConfiguration files apply over --config, in name order",
+    ),
     ("v", true, "log verbosity (overrides logging.verbosity)"),
     ("version", false, "print the version and exit"),
     ("help", false, "print this help and exit"),
@@ -238,6 +249,43 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Flags, Vec<FlagE
                 "flag --{name}{} is not supported: {instead}; ignoring it",
                 value.map(|v| format!("={v}")).unwrap_or_default()
             ));
+            continue;
+        }
+        if let Some((_, takes_value, why)) = super::config_flags::NO_EFFECT
+            .iter()
+            .find(|(n, _, _)| *n == name)
+        {
+            let value = if *takes_value {
+                inline.or_else(|| args.next())
+            } else {
+                inline
+            };
+            f.warnings.push(format!(
+                "flag --{name}{} has no effect in tinylet: {why}",
+                value.map(|v| format!("={v}")).unwrap_or_default()
+            ));
+            continue;
+        }
+        if let Some((_, kind, deprecated)) = super::config_flags::find(name) {
+            let value = match (kind, inline) {
+                (super::config_flags::Kind::Bool, v) => v.unwrap_or_else(|| "true".into()),
+                (_, Some(v)) => v,
+                (_, None) => match args.next() {
+                    Some(v) => v,
+                    None => {
+                        errors.push(err(name, "needs a value"));
+                        continue;
+                    }
+                },
+            };
+            if deprecated {
+                f.warnings.push(format!(
+                    "Flag --{name} has been deprecated, {}",
+                    super::config_flags::DEPRECATED
+                ));
+            }
+            f.given.push((name.to_string(), value.clone()));
+            f.config_flags.push((name.to_string(), value));
             continue;
         }
         let Some((_, takes_value, _)) = SUPPORTED.iter().find(|(n, _, _)| *n == name) else {
@@ -328,6 +376,7 @@ fn apply(f: &mut Flags, name: &str, value: &str) -> Result<(), FlagError> {
                 Some(RuntimeEndpoint::parse(value).map_err(|e| err(name, e))?)
         }
         "volume-plugin-dir" => f.volume_plugin_dir = Some(non_empty(name, value)?),
+        "config-dir" => f.config_dir = Some(non_empty(name, value)?.into()),
         "v" => {
             f.verbosity = Some(
                 value

@@ -1,6 +1,7 @@
 //! The agent's effective configuration: flags + `KubeletConfiguration` file + kubeconfigs,
 //! loaded and validated the same way for `check-config` and for startup.
 
+pub mod config_flags;
 pub mod duration;
 pub mod flags;
 pub mod kubeconfig;
@@ -144,20 +145,43 @@ pub fn load(
     let mut kubelet = KubeletConfiguration::default();
     let mut fields_set = Vec::new();
     let mut unknown_fields = Vec::new();
-    if let Some(path) = &flags.config {
-        match read_config(path) {
+    // The file, then the drop-ins of --config-dir in name order, each over what came before.
+    let mut files: Vec<PathBuf> = flags.config.iter().cloned().collect();
+    if let Some(dir) = &flags.config_dir {
+        match drop_ins(dir) {
+            Ok(d) => files.extend(d),
+            Err(e) => problems.push(e),
+        }
+    }
+    for path in &files {
+        match read_config(path, kubelet.clone()) {
             Ok(r) => {
                 kubelet = r.config;
-                fields_set = r.fields_set;
+                fields_set.extend(r.fields_set);
                 problems.extend(r.problems.iter().map(ToString::to_string));
                 match strictness {
                     Strictness::Strict => {
                         problems.extend(r.unknown.iter().map(ToString::to_string))
                     }
-                    Strictness::Lenient => unknown_fields = r.unknown,
+                    Strictness::Lenient => unknown_fields.extend(r.unknown),
                 }
             }
             Err(p) => problems.push(p.to_string()),
+        }
+    }
+    if !flags.config_flags.is_empty() {
+        match apply_config_flags(&flags.config_flags, kubelet.clone()) {
+            Ok(k) => kubelet = k,
+            Err(p) => problems.extend(p),
+        }
+    }
+    if files.len() > 1 || !flags.config_flags.is_empty() {
+        // The rules once more on what the drop-ins and flags made of it.
+        for (field, msg) in kubelet::validate(&kubelet) {
+            let p = format!("{field}: {msg}");
+            if !problems.iter().any(|q| q.ends_with(&p)) {
+                problems.push(format!("effective configuration: {p}"));
+            }
         }
     }
     if let Some(e) = &flags.container_runtime_endpoint {
@@ -225,7 +249,64 @@ struct ReadConfig {
     unknown: Vec<Problem>,
 }
 
-fn read_config(path: &Path) -> Result<ReadConfig, Problem> {
+/// The `*.conf` files of a `--config-dir`, in name order (the kubelet's drop-ins).
+fn drop_ins(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| format!("--config-dir: reading {}: {e}", dir.display()))?;
+    let mut out: Vec<PathBuf> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "conf") && p.is_file())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// The config flags decoded over `base` as one more document; problems name the flag.
+fn apply_config_flags(
+    given: &[(String, String)],
+    base: KubeletConfiguration,
+) -> Result<KubeletConfiguration, Vec<String>> {
+    let mut doc = serde_yaml::Mapping::new();
+    let mut problems = Vec::new();
+    let mut fields: Vec<(&str, &str)> = Vec::new();
+    for (name, text) in given {
+        let Some((field, kind, _)) = config_flags::find(name) else {
+            continue;
+        };
+        match config_flags::value(kind, text) {
+            Ok(v) => config_flags::set_path(&mut doc, field, v),
+            Err(e) => problems.push(format!("flag --{name}: {e}")),
+        }
+        fields.push((field, name));
+    }
+    config_flags::set_path(&mut doc, "apiVersion", kubelet::API_VERSION.into());
+    config_flags::set_path(&mut doc, "kind", kubelet::KIND.into());
+    let text = serde_yaml::to_string(&doc).map_err(|e| vec![format!("flags: {e}")])?;
+    let origin = Path::new("command-line flags");
+    let (mut ctx, top) = Ctx::parse(origin, &text).map_err(|p| vec![p.to_string()])?;
+    let config = kubelet::decode_onto(&mut ctx, top, base, false);
+    for p in ctx.problems.iter().chain(ctx.unknown.iter()) {
+        let flag = fields
+            .iter()
+            .rev()
+            .find(|(f, _)| {
+                p.field == *f
+                    || p.field.starts_with(&format!("{f}."))
+                    || p.field.starts_with(&format!("{f}["))
+            })
+            .map(|(_, n)| *n)
+            .unwrap_or("?");
+        problems.push(format!("flag --{flag}: {}: {}", p.field, p.message));
+    }
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems)
+    }
+}
+
+fn read_config(path: &Path, base: KubeletConfiguration) -> Result<ReadConfig, Problem> {
     let text = std::fs::read_to_string(path).map_err(|e| Problem {
         file: path.to_path_buf(),
         line: None,
@@ -238,7 +319,7 @@ fn read_config(path: &Path) -> Result<ReadConfig, Problem> {
         .filter(|f| top.has(f))
         .map(|f| f.to_string())
         .collect();
-    let config = kubelet::decode(&mut ctx, top);
+    let config = kubelet::decode_onto(&mut ctx, top, base, true);
     // Cross-field rules only make sense once every field decoded.
     if ctx.problems.is_empty() {
         for (field, msg) in kubelet::validate(&config) {

@@ -196,6 +196,25 @@ impl Obj {
     pub fn has(&self, key: &str) -> bool {
         self.map.contains_key(key)
     }
+
+    /// Removes the entry at the dotted `path` (through nested mappings) when `unset` says its
+    /// value means "not set", as a zero value does for the kubelet's non-pointer fields.
+    pub fn drop_where(&mut self, path: &str, unset: impl Fn(&Value) -> bool) {
+        let mut map = &mut self.map;
+        let mut parts = path.split('.').peekable();
+        while let Some(key) = parts.next() {
+            if parts.peek().is_none() {
+                if map.get(key).is_some_and(&unset) {
+                    map.remove(key);
+                }
+                return;
+            }
+            match map.get_mut(key) {
+                Some(Value::Mapping(m)) => map = m,
+                _ => return,
+            }
+        }
+    }
 }
 
 impl<'a> Ctx<'a> {

@@ -2,9 +2,114 @@
 
 use super::*;
 
+/// Fields whose zero value means "not set" (the kubelet's value-typed fields, which its
+/// defaulting fills when zero: `SetDefaults_KubeletConfiguration`), by the kind of zero.
+const ZERO_DURATION_IS_UNSET: &[&str] = &[
+    "syncFrequency",
+    "fileCheckFrequency",
+    "httpCheckFrequency",
+    "authentication.webhook.cacheTTL",
+    "authorization.webhook.cacheAuthorizedTTL",
+    "authorization.webhook.cacheUnauthorizedTTL",
+    "streamingConnectionIdleTimeout",
+    "nodeStatusReportFrequency",
+    "nodeStatusUpdateFrequency",
+    "imageMinimumGCAge",
+    "volumeStatsAggPeriod",
+    "cpuManagerReconcilePeriod",
+    "runtimeRequestTimeout",
+    "evictionPressureTransitionPeriod",
+    // component-base's SetRecommendedLoggingConfiguration: 0 is 5s.
+    "logging.flushFrequency",
+];
+const ZERO_NUMBER_IS_UNSET: &[&str] = &[
+    "port",
+    "registryBurst",
+    "eventBurst",
+    "nodeLeaseDurationSeconds",
+    "maxPods",
+    "maxOpenFiles",
+    "kubeAPIBurst",
+];
+const EMPTY_STRING_IS_UNSET: &[&str] = &[
+    "address",
+    "authorization.mode",
+    "healthzBindAddress",
+    "cgroupDriver",
+    "cpuManagerPolicy",
+    "memoryManagerPolicy",
+    "topologyManagerPolicy",
+    "topologyManagerScope",
+    "hairpinMode",
+    "contentType",
+    "containerLogMaxSize",
+    "configMapAndSecretChangeDetectionStrategy",
+    "volumePluginDir",
+    "containerRuntimeEndpoint",
+    "podLogsDir",
+];
+
+fn zero_number(v: &Value) -> bool {
+    v.as_f64() == Some(0.0)
+}
+
+fn zero_duration(v: &Value) -> bool {
+    zero_number(v)
+        || v.as_str()
+            .is_some_and(|s| KubeDuration::parse(s).is_ok_and(|d| d.as_std().is_zero()))
+}
+
+/// Drops the zero values the kubelet treats as unset, so the defaults stand for them.
+fn drop_unset(m: &mut Obj) {
+    for f in ZERO_DURATION_IS_UNSET {
+        m.drop_where(f, zero_duration);
+    }
+    for f in ZERO_NUMBER_IS_UNSET {
+        m.drop_where(f, zero_number);
+    }
+    for f in EMPTY_STRING_IS_UNSET {
+        m.drop_where(f, |v| v.as_str() == Some(""));
+    }
+}
+
+/// `logging.flushFrequency`: component-base's `TimeOrMetaDuration`, a duration string or an
+/// integer number of nanoseconds (what kubeadm writes).
+fn flush_frequency(ctx: &mut Ctx, l: &mut Obj, slot: &mut KubeDuration) {
+    match ctx.raw(l, "flushFrequency") {
+        Some((_, Value::Number(n))) if n.as_u64().is_some() => {
+            *slot = KubeDuration(std::time::Duration::from_nanos(n.as_u64().unwrap_or(0)));
+        }
+        Some((path, v)) => {
+            if let Some(d) = ctx.decode(&path, v) {
+                *slot = d;
+            }
+        }
+        None => {}
+    }
+}
+
 /// Decodes the top-level mapping of a config file onto the defaults.
-pub fn decode(ctx: &mut Ctx, mut m: Obj) -> KubeletConfiguration {
-    let mut c = KubeletConfiguration::default();
+pub fn decode(ctx: &mut Ctx, m: Obj) -> KubeletConfiguration {
+    decode_onto(ctx, m, KubeletConfiguration::default(), true)
+}
+
+/// Decodes a mapping over `base` (a file over the defaults, a drop-in over the file, the
+/// flags over both). With `defaulting`, zero values mean "not set" as the kubelet's
+/// defaulting of a file makes them; flags are applied after it, so theirs stand.
+pub fn decode_onto(
+    ctx: &mut Ctx,
+    mut m: Obj,
+    base: KubeletConfiguration,
+    defaulting: bool,
+) -> KubeletConfiguration {
+    let mut c = base;
+    if defaulting {
+        drop_unset(&mut m);
+    }
+    // For backward compatibility the kubelet reports status as often as it updates it when
+    // only the update frequency is set.
+    let report_follows_update =
+        defaulting && !m.has("nodeStatusReportFrequency") && m.has("nodeStatusUpdateFrequency");
     match ctx.take::<String>(&mut m, "apiVersion").as_deref() {
         Some(API_VERSION) => {}
         Some(other) => ctx.invalid(
@@ -294,7 +399,7 @@ pub fn decode(ctx: &mut Ctx, mut m: Obj) -> KubeletConfiguration {
     );
     if let Some(mut l) = ctx.obj(&mut m, "logging") {
         ctx.set(&mut l, "format", &mut c.logging.format);
-        ctx.set(&mut l, "flushFrequency", &mut c.logging.flush_frequency);
+        flush_frequency(ctx, &mut l, &mut c.logging.flush_frequency);
         ctx.set(&mut l, "verbosity", &mut c.logging.verbosity);
         c.logging.vmodule = ctx.raw(&mut l, "vmodule").map(|(_, v)| v);
         c.logging.options = ctx.raw(&mut l, "options").map(|(_, v)| v);
@@ -372,5 +477,8 @@ pub fn decode(ctx: &mut Ctx, mut m: Obj) -> KubeletConfiguration {
     }
     c.user_namespaces = ctx.raw(&mut m, "userNamespaces").map(|(_, v)| v);
     ctx.finish(m, FIELDS);
+    if report_follows_update {
+        c.node_status_report_frequency = c.node_status_update_frequency;
+    }
     c
 }

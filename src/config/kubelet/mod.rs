@@ -20,7 +20,7 @@ mod tests;
 mod validate;
 mod values;
 
-pub use decode::decode;
+pub use decode::{decode, decode_onto};
 pub use validate::{signal_name, validate};
 pub use values::*;
 
