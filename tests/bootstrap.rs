@@ -1,4 +1,4 @@
-//! The seed guide's TLS bootstrap, replayed against kube-sim with the real kubectl: the 403
+//! The seed guide's TLS bootstrap, replayed against the control plane with the real kubectl: the 403
 //! before the kubelet-bootstrap binding, auto-approval after csr-crb.yaml, the kubelet's file
 //! names, modes and kubeconfig, and a restart that skips the bootstrap.
 
@@ -23,23 +23,20 @@ fn mode(p: &Path) -> u32 {
 fn seed_bootstrap_end_to_end() {
     let tmp = tempdir();
     let sim_dir = tmp.path().join("sim");
-    let _sim = start_sim(&sim_dir);
-    let server = std::fs::read_to_string(sim_dir.join("address")).unwrap_or_default();
+    let plane = Plane::start(&sim_dir, &[]);
+    let server = std::fs::read_to_string(sim_dir.join("address"))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let node = tmp.path().join("node");
     std::fs::create_dir_all(&node).unwrap_or_default();
 
     // Step 1: a bootstrap token and the bootstrap kubeconfig, as the seed guide makes them.
-    let tok = run(Command::new(kube_sim_bin())
-        .args(["token", "create", "--kubeconfig"])
-        .arg(sim_dir.join("admin.kubeconfig"))
-        .args([
-            "--groups",
-            "system:bootstrappers:zhangjun-k8s-01",
-            "--description",
-            "kubelet-bootstrap-token",
-        ]));
-    assert!(tok.status.success(), "{}", text(&tok.stderr));
-    let token = text(&tok.stdout).trim().to_string();
+    let token = plane.token(
+        &sim_dir,
+        "system:bootstrappers:zhangjun-k8s-01",
+        "kubelet-bootstrap-token",
+    );
     let boot = node.join("kubelet-bootstrap.kubeconfig");
     let out = run(
         Command::new(repo().join("scripts/make-bootstrap-kubeconfig"))
@@ -261,8 +258,11 @@ fn seed_bootstrap_end_to_end() {
 fn bootstrap_failures_are_logged_and_retried() {
     let tmp = tempdir();
     let sim_dir = tmp.path().join("sim");
-    let _sim = start_sim(&sim_dir);
-    let server = std::fs::read_to_string(sim_dir.join("address")).unwrap_or_default();
+    let plane = Plane::start(&sim_dir, &[]);
+    let server = std::fs::read_to_string(sim_dir.join("address"))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let ca = sim_dir.join("ca.pem");
     let node = tmp.path().join("node");
     let make = |name: &str, server: &str, token: &str| {
@@ -309,17 +309,38 @@ fn bootstrap_failures_are_logged_and_retried() {
     // Cert dir not writable (a path below a regular file).
     let blocker = node.join("not-a-dir");
     write(&blocker, "x");
-    let tok = run(Command::new(kube_sim_bin())
-        .args(["token", "create", "--kubeconfig"])
-        .arg(sim_dir.join("admin.kubeconfig")));
-    let good = make("good.kubeconfig", &server, text(&tok.stdout).trim());
-    let mut a = Agent::start(&agent_args(&good, &blocker.join("cert")));
+    let tok = plane.token(&sim_dir, "system:bootstrappers:n1", "");
+    let good = make("good.kubeconfig", &server, &tok);
+    // Without the 10250 server (whose self-signed certificate needs the directory too).
+    let no_server = node.join("no-server.yaml");
+    write(
+        &no_server,
+        "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\nenableServer: false\nhealthzPort: 0\n",
+    );
+    let mut args = agent_args(&good, &blocker.join("cert"));
+    args.push(format!("--config={}", no_server.display()));
+    let mut a = Agent::start(&args);
     let l = a.expect("Failed while requesting a signed certificate");
     assert!(
         l.contains(&blocker.join("cert").display().to_string()),
         "{l}"
     );
     assert_eq!(a.stop().0, Some(0));
+    // With it, the agent cannot serve at all and exits, naming the directory, as the
+    // kubelet's InitializeTLS does.
+    let out = run(Command::new(bin())
+        .args(agent_args(&good, &blocker.join("cert")))
+        .arg(format!("--root-dir={}", node.join("root").display()))
+        .arg("--healthz-port=0"));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "tinylet: the serving certificate\n  caused by: creating {}: Not a directory",
+            blocker.join("cert").display()
+        )),
+        "{err}"
+    );
 
     // A denied CSR.
     bind_bootstrappers(&sim_dir);

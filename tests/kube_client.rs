@@ -1,4 +1,4 @@
-//! The API client against kube-sim: a rotated client certificate is used after `reload()` (new
+//! The API client against the control plane: a rotated client certificate is used after `reload()` (new
 //! connections with the new identity; the old pool goes with the old agent), and Status errors
 //! keep the server's words.
 
@@ -12,16 +12,19 @@ use tinylet::kube::Client;
 fn reload_switches_to_the_rotated_client_certificate() {
     let tmp = tempdir();
     let sim_dir = tmp.path().join("sim");
-    let _sim = start_sim(&sim_dir);
-    let server = std::fs::read_to_string(sim_dir.join("address")).unwrap_or_default();
+    let plane = Plane::start(&sim_dir, &[]);
+    let server = std::fs::read_to_string(sim_dir.join("address"))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let (cert, key) = (
         tmp.path().join("client.pem"),
         tmp.path().join("client-key.pem"),
     );
     let use_identity = |name: &str| {
-        std::fs::copy(sim_dir.join(format!("{name}.pem")), &cert).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::copy(sim_dir.join(format!("{name}-key.pem")), &key)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (c, k) = common::https::pem_pair(&sim_dir, name);
+        std::fs::copy(c, &cert).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::copy(k, &key).unwrap_or_else(|e| panic!("{e}"));
     };
     use_identity("admin");
     let kc = tmp.path().join("client.kubeconfig");
@@ -55,8 +58,18 @@ fn reload_switches_to_the_rotated_client_certificate() {
         (err.code(), err.to_string().as_str()),
         (Some(404), "nodes \"nope\" not found")
     );
-    // Rotated on disk: the client keeps its loaded identity until told to reload.
-    use_identity("kube-controller-manager");
+    // Rotated on disk: the client keeps its loaded identity until told to reload. The new one
+    // may not read configmaps: kube-sim's controller-manager may not; on the real control
+    // plane it may (its ClusterRole is broad), so a user RBAC knows nothing about.
+    let user = if plane.upstream() {
+        let (c, k) = common::upstream::client_cert(&sim_dir, "nobody");
+        std::fs::copy(c, &cert).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::copy(k, &key).unwrap_or_else(|e| panic!("{e}"));
+        "nobody"
+    } else {
+        use_identity("kube-controller-manager");
+        "system:kube-controller-manager"
+    };
     assert!(get().is_ok());
     client.reload().unwrap_or_else(|e| panic!("{e}"));
     let err = get()
@@ -66,7 +79,9 @@ fn reload_switches_to_the_rotated_client_certificate() {
     assert_eq!(err.reason(), "Forbidden");
     assert_eq!(
         err.to_string(),
-        "configmaps \"kube-root-ca.crt\" is forbidden: User \"system:kube-controller-manager\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"default\""
+        format!(
+            "configmaps \"kube-root-ca.crt\" is forbidden: User \"{user}\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"default\""
+        )
     );
 }
 
@@ -120,6 +135,8 @@ fn list_watch_relists_after_410_and_bookmarks_prevent_it() {
     // History of 3 events, no bookmarks: a quiet watch falls behind and must re-list.
     let tmp = tempdir();
     let sim_dir = tmp.path().join("sim");
+    // kube-sim: a watch history of 3 events and bookmarks at will are what the real API
+    // server's cache cannot be told to do.
     let _sim = start_sim_with(&sim_dir, &["--watch-history", "3"]);
     std::thread::sleep(std::time::Duration::from_millis(500)); // let kube-root-ca.crt appear
     let rx = watch_configmaps(&sim_dir);
@@ -170,7 +187,7 @@ fn create_update_patch_delete_and_conflicts() {
     use tinylet::kube::PatchKind;
     let tmp = tempdir();
     let sim_dir = tmp.path().join("sim");
-    let _sim = start_sim(&sim_dir);
+    let _plane = Plane::start(&sim_dir, &[]);
     let kc = sim_dir.join("admin.kubeconfig");
     let api = Kubeconfig::load(&kc)
         .and_then(|k| k.resolve(&kc))
@@ -221,8 +238,17 @@ fn create_update_patch_delete_and_conflicts() {
     fresh["data"]["c"] = serde_json::json!("3");
     let updated: serde_json::Value = c.update(&path, &fresh).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(updated["data"]["c"], "3");
-    // A field the API does not know is refused, naming it.
-    let err = c.create::<_, serde_json::Value>(base, &serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "dataa": {}})).err().unwrap_or_else(|| panic!("400 expected"));
+    // A field the API does not know: accepted by default (the API server's Warn), refused
+    // with fieldValidation=Strict, naming it.
+    let typo = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "dataa": {}});
+    c.create::<_, serde_json::Value>(base, &typo)
+        .unwrap_or_else(|e| panic!("the default is Warn, not Strict: {e}"));
+    let mut typo2 = typo.clone();
+    typo2["metadata"]["name"] = serde_json::json!("y");
+    let err = c
+        .create::<_, serde_json::Value>(&format!("{base}?fieldValidation=Strict"), &typo2)
+        .err()
+        .unwrap_or_else(|| panic!("400 expected"));
     assert_eq!(err.code(), Some(400));
     assert!(err.to_string().contains("unknown field \"dataa\""), "{err}");
     c.delete(&path, &serde_json::json!({}))

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::https::{cert_args, curl};
+use common::https::{cert_args, curl_at};
 use common::pods::*;
 use common::runtime::RuntimeEnv;
 use common::*;
@@ -171,8 +171,10 @@ fn huge_logs_and_big_answers_in_bounded_memory() {
     let tails: Vec<_> = (0..4)
         .map(|_| {
             let (admin, ca) = (admin.clone(), ca.clone());
+            let ip = node_ip();
             std::thread::spawn(move || {
-                curl(
+                curl_at(
+                    &ip,
                     port,
                     "/containerLogs/default/logspam/c?tailLines=2",
                     &ca,
@@ -193,7 +195,8 @@ fn huge_logs_and_big_answers_in_bounded_memory() {
         .arg(&ca)
         .args(&admin)
         .arg(format!(
-            "https://127.0.0.1:{port}/containerLogs/default/logspam/c"
+            "https://{}:{port}/containerLogs/default/logspam/c",
+            node_ip()
         ))
         .output()
         .expect("curl");

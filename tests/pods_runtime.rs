@@ -210,6 +210,9 @@ kind: Pod
 metadata:
   name: greedy
 spec:
+  # Bound to the node directly: the scheduler would never place it (no node has 1000 cpus),
+  # so only the agent's own admission can refuse it.
+  nodeName: n1
   containers:
   - name: app
     image: docker.io/library/busybox:1.36
@@ -270,7 +273,7 @@ fn pods_run_report_restart_complete_and_terminate() {
         })
     });
     let st = &web["status"];
-    assert_eq!(st["hostIP"], "127.0.0.1");
+    assert_eq!(st["hostIP"], node_ip().as_str());
     let ip = st["podIP"].as_str().unwrap_or("");
     let subnet = env.var("SUBNET");
     let prefix = subnet.rsplit_once('.').map_or(subnet, |(p, _)| p);

@@ -193,8 +193,12 @@ fn tls_files_min_version_anonymous_and_always_allow() {
             "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\naddress: 127.0.0.1\nport: {port}\nhealthzPort: 0\n\
              tlsCertFile: {}\ntlsPrivateKeyFile: {}\ntlsMinVersion: VersionTLS13\n\
              authentication:\n  anonymous:\n    enabled: true\nauthorization:\n  mode: AlwaysAllow\n",
-            seed.sim_dir.join("apiserver.pem").display(),
-            seed.sim_dir.join("apiserver-key.pem").display()
+            common::https::pem_pair(&seed.sim_dir, "apiserver")
+                .0
+                .display(),
+            common::https::pem_pair(&seed.sim_dir, "apiserver")
+                .1
+                .display()
         ),
     );
     let mut agent = Agent::start(&[

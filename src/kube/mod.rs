@@ -255,6 +255,27 @@ fn read_source(
     })
 }
 
+/// Whether rustls takes `chain` and `key` as a client identity (a parsable v3 certificate whose
+/// public key is the key's): ureq would otherwise panic on the first connection.
+fn check_client_cert(
+    chain: &[Certificate<'static>],
+    key: &PrivateKey<'static>,
+) -> Result<(), String> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = chain
+        .iter()
+        .map(|c| CertificateDer::from(c.der().to_vec()))
+        .collect();
+    let key = PrivateKeyDer::try_from(key.der().to_vec()).map_err(|e| format!("the key: {e}"))?;
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_client_auth_cert(certs, key)
+        .map(|_| ())
+        .map_err(|e| format!("not usable as a client identity: {e}"))
+}
+
 impl Client {
     /// A client for the server a kubeconfig names. `qps`/`burst` as kubeAPIQPS/kubeAPIBurst
     /// (0 means client-go's defaults, 5 and 10).
@@ -328,6 +349,13 @@ impl Client {
                     message: "no PEM certificate".into(),
                 });
             }
+            check_client_cert(&chain, &key).map_err(|message| KubeError::Tls {
+                what: format!(
+                    "client-certificate of kubeconfig {}",
+                    self.kubeconfig.display()
+                ),
+                message,
+            })?;
             tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
         }
         let config = ureq::Agent::config_builder()

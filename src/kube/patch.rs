@@ -15,23 +15,46 @@ fn merge_key(field: &str) -> Option<&'static str> {
     }
 }
 
+/// Nothing: `null`, absent, or an empty object. Go's encoding writes a struct field without
+/// `omitempty` as `{}` (a container status's `lastState`), which is the same as not written.
+fn nothing(v: &Value) -> bool {
+    v.is_null() || v.as_object().is_some_and(|m| m.values().all(nothing))
+}
+
+/// Equal as the API server's types see it: objects field by field with [`nothing`] the same
+/// as absent, lists element by element, everything else exactly.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            x.iter()
+                .all(|(k, v)| y.get(k).map_or(nothing(v), |w| same(v, w)))
+                && y.iter().all(|(k, w)| x.contains_key(k) || nothing(w))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same(v, w))
+        }
+        _ if nothing(a) && nothing(b) => true,
+        _ => a == b,
+    }
+}
+
 /// A two-way strategic merge patch turning `old` into `new` (objects field by field, `null` for
 /// a removed field; keyed lists element by element with `$setElementOrder`; other lists whole);
 /// `None` when nothing differs. A `null` field and an absent one are the same (the API server
 /// drops nulls; a patch deleting what is not there would be sent forever).
 pub fn diff(old: &Value, new: &Value) -> Option<Value> {
     let (Value::Object(o), Value::Object(n)) = (old, new) else {
-        return (old != new).then(|| new.clone());
+        return (!same(old, new)).then(|| new.clone());
     };
     let mut patch = Map::new();
     for (k, nv) in n {
         let Some(ov) = o.get(k) else {
-            if !nv.is_null() {
+            if !nothing(nv) {
                 patch.insert(k.clone(), nv.clone());
             }
             continue;
         };
-        if ov == nv {
+        if same(ov, nv) {
             continue;
         }
         match (merge_key(k), ov, nv) {
@@ -76,7 +99,7 @@ pub fn diff(old: &Value, new: &Value) -> Option<Value> {
         }
     }
     for (k, ov) in o {
-        if !n.contains_key(k) && !ov.is_null() {
+        if !n.contains_key(k) && !nothing(ov) {
             patch.insert(k.clone(), Value::Null);
         }
     }
@@ -99,6 +122,20 @@ mod tests {
             Some(json!({"$setElementOrder/conditions": [{"type": "Ready"}],
                         "conditions": [{"type": "Ready", "status": "False"}]}))
         );
+    }
+
+    /// What the API server returns for a container status has `lastState: {}` (a Go struct
+    /// without omitempty); the agent's has none. The same status: no patch, no loop.
+    #[test]
+    fn empty_objects_are_nothing() {
+        let api = json!({"containerStatuses": [{"name": "a", "lastState": {}, "state": {"running": {"startedAt": "t"}}}],
+                         "conditions": [{"type": "Ready", "status": "True"}], "resize": {}});
+        let ours = json!({"containerStatuses": [{"name": "a", "state": {"running": {"startedAt": "t"}}}],
+                          "conditions": [{"type": "Ready", "status": "True"}]});
+        assert_eq!(diff(&api, &ours), None);
+        let changed = json!({"containerStatuses": [{"name": "a", "state": {"running": {"startedAt": "u"}}}],
+                             "conditions": [{"type": "Ready", "status": "True"}]});
+        assert!(diff(&api, &changed).is_some());
     }
 
     #[test]

@@ -136,3 +136,44 @@ fn idempotent_calls_are_retried_and_creates_are_not() {
     assert_eq!(err.to_string(), "etcd is sad");
     assert!(err.is_transient());
 }
+
+/// A client certificate rustls will not take (its key is another's, or it is not a
+/// certificate webpki parses) is an error naming the kubeconfig when the client is made, not
+/// a panic inside the HTTP library at the first connection.
+#[test]
+fn an_unusable_client_certificate_is_an_error() {
+    use crate::config::kubeconfig::Source;
+    let make = |cn: &str| {
+        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let mut p =
+            rcgen::CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let cert = p.self_signed(&key).unwrap_or_else(|e| panic!("{e}"));
+        (cert.pem(), key.serialize_pem())
+    };
+    let (cert_a, key_a) = make("a");
+    let (_, key_b) = make("b");
+    let api = |cert: &str, key: &str| ApiServer {
+        file: PathBuf::from("/etc/kubernetes/kubelet.kubeconfig"),
+        server: "https://127.0.0.1:1".into(),
+        ca: None,
+        insecure_skip_tls_verify: false,
+        tls_server_name: None,
+        credentials: Credentials::ClientCert {
+            cert: Source::Inline(cert.as_bytes().to_vec()),
+            key: Source::Inline(key.as_bytes().to_vec()),
+        },
+    };
+    assert!(Client::new(&api(&cert_a, &key_a), 1, 1).is_ok());
+    let err = Client::new(&api(&cert_a, &key_b), 1, 1)
+        .err()
+        .unwrap_or_else(|| panic!("a key of another certificate"));
+    assert!(
+        err.to_string().starts_with(
+            "client-certificate of kubeconfig /etc/kubernetes/kubelet.kubeconfig: not usable as a client identity"
+        ),
+        "{err}"
+    );
+    let garbage = "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n";
+    assert!(Client::new(&api(garbage, &key_a), 1, 1).is_err());
+}

@@ -413,6 +413,20 @@ fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
+/// What the API server's typed round trip adds: every container status has `lastState` (a
+/// struct field without `omitempty`, written `{}` when empty).
+fn as_go_writes_it(obj: &mut Value) {
+    for list in ["containerStatuses", "initContainerStatuses"] {
+        if let Some(l) = obj["status"][list].as_array_mut() {
+            for c in l {
+                if c.get("lastState").is_none() {
+                    c["lastState"] = json!({});
+                }
+            }
+        }
+    }
+}
+
 /// An API server in memory: objects by path; every write recorded as (verb, path, body).
 #[derive(Default)]
 pub struct FakeApi {
@@ -476,6 +490,7 @@ impl Api for FakeApi {
         let mut objects = self.objects.lock().unwrap_or_else(|p| p.into_inner());
         let obj = objects.entry(path.to_string()).or_insert_with(|| json!({}));
         merge(obj, body);
+        as_go_writes_it(obj);
         obj["metadata"]["resourceVersion"] = json!("1");
         Ok(obj.clone())
     }

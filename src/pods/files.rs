@@ -12,8 +12,8 @@ use super::spec::Pod;
 use crate::stop::Stop;
 use crate::warn;
 
-/// `kubernetes.io/config.err`: where a pod came from ("file" for static pods, "api").
-pub const SOURCE_ANNOTATION: &str = "kubernetes.io/config.err";
+/// `kubernetes.io/config.source`: where a pod came from ("file" for static pods, "api").
+pub const SOURCE_ANNOTATION: &str = "kubernetes.io/config.source";
 /// `kubernetes.io/config.hash`: the static pod's uid, copied to its mirror pod.
 pub const HASH_ANNOTATION: &str = "kubernetes.io/config.hash";
 /// `kubernetes.io/config.mirror`: set on a mirror pod, the hash of its static pod.
@@ -217,7 +217,10 @@ mod tests {
         assert_eq!(p.metadata.namespace, "default");
         assert_eq!(p.metadata.uid.len(), 32);
         assert_eq!(p.metadata.annotations[HASH_ANNOTATION], p.metadata.uid);
-        assert_eq!(p.metadata.annotations[SOURCE_ANNOTATION], "file");
+        assert_eq!(
+            p.metadata.annotations["kubernetes.io/config.source"],
+            "file"
+        );
         assert_eq!(p.metadata.labels["app"], "web");
         assert_eq!(p.raw["spec"]["nodeName"], "edge-1");
         assert_eq!(

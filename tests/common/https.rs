@@ -17,11 +17,16 @@ pub fn free_port() -> u16 {
 
 /// curl as the seed guide runs it; returns (HTTP code, body).
 pub fn curl(port: u16, path: &str, ca: &Path, extra: &[String]) -> (String, String) {
+    curl_at("127.0.0.1", port, path, ca, extra)
+}
+
+/// [`curl`] to `host`.
+pub fn curl_at(host: &str, port: u16, path: &str, ca: &Path, extra: &[String]) -> (String, String) {
     let out = run(Command::new("curl")
         .args(["-s", "-w", "\n%{http_code}", "--cacert"])
         .arg(ca)
         .args(extra)
-        .arg(format!("https://127.0.0.1:{port}{path}")));
+        .arg(format!("https://{host}:{port}{path}")));
     let all = text(&out.stdout);
     let (body, code) = all.rsplit_once('\n').unwrap_or_else(|| {
         panic!(
@@ -75,12 +80,36 @@ pub fn read_all(c: &mut Child) -> String {
 }
 
 /// `--cert`/`--key` arguments for curl for the sim's client certificate `name`.
+/// A certificate and key pair of the control plane in `dir` by kube-sim's name (`admin`,
+/// `kube-controller-manager`, `apiserver`, ...): kube-sim keeps them in `dir`, the real one
+/// (`scripts/upstream up`) in `dir/pki`, the apiserver's as `kubernetes`.
+pub fn pem_pair(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let pki = dir.join("pki");
+    let (base, name) = if pki.is_dir() {
+        (
+            pki,
+            if name == "apiserver" {
+                "kubernetes"
+            } else {
+                name
+            },
+        )
+    } else {
+        (dir.to_path_buf(), name)
+    };
+    (
+        base.join(format!("{name}.pem")),
+        base.join(format!("{name}-key.pem")),
+    )
+}
+
 pub fn cert_args(sim: &Path, name: &str) -> Vec<String> {
+    let (cert, key) = pem_pair(sim, name);
     vec![
         "--cert".to_string(),
-        sim.join(format!("{name}.pem")).display().to_string(),
+        cert.display().to_string(),
         "--key".to_string(),
-        sim.join(format!("{name}-key.pem")).display().to_string(),
+        key.display().to_string(),
     ]
 }
 

@@ -342,147 +342,6 @@ impl Agent {
     }
 }
 
-/// kube-sim plus one node's bootstrap kubeconfig, as the seed guide's step 1 leaves them.
-pub struct Seed {
-    sim: std::cell::RefCell<Proc>,
-    sim_args: Vec<String>,
-    pub sim_dir: PathBuf,
-    pub server: String,
-    pub node: PathBuf,
-    pub bootstrap: PathBuf,
-}
-
-impl Seed {
-    /// Starts kube-sim in `<tmp>/sim` (with `sim_args`), makes a bootstrap token and writes
-    /// `<tmp>/node/bootstrap.kubeconfig` with kubectl.
-    pub fn start(tmp: &Path, sim_args: &[&str]) -> Seed {
-        let sim_dir = tmp.join("sim");
-        let sim = start_sim_with(&sim_dir, sim_args);
-        let server = std::fs::read_to_string(sim_dir.join("address")).unwrap_or_default();
-        let tok = run(Command::new(kube_sim_bin())
-            .args(["token", "create", "--kubeconfig"])
-            .arg(sim_dir.join("admin.kubeconfig")));
-        assert!(tok.status.success(), "{}", text(&tok.stderr));
-        let node = tmp.join("node");
-        let bootstrap = node.join("bootstrap.kubeconfig");
-        kubectl_bootstrap_kubeconfig(
-            &bootstrap,
-            &sim_dir.join("ca.pem"),
-            &server,
-            text(&tok.stdout).trim(),
-        );
-        Seed {
-            sim: std::cell::RefCell::new(sim),
-            sim_args: sim_args.iter().map(|a| a.to_string()).collect(),
-            sim_dir,
-            server,
-            node,
-            bootstrap,
-        }
-    }
-
-    pub fn kubectl(&self, args: &[&str]) -> String {
-        admin_kubectl(&self.sim_dir, args)
-    }
-
-    /// Kills kube-sim and starts it again on the same directory and address (start it with
-    /// `--persist` for its objects to survive, as an apiserver's do in etcd).
-    pub fn restart_sim(&self) {
-        self.stop_sim();
-        self.start_sim_again();
-    }
-
-    /// Kills kube-sim (the API server goes away).
-    pub fn stop_sim(&self) {
-        let mut sim = self.sim.borrow_mut();
-        let _ = sim.0.kill();
-        let _ = sim.0.wait();
-    }
-
-    /// Starts kube-sim again on the same directory and address.
-    pub fn start_sim_again(&self) {
-        let mut sim = self.sim.borrow_mut();
-        let listen = self.server.trim_start_matches("https://").to_string();
-        let mut args: Vec<&str> = self.sim_args.iter().map(String::as_str).collect();
-        args.extend(["--listen", &listen]);
-        let _ = std::fs::remove_file(self.sim_dir.join("address"));
-        *sim = start_sim_with(&self.sim_dir, &args);
-    }
-
-    /// kubectl as admin; its output, None when it fails (not found, not yet...).
-    pub fn try_kubectl(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new("kubectl")
-            .arg(format!(
-                "--kubeconfig={}",
-                self.sim_dir.join("admin.kubeconfig").display()
-            ))
-            .args(args)
-            .output()
-            .ok()?;
-        out.status.success().then(|| text(&out.stdout))
-    }
-
-    /// `kubectl get <args> -o json` as admin; None when it fails (not found, not yet...).
-    pub fn try_get(&self, args: &[&str]) -> Option<serde_json::Value> {
-        let out = Command::new("kubectl")
-            .arg(format!(
-                "--kubeconfig={}",
-                self.sim_dir.join("admin.kubeconfig").display()
-            ))
-            .arg("get")
-            .args(args)
-            .args(["-o", "json"])
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).ok())?
-    }
-
-    /// Step 4: `kubectl create clusterrolebinding kubelet-bootstrap ...`.
-    pub fn bind_bootstrappers(&self) {
-        bind_bootstrappers(&self.sim_dir);
-    }
-
-    /// Step 5: `kubectl apply -f csr-crb.yaml`.
-    pub fn apply_csr_crb(&self) {
-        let f = repo().join("tests/kube-sim/tests/fixtures/csr-crb.yaml");
-        self.kubectl(&["apply", "-f", &f.display().to_string()]);
-    }
-
-    /// Writes `<node>/kubelet-config.yaml`: a KubeletConfiguration with `fields` (YAML lines) and
-    /// the listeners off; returns its path.
-    pub fn config(&self, fields: &str) -> PathBuf {
-        let cfg = self.node.join("kubelet-config.yaml");
-        write(
-            &cfg,
-            &without_listeners(&format!(
-                "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\n{fields}"
-            )),
-        );
-        cfg
-    }
-
-    pub fn cert_dir(&self) -> PathBuf {
-        self.node.join("cert")
-    }
-
-    /// The agent's flags for this node, plus `extra`.
-    pub fn agent_args(&self, node_name: &str, extra: &[String]) -> Vec<String> {
-        let mut a = vec![
-            format!("--bootstrap-kubeconfig={}", self.bootstrap.display()),
-            format!(
-                "--kubeconfig={}",
-                self.node.join("kubelet.kubeconfig").display()
-            ),
-            format!("--cert-dir={}", self.cert_dir().display()),
-            format!("--hostname-override={node_name}"),
-        ];
-        a.extend(extra.iter().cloned());
-        a
-    }
-}
-
 /// The seed's step 4 as admin: `kubectl create clusterrolebinding kubelet-bootstrap
 /// --clusterrole=system:node-bootstrapper --group=system:bootstrappers`.
 pub fn bind_bootstrappers(sim_dir: &Path) {
@@ -509,4 +368,8 @@ pub mod https;
 pub mod pods;
 pub mod proxy;
 pub mod runtime;
+pub mod seed;
 pub mod upstream;
+
+#[allow(unused_imports)] // not every test uses both
+pub use seed::{Plane, Seed};

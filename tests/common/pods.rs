@@ -21,6 +21,26 @@ pub fn wait<T>(agent: &mut Agent, what: &str, secs: u64, mut f: impl FnMut() -> 
     }
 }
 
+/// The node's IP for the pod tests: this machine's address on its default route. Not
+/// loopback: the real API server refuses to proxy (`kubectl logs`, `nodes/n1/proxy`) to a node
+/// whose address is a loopback one ("address not allowed").
+pub fn node_ip() -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "route", "get", "1.1.1.1"])
+        .output()
+        .unwrap_or_else(|e| panic!("ip route get: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut w = text.split_whitespace();
+    while let Some(x) = w.next() {
+        if x == "src"
+            && let Some(ip) = w.next()
+        {
+            return ip.to_string();
+        }
+    }
+    panic!("no source address for the default route in {text:?}: the pod tests need one");
+}
+
 /// The seed's RBAC steps: bootstrappers, CSR auto-approval, and (step 4) the API server's
 /// identity on the kubelet API (kubectl logs/exec).
 pub fn seed_steps(seed: &Seed) {
@@ -45,7 +65,7 @@ pub fn node_args(
 ) -> Vec<String> {
     let mut extra = vec![
         format!("--config={}", cfg.display()),
-        "--node-ip=127.0.0.1".into(),
+        format!("--node-ip={}", node_ip()),
         format!(
             "--container-runtime-endpoint=unix://{}",
             env.endpoint().path()
@@ -67,9 +87,10 @@ pub fn serving_config(
     extra: &str,
 ) -> String {
     let port = super::https::free_port();
+    let ip = node_ip();
     format!(
         "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\n\
-         address: 127.0.0.1\nport: {port}\nhealthzPort: 0\nserverTLSBootstrap: true\n\
+         address: {ip}\nport: {port}\nhealthzPort: 0\nserverTLSBootstrap: true\n\
          authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n  x509:\n    clientCAFile: {}\n\
          authorization:\n  mode: Webhook\n\
          nodeStatusUpdateFrequency: 1s\npodLogsDir: {}\ncgroupRoot: {}\n{extra}",

@@ -96,3 +96,53 @@ impl Drop for ControlPlane {
             .output();
     }
 }
+
+/// A client certificate for user `cn` signed by the control plane's CA (`<dir>/pki`), in
+/// `<dir>/pki/<cn>.pem` and `<cn>-key.pem`: an identity RBAC knows nothing about.
+pub fn client_cert(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+    let pki = dir.join("pki");
+    let (cert, key) = (
+        pki.join(format!("{cn}.pem")),
+        pki.join(format!("{cn}-key.pem")),
+    );
+    let csr = pki.join(format!("{cn}.csr"));
+    let ok = |c: &mut Command| {
+        let out = run(c);
+        assert!(out.status.success(), "openssl: {}", text(&out.stderr));
+    };
+    ok(Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .args(["-subj", &format!("/CN={cn}")])
+        .arg("-out")
+        .arg(&csr));
+    // v3 (webpki takes no v1 certificate), for client authentication.
+    let ext = pki.join(format!("{cn}.ext"));
+    std::fs::write(
+        &ext,
+        "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    ok(Command::new("openssl")
+        .args(["x509", "-req", "-days", "1", "-extfile"])
+        .arg(&ext)
+        .arg("-in")
+        .arg(&csr)
+        .arg("-CA")
+        .arg(pki.join("ca.pem"))
+        .arg("-CAkey")
+        .arg(pki.join("ca-key.pem"))
+        .arg("-CAcreateserial")
+        .arg("-out")
+        .arg(&cert));
+    (cert, key)
+}

@@ -68,6 +68,12 @@ impl Owner {
             return Vec::new();
         };
         let m = &e.pod.metadata;
+        vinfo!(
+            3,
+            "Patch status for pod {}/{}: patch {patch}",
+            m.namespace,
+            m.name
+        );
         e.status_in_flight = true;
         vec![Work::Api(ApiJob::Status {
             uid: uid.to_string(),

@@ -564,7 +564,7 @@ async fn resource(
         "create" => create(state, user, res, ns, r).map(|(code, o)| json_resp(code, &o)),
         "update" => {
             let body = r.json_body()?;
-            check_body(res, ns, &info.name, &body)?;
+            check_body(res, ns, &info.name, &body, strict(r))?;
             let mut store = state.store();
             let cur = store
                 .get(res, ns, &info.name)
@@ -644,8 +644,16 @@ async fn resource(
     }
 }
 
-/// Validates a request body: strict decode, kind and namespace consistent with the URL.
-fn check_body(res: &Res, ns: &str, name: &str, body: &Value) -> Result<(), ApiError> {
+/// `fieldValidation=Strict`: unknown fields are an error. Without it (the API server's default,
+/// Warn) they are accepted; kube-sim keeps them where the real server would drop them with a
+/// warning.
+fn strict(r: &Req) -> bool {
+    r.q("fieldValidation") == Some("Strict")
+}
+
+/// Validates a request body: a decode (strict with `fieldValidation=Strict`), kind and namespace
+/// consistent with the URL.
+fn check_body(res: &Res, ns: &str, name: &str, body: &Value, strict: bool) -> Result<(), ApiError> {
     if !body.is_object() {
         return Err(ApiError::bad_request("the body must be a JSON object"));
     }
@@ -659,12 +667,15 @@ fn check_body(res: &Res, ns: &str, name: &str, body: &Value) -> Result<(), ApiEr
             res.version, res.kind
         )));
     }
-    (res.decode)(body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "{} in version \"{}\" cannot be handled as a {}: {e}",
-            res.kind, res.version, res.kind
-        ))
-    })?;
+    match (res.decode)(body) {
+        Err(e) if strict || !e.starts_with("strict decoding error") => {
+            return Err(ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {e}",
+                res.kind, res.version, res.kind
+            )));
+        }
+        _ => {}
+    }
     if res.namespaced
         && let Some(bns) = body["metadata"]["namespace"].as_str()
         && !bns.is_empty()
@@ -808,7 +819,7 @@ fn create(
     r: &Req,
 ) -> Result<(u16, Value), ApiError> {
     let mut body = r.json_body()?;
-    check_body(res, ns, "", &body)?;
+    check_body(res, ns, "", &body, strict(r))?;
     if body.get("metadata").is_none_or(Value::is_null) {
         body["metadata"] = json!({});
     }
@@ -1382,6 +1393,15 @@ async fn subresource(
                     .ok_or_else(|| ApiError::not_found(res, &info.name))?;
                 crate::proxy::kubelet_endpoint(node)?
             };
+            // As the API server's node proxy: never to a loopback or link-local address.
+            let ip = endpoint.0;
+            let link_local = match ip {
+                std::net::IpAddr::V4(v4) => v4.is_link_local(),
+                std::net::IpAddr::V6(v6) => v6.is_unicast_link_local(),
+            };
+            if ip.is_loopback() || link_local {
+                return Err(ApiError::bad_request("address not allowed"));
+            }
             let rest = sub.strip_prefix("proxy").unwrap_or("");
             let path = if rest.is_empty() {
                 "/".to_string()
