@@ -435,10 +435,12 @@ fn pods_run_report_restart_complete_and_terminate() {
         seed.try_get(&["pod", "hog"])
             .filter(|p| p["status"]["phase"] == "Failed")
     });
+    // The reason is the runtime's (the kubelet's too): containerd 1.6 on cgroup v1 says
+    // OOMKilled when its OOM event beats the exit event, and Error (137, SIGKILL) when the
+    // machine is loaded and the exit wins; seen both ways in full parallel runs.
     let t = &hog["status"]["containerStatuses"][0]["state"]["terminated"];
-    assert_eq!(
-        (t["reason"].as_str(), t["exitCode"].as_i64()),
-        (Some("OOMKilled"), Some(137)),
+    assert!(
+        matches!(t["reason"].as_str(), Some("OOMKilled" | "Error")) && t["exitCode"] == 137,
         "{t}"
     );
     assert_eq!(hog["status"]["qosClass"], "Guaranteed");

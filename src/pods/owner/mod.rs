@@ -359,7 +359,14 @@ impl Owner {
             let pod = e.pod.clone();
             self.pods.remove(&out.uid);
             self.set_known();
+            // The mirror goes with the static pod, unless another static pod of the same name
+            // (an edited manifest) is there now: that mirror is, or becomes, the new pod's.
+            let replaced = self
+                .pods
+                .values()
+                .any(|o| files::is_static(&o.pod) && o.pod.key() == pod.key());
             if files::is_static(&pod)
+                && !replaced
                 && let Some(m) = self.mirrors.remove(&pod.key())
             {
                 return vec![Work::Api(ApiJob::DeleteMirror {
