@@ -203,26 +203,36 @@ fn start_pods(
     if !api_source && static_path.is_none() {
         return Ok(vec![]);
     }
+    // The services for containers' environment: the checkpoint of the last run until the API
+    // server has been read (pods restored offline get the same variables).
+    let services: tinylet::pods::services::Services = std::sync::Arc::new(std::sync::RwLock::new(
+        tinylet::pods::services::load(&s.flags.root_dir),
+    ));
     let pods = tinylet::pods::runner::start(
         tinylet::pods::config::Config::from_settings(s, cfg),
         client.clone(),
         runtime,
         snapshot,
         recorder,
+        services.clone(),
         stop.clone(),
         health,
     )
     .map_err(|e| Error::Thread("pods", e))?;
     let mut threads = vec![pods.thread];
     if api_source {
-        let (client, stop, inbox, node) = (
+        let (source_client, source_stop, inbox, node) = (
             client.clone(),
             stop.clone(),
             pods.inbox.clone(),
             s.node_name.clone(),
         );
         threads.push(spawn("pod-source", move || {
-            tinylet::pods::source::run(&client, &node, &inbox, &stop)
+            tinylet::pods::source::run(&source_client, &node, &inbox, &source_stop)
+        })?);
+        let (client, stop, root) = (client.clone(), stop.clone(), s.flags.root_dir.clone());
+        threads.push(spawn("services", move || {
+            tinylet::pods::services::run(&client, &services, &root, &stop)
         })?);
     }
     if let Some(path) = static_path {

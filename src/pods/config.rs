@@ -15,6 +15,8 @@ pub struct Config {
     pub pod_logs_dir: PathBuf,
     /// `cgroupRoot` ("/" when empty): pods live under `<root>/kubepods`.
     pub cgroup_root: String,
+    /// `cgroupDriver`: how pod cgroups are named.
+    pub cgroup_driver: super::layout::CgroupDriver,
     pub cluster_dns: Vec<IpAddr>,
     pub cluster_domain: String,
     /// How often the runtime is relisted and each pod stepped.
@@ -78,6 +80,7 @@ impl Config {
             } else {
                 k.cgroup_root.clone()
             },
+            cgroup_driver: k.cgroup_driver,
             cluster_dns: k.cluster_dns.clone(),
             cluster_domain: k.cluster_domain.clone(),
             sync_every: Duration::from_secs(1),
@@ -117,7 +120,12 @@ impl Config {
 
     /// The pod's cgroup parent.
     pub fn cgroup_parent(&self, pod: &super::spec::Pod) -> String {
-        super::layout::cgroup_parent(&self.cgroup_root, pod.qos_class(), &pod.metadata.uid)
+        super::layout::cgroup_parent(
+            self.cgroup_driver,
+            &self.cgroup_root,
+            pod.qos_class(),
+            &pod.metadata.uid,
+        )
     }
 
     /// The pod's log directory.

@@ -34,7 +34,21 @@ pub fn made(
             }),
         )
     };
-    let envs = super::env::build(pod, name, pod_ip, &cfg.host_ip, &lookup)?;
+    let links = pod.raw["spec"]["enableServiceLinks"]
+        .as_bool()
+        .unwrap_or(true);
+    let service_env = match &*x.services.read().unwrap_or_else(|p| p.into_inner()) {
+        Some(index) => index.env(ns, links),
+        // As the kubelet: with an API server, not before the services were read once (this
+        // run or, checkpointed, an earlier one).
+        None if cfg.api_source => {
+            return Err(
+                "services have not yet been read at least once, cannot construct envvars".into(),
+            );
+        }
+        None => Vec::new(),
+    };
+    let envs = super::env::build(pod, name, pod_ip, &cfg.host_ip, &lookup, &service_env)?;
     let pod_dir = cfg.pod_dir(&pod.metadata.uid);
     let mut mounts = super::volumes::mounts(pod, name, volumes, &pod_dir, &envs)?;
     // The kubelet's managed /etc/hosts, unless the container mounts its own.

@@ -1,5 +1,5 @@
 //! A container's environment as the kubelet builds it: `envFrom` (configMaps and secrets, with
-//! prefixes), then `env` in order (values with `$(VAR)` references expanded, `valueFrom`
+//! prefixes), then `env` in order, then the service variables it does not set itself (values with `$(VAR)` references expanded, `valueFrom`
 //! fieldRef, resourceFieldRef for limits, configMapKeyRef, secretKeyRef), and the same
 //! expansion of `command` and `args`.
 
@@ -108,6 +108,7 @@ pub fn build(
     pod_ip: &str,
     host_ip: &str,
     lookup: Lookup,
+    service_env: &[(String, String)],
 ) -> Result<Vec<(String, String)>, String> {
     let c = pod.raw_container(name);
     let mut vars: Vec<(String, String)> = Vec::new();
@@ -165,9 +166,22 @@ pub fn build(
                 }
             }
         } else {
-            expand(e["value"].as_str().unwrap_or(""), &vars)
+            // References see the container's own variables first, then the services'.
+            expand_with(e["value"].as_str().unwrap_or(""), &mut |name| {
+                vars.iter()
+                    .rev()
+                    .chain(service_env.iter().rev())
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            })
         };
         set(&mut vars, key, value);
+    }
+    // The service variables the container does not define itself come last.
+    for (k, v) in service_env {
+        if !vars.iter().any(|(x, _)| x == k) {
+            vars.push((k.clone(), v.clone()));
+        }
     }
     Ok(vars)
 }
@@ -206,7 +220,8 @@ mod tests {
                     {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
                     {"name": "PASS", "valueFrom": {"secretKeyRef": {"name": "s", "key": "password"}}},
                     {"name": "MISSING", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "nope", "optional": true}}},
-                    {"name": "BOTH", "value": "$(POD)@$(IP)"}
+                    {"name": "BOTH", "value": "$(POD)@$(IP)"},
+                    {"name": "SVC", "value": "http://$(WEB_SERVICE_HOST)"}
                 ]}]}
         }))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -220,8 +235,12 @@ mod tests {
                 _ => None,
             })
         };
-        let env =
-            build(&pod, "c", "10.0.0.9", "192.0.2.1", &lookup).unwrap_or_else(|e| panic!("{e}"));
+        let services = vec![
+            ("WEB_SERVICE_HOST".to_string(), "10.96.0.5".to_string()),
+            ("CM_b".to_string(), "the container's own wins".to_string()),
+        ];
+        let env = build(&pod, "c", "10.0.0.9", "192.0.2.1", &lookup, &services)
+            .unwrap_or_else(|e| panic!("{e}"));
         let get = |k: &str| env.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str());
         assert_eq!(get("CM_a"), Some("overridden"));
         assert_eq!(get("CM_b"), Some("2"));
@@ -233,10 +252,17 @@ mod tests {
         assert_eq!(get("PASS"), Some("pw"));
         assert_eq!(get("MISSING"), None);
         assert_eq!(get("BOTH"), Some("p@10.0.0.9"));
+        // Service variables: after the container's, not over them, and seen by references.
+        assert_eq!(get("WEB_SERVICE_HOST"), Some("10.96.0.5"));
+        assert_eq!(
+            env.last().map(|(k, _)| k.as_str()),
+            Some("WEB_SERVICE_HOST")
+        );
+        assert_eq!(get("SVC"), Some("http://10.96.0.5"));
         let bad = |kind: &str, _: &str| -> Result<Option<BTreeMap<String, String>>, String> {
             Ok((kind == "secret").then(BTreeMap::new))
         };
-        let e = build(&pod, "c", "", "", &bad).map_or_else(|e| e, |_| String::new());
+        let e = build(&pod, "c", "", "", &bad, &[]).map_or_else(|e| e, |_| String::new());
         assert_eq!(e, "configmap \"cm\" not found");
     }
 }

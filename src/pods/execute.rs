@@ -152,6 +152,8 @@ pub struct Executor {
     pub cri: Arc<dyn Cri>,
     pub api: Arc<dyn Api>,
     pub events: Option<Recorder>,
+    /// The services of the cluster, for containers' service environment.
+    pub services: super::services::Services,
     pub pulls: Permits,
     pub starts: Permits,
     /// registryPullQPS as the kubelet's: a pull past it fails with "pull QPS exceeded".
@@ -164,6 +166,7 @@ impl Executor {
         cri: Arc<dyn Cri>,
         api: Arc<dyn Api>,
         events: Option<Recorder>,
+        services: super::services::Services,
     ) -> Executor {
         let pull_limit = (cfg.registry_pull_qps > 0).then(|| {
             crate::kube::Bucket::new(
@@ -179,6 +182,7 @@ impl Executor {
             cri,
             api,
             events,
+            services,
         }
     }
 

@@ -48,12 +48,112 @@ pub fn etc_hosts(root_dir: &Path, uid: &str) -> PathBuf {
 pub const TERMINATION_PATH_ANNOTATION: &str = "io.kubernetes.container.terminationMessagePath";
 pub const TERMINATION_POLICY_ANNOTATION: &str = "io.kubernetes.container.terminationMessagePolicy";
 
-/// `<cgroupRoot>/kubepods[/<qos>]/pod<uid>`: the pod's cgroup parent (cgroupfs driver).
-pub fn cgroup_parent(cgroup_root: &str, qos: &str, uid: &str) -> String {
-    let root = cgroup_root.trim_end_matches('/');
+/// The pod's cgroup parent, as the kubelet's cgroup manager names it for `driver`: with
+/// cgroupfs `<cgroupRoot>/kubepods[/<qos>]/pod<uid>`; with systemd the same names as nested
+/// slices (`/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice`, `-` in
+/// a name escaped as `_`), the path runc and containerd's systemd cgroup mode take.
+pub fn cgroup_parent(driver: CgroupDriver, cgroup_root: &str, qos: &str, uid: &str) -> String {
+    let mut names = match driver {
+        CgroupDriver::Cgroupfs => Vec::new(),
+        CgroupDriver::Systemd => root_slice_names(cgroup_root),
+    };
+    names.push("kubepods".to_string());
     match qos {
-        "Guaranteed" => format!("{root}/kubepods/pod{uid}"),
-        "Burstable" => format!("{root}/kubepods/burstable/pod{uid}"),
-        _ => format!("{root}/kubepods/besteffort/pod{uid}"),
+        "Guaranteed" => {}
+        "Burstable" => names.push("burstable".into()),
+        _ => names.push("besteffort".into()),
+    }
+    names.push(format!("pod{uid}"));
+    match driver {
+        CgroupDriver::Cgroupfs => {
+            format!("{}/{}", cgroup_root.trim_end_matches('/'), names.join("/"))
+        }
+        CgroupDriver::Systemd => {
+            // systemd's slice expansion: a-b-c.slice lives in a.slice/a-b.slice/a-b-c.slice.
+            let escaped: Vec<String> = names.iter().map(|n| n.replace('-', "_")).collect();
+            let mut path = String::new();
+            for i in 1..=escaped.len() {
+                path.push('/');
+                path.push_str(&escaped[..i].join("-"));
+                path.push_str(".slice");
+            }
+            path
+        }
+    }
+}
+
+/// The names a systemd-driver `cgroupRoot` stands for: none for `/`; a slice
+/// (`edge-pods.slice`) its dash-separated parts; anything else its path components.
+fn root_slice_names(cgroup_root: &str) -> Vec<String> {
+    let r = cgroup_root.trim_matches('/');
+    if r.is_empty() {
+        return Vec::new();
+    }
+    let last = r.rsplit('/').next().unwrap_or(r);
+    match last.strip_suffix(".slice") {
+        Some(slice) => slice
+            .split('-')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.replace('_', "-"))
+            .collect(),
+        None => r
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .map(String::from)
+            .collect(),
+    }
+}
+
+/// The cgroup drivers (`cgroupDriver`).
+pub use crate::config::kubelet::CgroupDriver;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kubelet's names (cm/cgroup_manager_linux.go ToCgroupfs and ToSystemd): a pod uid's
+    /// dashes become underscores in a slice name; slices nest by their dash-separated prefix.
+    #[test]
+    fn cgroup_parents_for_both_drivers() {
+        let uid = "3f1c2b7e-aaaa-bbbb-cccc-0123456789ab";
+        let fs = |root, qos| cgroup_parent(CgroupDriver::Cgroupfs, root, qos, uid);
+        let sd = |root, qos| cgroup_parent(CgroupDriver::Systemd, root, qos, uid);
+        assert_eq!(
+            fs("/", "Burstable"),
+            format!("/kubepods/burstable/pod{uid}")
+        );
+        assert_eq!(
+            fs("/edge/", "Guaranteed"),
+            format!("/edge/kubepods/pod{uid}")
+        );
+        assert_eq!(
+            fs("/", "BestEffort"),
+            format!("/kubepods/besteffort/pod{uid}")
+        );
+        let u = uid.replace('-', "_");
+        assert_eq!(
+            sd("/", "Burstable"),
+            format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{u}.slice")
+        );
+        assert_eq!(
+            sd("/", "Guaranteed"),
+            format!("/kubepods.slice/kubepods-pod{u}.slice")
+        );
+        assert_eq!(
+            sd("/", "BestEffort"),
+            format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{u}.slice")
+        );
+        // A root slice nests the rest: edge.slice/edge-kubepods.slice/...
+        assert_eq!(
+            sd("/edge.slice", "Guaranteed"),
+            format!("/edge.slice/edge-kubepods.slice/edge-kubepods-pod{u}.slice")
+        );
+        // A cgroupfs-style root (a test's private parent) becomes its slice names.
+        assert_eq!(
+            sd("/tinylet-test", "Guaranteed"),
+            format!(
+                "/tinylet_test.slice/tinylet_test-kubepods.slice/tinylet_test-kubepods-pod{u}.slice"
+            )
+        );
     }
 }

@@ -33,6 +33,7 @@ pub mod runner;
 pub mod runtime_config;
 pub mod seams;
 pub mod security;
+pub mod services;
 pub mod source;
 pub mod spec;
 pub mod state;

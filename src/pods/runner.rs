@@ -65,6 +65,7 @@ pub fn start(
     cri: Arc<dyn Cri>,
     snapshot: super::Snapshot,
     events: Option<Recorder>,
+    services: super::services::Services,
     stop: Arc<Stop>,
     health: Arc<Health>,
 ) -> std::io::Result<Pods> {
@@ -75,7 +76,13 @@ pub fn start(
     if cfg.api_source {
         owner.restore();
     }
-    let exec = Arc::new(Executor::new(cfg.clone(), cri.clone(), api.clone(), events));
+    let exec = Arc::new(Executor::new(
+        cfg.clone(),
+        cri.clone(),
+        api.clone(),
+        events,
+        services,
+    ));
     // The observer: a relist every sync period.
     {
         let (tx, cri, stop, cfg) = (tx.clone(), cri.clone(), stop.clone(), cfg.clone());

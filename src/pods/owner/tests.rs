@@ -19,6 +19,7 @@ fn config(root: &std::path::Path) -> Config {
         host_ip: "10.0.0.1".into(),
         pod_logs_dir: root.join("logs"),
         cgroup_root: "/".into(),
+        cgroup_driver: crate::pods::layout::CgroupDriver::Cgroupfs,
         cluster_dns: vec![],
         cluster_domain: "cluster.local".into(),
         sync_every: Duration::from_millis(100),
@@ -81,7 +82,7 @@ impl Harness {
         let cfg = Arc::new(config(tmp.path()));
         let cri = Arc::new(FakeCri::with_images(&["busybox:1"]));
         let api = Arc::new(FakeApi::default());
-        let exec = Executor::new(cfg.clone(), cri.clone(), api.clone(), None);
+        let exec = Executor::new(cfg.clone(), cri.clone(), api.clone(), None, synced());
         Harness {
             owner: Owner::new(cfg.clone(), None, Arc::default()),
             observer: super::super::observe::Observer::new(&cfg.root_dir),
@@ -148,6 +149,11 @@ impl Harness {
             .map(|v| v["status"].clone())
             .unwrap_or(Value::Null)
     }
+}
+
+/// The services, read (none there).
+fn synced() -> crate::pods::services::Services {
+    Arc::new(std::sync::RwLock::new(Some(Default::default())))
 }
 
 fn now() -> u64 {
@@ -355,6 +361,7 @@ fn a_slow_stop_does_not_hold_another_pods_start() {
         cri.clone(),
         snapshot.clone(),
         None,
+        synced(),
         stop.clone(),
         Arc::default(),
     )

@@ -147,6 +147,18 @@ pub static RESOURCES: &[Res] = &[
     res!(
         "",
         "v1",
+        "services",
+        "service",
+        "Service",
+        true,
+        &["svc"],
+        CRUD,
+        &[],
+        core::Service
+    ),
+    res!(
+        "",
+        "v1",
         "serviceaccounts",
         "serviceaccount",
         "ServiceAccount",

@@ -281,6 +281,8 @@ pub fn node_allows(store: &Store, u: &User, a: &Attrs) -> bool {
                 && matches!(a.verb.as_str(), "update" | "patch")
         }
         ("", "pods", "eviction") => a.verb == "create",
+        // Every service, for containers' service environment.
+        ("", "services", "") => read,
         ("", "events", "") | ("events.k8s.io", "events", "") => {
             matches!(a.verb.as_str(), "create" | "update" | "patch")
         }

@@ -462,6 +462,15 @@ pub fn seed(store: &mut Store) {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let _ = store.create(res("", "namespaces"), "", json!({"metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}));
     }
+    // The API server's own service, as every cluster has it (the first IP of the service
+    // range the tests' real control plane uses too).
+    let _ = store.create(
+        res("", "services"),
+        "default",
+        json!({"metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+               "spec": {"type": "ClusterIP", "clusterIP": "10.254.0.1", "clusterIPs": ["10.254.0.1"],
+                        "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}}),
+    );
     let (roles, bindings) = auth::bootstrap_policy();
     for r in roles {
         let _ = store.create(res("rbac.authorization.k8s.io", "clusterroles"), "", r);

@@ -1,0 +1,567 @@
+//! Three joins on the real control plane (`scripts/upstream up`), each with a real containerd:
+//! (a) the seed guide's node, (b) a kubeadm node (`kubeadm init phase ...` on the cluster side,
+//! the upstream `kubeadm join` on the node, tinylet started on what it wrote), and (c) the
+//! upstream kubelet on the same kubeadm harness, the reference the other two are held to.
+//! Each node runs a pod the real scheduler places.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::https::{cert_args, curl_at, free_port};
+use common::pods::{node_ip, seed_steps};
+use common::runtime::RuntimeEnv;
+use common::upstream::ControlPlane;
+use common::*;
+use serde_json::Value;
+
+fn kubectl(kc: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("kubectl")
+        .arg(format!("--kubeconfig={}", kc.display()))
+        .args(args)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("kubectl {args:?}: {}", text(&out.stderr).trim());
+    }
+    out.status.success().then(|| text(&out.stdout))
+}
+
+fn get(kc: &Path, args: &[&str]) -> Option<Value> {
+    let mut a = vec!["get"];
+    a.extend_from_slice(args);
+    a.extend(["-o", "json"]);
+    serde_json::from_str(&kubectl(kc, &a)?).ok()
+}
+
+/// `key: value` in place of the top-level `key:` line of a config.
+fn set_line(cfg: &str, key: &str, value: &str) -> String {
+    let prefix = format!("{key}:");
+    assert!(
+        cfg.lines().any(|l| l.starts_with(&prefix)),
+        "no {key} in the config"
+    );
+    cfg.lines()
+        .map(|l| {
+            if l.starts_with(&prefix) {
+                format!("{key}: {value}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// Waits up to `secs` for `f`; on timeout fails with `what` and `log()`.
+fn wait<T>(
+    what: &str,
+    secs: u64,
+    log: &mut dyn FnMut() -> String,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn ready(n: &Value) -> bool {
+    n["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+/// A Deployment of one busybox pod, placed by the real scheduler; waits for it to run on n1
+/// and returns the pod.
+fn scheduled_pod(kc: &Path, log: &mut dyn FnMut() -> String) -> Value {
+    kubectl(
+        kc,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=docker.io/library/busybox:1.36",
+            "--",
+            "sh",
+            "-c",
+            "echo hello from $(hostname); exec sleep 3600",
+        ],
+    )
+    .unwrap_or_else(|| panic!("kubectl create deployment"));
+    wait("the scheduled pod to run", 90, log, || {
+        get(kc, &["pods", "-l", "app=web"])?["items"]
+            .as_array()?
+            .iter()
+            .find(|p| p["status"]["phase"] == "Running")
+            .cloned()
+    })
+}
+
+// ---- (a) the seed guide's node ----
+
+#[test]
+fn a_the_seed_guides_node_joins_the_real_control_plane() {
+    let Some(env) = RuntimeEnv::start(false) else {
+        return;
+    };
+    let tmp = tempdir();
+    // Seed::start on the real control plane (no approver: the serving CSR waits for an admin).
+    let seed = Seed::start(tmp.path(), &[]);
+    assert!(seed.upstream(), "joins run on the real control plane only");
+    seed_steps(&seed);
+    let ip = node_ip();
+    let port = free_port();
+    let cfg = seed.node.join("kubelet-config.yaml");
+    // The seed guide's template, for this machine: its address, a free port, the test's CA,
+    // cgroup parent and log dir, swap tolerated.
+    let mut config = seed_config().replace("kubeAPIOPS", "kubeAPIQPS");
+    for (k, v) in [
+        ("address", ip.as_str()),
+        ("port", &port.to_string()),
+        ("healthzPort", "0"),
+        ("failSwapOn", "false"),
+        ("cgroupRoot", env.cgroup_parent()),
+    ] {
+        config = set_line(&config, k, v);
+    }
+    let config = config.replace(
+        "/etc/kubernetes/cert/ca.pem",
+        &seed.sim_dir.join("ca.pem").display().to_string(),
+    ) + &format!("podLogsDir: {}\n", tmp.path().join("pod-logs").display());
+    write(&cfg, &config);
+    let mut agent = Agent::start(&seed.agent_args(
+        "n1",
+        &[
+            format!("--config={}", cfg.display()),
+            format!("--node-ip={ip}"),
+            format!(
+                "--container-runtime-endpoint=unix://{}",
+                env.endpoint().path()
+            ),
+            format!("--root-dir={}", tmp.path().join("root").display()),
+        ],
+    ));
+    // Step 5/6: the client certificate by auto-approval; the serving one waits for an admin.
+    agent.expect("bootstrap done: client certificate");
+    let sent = agent.expect("(kubernetes.io/kubelet-serving)");
+    let csr = csr_name_in(&sent);
+    seed.kubectl(&["certificate", "approve", &csr]);
+    agent.expect("kubelet-server: certificate rotated");
+    let ca = seed.sim_dir.join("ca.pem");
+    // Step 7 with curl, at the node's address.
+    let code = |path: &str, extra: &[String]| curl_at(&ip, port, path, &ca, extra).0;
+    assert_eq!(code("/metrics", &[]), "401");
+    assert_eq!(
+        curl_at(&ip, port, "/metrics", &ca, &cert_args(&seed.sim_dir, "kube-controller-manager")),
+        ("403".into(), "Forbidden (user=system:kube-controller-manager, verb=get, resource=nodes, subresource=metrics)".into())
+    );
+    assert_eq!(code("/metrics", &cert_args(&seed.sim_dir, "admin")), "200");
+
+    let kc = seed.sim_dir.join("admin.kubeconfig");
+    let mut log = || agent.log_so_far();
+    let pod = scheduled_pod(&kc, &mut log);
+    let name = pod["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(pod["spec"]["nodeName"], "n1", "placed by the scheduler");
+    // kubectl logs, exec and port-forward through the real API server.
+    let logs = seed.kubectl(&["logs", &name]);
+    assert_eq!(logs, format!("hello from {name}\n"));
+    assert_eq!(
+        seed.kubectl(&["exec", &name, "--", "echo", "exec", "works"]),
+        "exec works\n"
+    );
+    let local = free_port();
+    let mut pf = Command::new("kubectl")
+        .arg(format!(
+            "--kubeconfig={}",
+            seed.sim_dir.join("admin.kubeconfig").display()
+        ))
+        .args([
+            "port-forward",
+            &format!("pod/{name}"),
+            &format!("{local}:8080"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    seed.kubectl(&[
+        "exec",
+        &name,
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p /srv && echo served > /srv/index.html && (httpd -p 8080 -h /srv || busybox httpd -p 8080 -h /srv)",
+    ]);
+    wait("port-forward to answer", 30, &mut log, || {
+        let out = Command::new("curl")
+            .args(["-s", &format!("http://127.0.0.1:{local}/index.html")])
+            .output()
+            .ok()?;
+        (text(&out.stdout) == "served\n").then_some(())
+    });
+    let _ = pf.kill();
+    let _ = pf.wait();
+    drop(agent);
+}
+
+// ---- (b) and (c): a kubeadm node ----
+
+/// The cluster side of a kubeadm cluster on this control plane: the bootstrap token, the
+/// cluster-info ConfigMap, the kubeadm-config and kubelet-config ConfigMaps and their RBAC,
+/// made by the upstream `kubeadm init phase ...` as `kubeadm init` makes them.
+fn kubeadm_cluster_side(cp: &ControlPlane, tmp: &Path) -> String {
+    let port = cp.server.rsplit(':').next().unwrap_or_default();
+    let token = "abcdef.0123456789abcdef";
+    let cfg = tmp.join("kubeadm.yaml");
+    write(
+        &cfg,
+        &format!(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nbootstrapTokens:\n- token: {token}\n  ttl: 1h\n---\n\
+             apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.34.4\n\
+             controlPlaneEndpoint: 127.0.0.1:{port}\nnetworking:\n  serviceSubnet: 10.254.0.0/16\n"
+        ),
+    );
+    for phase in [
+        &["bootstrap-token"][..],
+        &["upload-config", "kubeadm"],
+        &["upload-config", "kubelet"],
+    ] {
+        let out = run(Command::new(upstream::bin("kubeadm"))
+            .args(["init", "phase"])
+            .args(phase)
+            .arg(format!("--config={}", cfg.display()))
+            .arg(format!("--kubeconfig={}", cp.kubeconfig().display())));
+        assert!(
+            out.status.success(),
+            "kubeadm init phase {phase:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    // kubeadm's API server reaches kubelets as a cluster admin; this one's identity
+    // (kubernetes-master) gets the same rights on the kubelet API the seed guide's way.
+    kubectl(
+        &cp.kubeconfig(),
+        &[
+            "create",
+            "clusterrolebinding",
+            "kube-apiserver:kubelet-apis",
+            "--clusterrole=system:kubelet-api-admin",
+            "--user=kubernetes-master",
+        ],
+    )
+    .unwrap_or_else(|| panic!("the kubelet-apis binding"));
+    token.to_string()
+}
+
+/// sha256 of the CA's public key, as `--discovery-token-ca-cert-hash` wants it.
+fn ca_hash(ca: &Path) -> String {
+    let out = run(Command::new("sh").arg("-c").arg(format!(
+        "openssl x509 -pubkey -noout -in {} | openssl pkey -pubin -outform der | sha256sum",
+        ca.display()
+    )));
+    format!(
+        "sha256:{}",
+        text(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+    )
+}
+
+/// A kubeadm node in a private mount namespace (an overlay on /etc, /var/lib/kubelet bound to
+/// `<tmp>/varlib`: this machine's /etc and /var are untouched): the upstream `kubeadm join`
+/// writes bootstrap-kubelet.conf, /var/lib/kubelet/config.yaml and kubeadm-flags.env, and
+/// `agent` is started as kubeadm's systemd drop-in starts the kubelet:
+/// `$KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS`,
+/// with `--root-dir=<tmp>/varlib` as the extra args (so containerd, outside the namespace,
+/// sees the pod directories at the same path). `patch` is kubeadm's kubeletconfiguration
+/// patch (`--patches`): the ports, log dir and cgroup root of this test.
+struct KubeadmNode {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl KubeadmNode {
+    fn join(
+        cp: &ControlPlane,
+        env: &RuntimeEnv,
+        tmp: &Path,
+        token: &str,
+        agent: &Path,
+        patch: &str,
+    ) -> KubeadmNode {
+        let dir = tmp.join("kubeadm-node");
+        for d in ["etc-up", "etc-work", "varlib", "patches", "logs"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        write(&dir.join("patches/kubeletconfiguration+merge.yaml"), patch);
+        let script = format!(
+            r#"set -eu
+mount --make-rprivate /
+mount -t overlay overlay -o lowerdir=/etc,upperdir={d}/etc-up,workdir={d}/etc-work /etc
+mkdir -p /etc/kubernetes
+mkdir -p /var/lib/kubelet
+mount --bind {d}/varlib /var/lib/kubelet
+( {kubeadm} join {server} --token {token} --discovery-token-ca-cert-hash {hash} \
+    --node-name n1 --cri-socket unix://{sock} --patches {d}/patches \
+    --ignore-preflight-errors=all >{d}/join.log 2>&1; echo $? >{d}/join.rc ) &
+while [ ! -f /var/lib/kubelet/kubeadm-flags.env ] || [ ! -f /var/lib/kubelet/config.yaml ]; do
+    [ ! -f {d}/join.rc ] || {{ cat {d}/join.log >&2; exit 1; }}
+    sleep 0.2
+done
+sleep 0.5
+cp /var/lib/kubelet/config.yaml /var/lib/kubelet/kubeadm-flags.env {d}/
+# kubeadm's 10-kubeadm.conf drop-in, with /etc/default/kubelet's KUBELET_EXTRA_ARGS.
+KUBELET_KUBECONFIG_ARGS="--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf"
+KUBELET_CONFIG_ARGS="--config=/var/lib/kubelet/config.yaml"
+. /var/lib/kubelet/kubeadm-flags.env
+KUBELET_EXTRA_ARGS="--root-dir={d}/varlib --v=2"
+exec {agent} $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
+"#,
+            d = dir.display(),
+            kubeadm = upstream::bin("kubeadm").display(),
+            server = cp.server.trim_start_matches("https://"),
+            hash = ca_hash(&cp.ca()),
+            sock = env.endpoint().path(),
+            agent = agent.display(),
+        );
+        let log = std::fs::File::create(dir.join("agent.log")).unwrap_or_else(|e| panic!("{e}"));
+        use std::os::unix::process::CommandExt;
+        let child = Command::new("unshare")
+            .args(["-m", "bash", "-c", &script])
+            // A group of its own: dropping the node kills kubeadm join and the agent with it.
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("unshare: {e}"));
+        KubeadmNode { child, dir }
+    }
+
+    fn log(&self) -> String {
+        format!(
+            "--- kubeadm join:\n{}\n--- agent:\n{}",
+            std::fs::read_to_string(self.dir.join("join.log")).unwrap_or_default(),
+            std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+        )
+    }
+
+    /// Waits for `kubeadm join` to end; its exit code.
+    fn joined(&self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(rc) = std::fs::read_to_string(self.dir.join("join.rc")) {
+                return rc.trim().parse().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kubeadm join did not end:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for KubeadmNode {
+    fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// The kernel settings the upstream kubelet sets at start (protectKernelDefaults off:
+/// vm.overcommit_memory, vm.panic_on_oom, kernel.panic, kernel.panic_on_oops and the root key
+/// quotas), put back as they were when dropped: a test must not leave the machine changed.
+struct KernelTunables(Vec<(PathBuf, String)>);
+
+impl KernelTunables {
+    fn save() -> KernelTunables {
+        KernelTunables(
+            [
+                "vm/overcommit_memory",
+                "vm/panic_on_oom",
+                "kernel/panic",
+                "kernel/panic_on_oops",
+                "kernel/keys/root_maxkeys",
+                "kernel/keys/root_maxbytes",
+            ]
+            .iter()
+            .filter_map(|k| {
+                let p = Path::new("/proc/sys").join(k);
+                std::fs::read_to_string(&p).ok().map(|v| (p, v))
+            })
+            .collect(),
+        )
+    }
+}
+
+impl Drop for KernelTunables {
+    fn drop(&mut self) {
+        for (p, v) in &self.0 {
+            let _ = std::fs::write(p, v);
+        }
+    }
+}
+
+/// How the node under test is run.
+struct Under {
+    agent: PathBuf,
+    name: &'static str,
+    /// kubeadm's default cgroupDriver (systemd) kept: pods go in slices of the test's parent.
+    systemd: bool,
+}
+
+fn kubeadm_join(under: Under) {
+    let Some(env) = RuntimeEnv::start(false) else {
+        return;
+    };
+    let tmp = tempdir();
+    // As kubeadm's API server, it does not verify kubelets' serving certificates (a kubeadm
+    // node serves a self-signed one).
+    let cp = ControlPlane::up(&tmp.path().join("cp"), &["--no-kubelet-ca"]);
+    let token = kubeadm_cluster_side(&cp, tmp.path());
+    let (port, healthz) = (free_port(), free_port());
+    let cgroups = if under.systemd {
+        format!("cgroupRoot: {}\n", env.var("SYSTEMD_SLICE"))
+    } else {
+        // The kubelet wants its cgroupRoot to exist in every hierarchy already (runtime-env
+        // stop removes these with the rest).
+        for h in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if h.path().join("cgroup.procs").exists() {
+                let _ = std::fs::create_dir_all(
+                    h.path().join(env.cgroup_parent().trim_start_matches('/')),
+                );
+            }
+        }
+        format!(
+            "cgroupDriver: cgroupfs\ncgroupRoot: {}\n",
+            env.cgroup_parent()
+        )
+    };
+    let patch = format!(
+        "port: {port}\nhealthzPort: {healthz}\nfailSwapOn: false\npodLogsDir: {}\n{cgroups}",
+        tmp.path().join("kubeadm-node/logs").display(),
+    );
+    let _tunables = KernelTunables::save();
+    let node = KubeadmNode::join(&cp, &env, tmp.path(), &token, &under.agent, &patch);
+    assert_eq!(
+        node.joined(),
+        0,
+        "kubeadm join with {} failed:\n{}",
+        under.name,
+        node.log()
+    );
+    let join_log = std::fs::read_to_string(node.dir.join("join.log")).unwrap_or_default();
+    assert!(
+        join_log.contains("This node has joined the cluster"),
+        "{join_log}"
+    );
+    // What kubeadm wrote, as on every kubeadm node.
+    let written = read(&node.dir.join("config.yaml"));
+    for want in [
+        "kind: KubeletConfiguration",
+        "flushFrequency: 0",
+        "syncFrequency: 0s",
+    ] {
+        assert!(
+            written.contains(want),
+            "{want:?} not in kubeadm's config.yaml:\n{written}"
+        );
+    }
+    assert!(read(&node.dir.join("kubeadm-flags.env")).starts_with("KUBELET_KUBEADM_ARGS="));
+    let kc = cp.kubeconfig();
+    let mut log = || node.log();
+    wait("node n1 Ready", 90, &mut log, || {
+        get(&kc, &["node", "n1"]).filter(ready)
+    });
+    let pod = scheduled_pod(&kc, &mut log);
+    assert_eq!(pod["spec"]["nodeName"], "n1", "placed by the scheduler");
+    let name = pod["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        wait("kubectl logs", 30, &mut log, || kubectl(
+            &kc,
+            &["logs", &name]
+        )),
+        format!("hello from {name}\n")
+    );
+    // The kubernetes service's environment reaches every container, as client-go's
+    // in-cluster config needs it.
+    let env_out = wait("kubectl exec env", 30, &mut log, || {
+        kubectl(&kc, &["exec", &name, "--", "env"])
+    });
+    for want in [
+        "KUBERNETES_SERVICE_HOST=10.254.0.1",
+        "KUBERNETES_SERVICE_PORT=443",
+        "KUBERNETES_SERVICE_PORT_HTTPS=443",
+        "KUBERNETES_PORT=tcp://10.254.0.1:443",
+        "KUBERNETES_PORT_443_TCP=tcp://10.254.0.1:443",
+        "KUBERNETES_PORT_443_TCP_PROTO=tcp",
+        "KUBERNETES_PORT_443_TCP_PORT=443",
+        "KUBERNETES_PORT_443_TCP_ADDR=10.254.0.1",
+    ] {
+        assert!(
+            env_out.lines().any(|l| l == want),
+            "{want} not in the container's env:\n{env_out}"
+        );
+    }
+    if under.systemd {
+        // Pod cgroups as the systemd driver names them, under the test's slice.
+        let uid = pod["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .replace('-', "_");
+        let slice = env
+            .var("SYSTEMD_SLICE")
+            .trim_end_matches(".slice")
+            .to_string();
+        let dir = format!(
+            "/sys/fs/cgroup/memory/{slice}.slice/{slice}-kubepods.slice/{slice}-kubepods-besteffort.slice/{slice}-kubepods-besteffort-pod{uid}.slice"
+        );
+        assert!(Path::new(&dir).is_dir(), "{dir} is not there");
+    }
+}
+
+#[test]
+fn b_a_kubeadm_node_joins_with_tinylet() {
+    kubeadm_join(Under {
+        agent: PathBuf::from(bin()),
+        name: "tinylet",
+        systemd: true,
+    });
+}
+
+#[test]
+fn c_the_upstream_kubelet_joins_the_same_way() {
+    // The kubelet's systemd driver needs systemd itself to make slices with (there is none
+    // here): cgroupfs, as the runtime is.
+    kubeadm_join(Under {
+        agent: upstream::bin("kubelet"),
+        name: "the upstream kubelet",
+        systemd: false,
+    });
+}
