@@ -425,8 +425,11 @@ fn requests_over_the_size_limit_are_refused_before_sending() {
 
 #[test]
 fn a_stalled_call_hits_its_deadline_while_other_calls_go_through() {
-    let fake = Fake::start(|path| {
+    let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = asked.clone();
+    let fake = Fake::start(move |path| {
         if path.ends_with("/Status") {
+            seen.store(true, std::sync::atomic::Ordering::SeqCst);
             Behave::Stall
         } else {
             ok_with(&version())
@@ -440,7 +443,12 @@ fn a_stalled_call_hits_its_deadline_while_other_calls_go_through() {
             (rt.status(&Default::default()), asked.elapsed())
         })
     };
-    std::thread::sleep(Duration::from_millis(200));
+    // The stalled call has reached the runtime before the others go.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !asked.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "the Status call never arrived");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     for _ in 0..10 {
         assert_eq!(
             rt.version(&VersionRequest::default()).expect("Version"),
@@ -479,13 +487,19 @@ fn a_dropped_connection_fails_the_call_and_the_next_call_redials() {
     rt.version(&VersionRequest::default()).expect("first call");
     let e = err(rt.version(&VersionRequest::default()));
     assert_eq!(e.code(), Code::Unavailable, "{e}");
-    // Give the connection task a moment to see the socket close.
-    std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(
-        rt.version(&VersionRequest::default())
-            .expect("after redial"),
-        version()
-    );
+    // The next call redials once the connection task has seen the socket close: wait for
+    // that (it may take a while on a loaded machine), not for a fixed time.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        match rt.version(&VersionRequest::default()) {
+            Ok(v) => break v,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no redial: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    assert_eq!(answer, version());
     assert_eq!(fake.connections(), 2);
 }
 

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::process::Command;
+
 use common::*;
 use tinylet::config::kubeconfig::Kubeconfig;
 use tinylet::kube::Client;
@@ -85,6 +87,23 @@ fn reload_switches_to_the_rotated_client_certificate() {
     );
 }
 
+/// Waits for the controller to publish kube-root-ca.crt in default (shortly after start).
+fn root_ca_published(sim_dir: &std::path::Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while Command::new("kubectl")
+        .arg(format!(
+            "--kubeconfig={}",
+            sim_dir.join("admin.kubeconfig").display()
+        ))
+        .args(["get", "configmap", "kube-root-ca.crt"])
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        assert!(std::time::Instant::now() < deadline, "no kube-root-ca.crt");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Runs `list_watch` on default/configmaps in a thread; events arrive on the channel.
 fn watch_configmaps(
     sim_dir: &std::path::Path,
@@ -138,7 +157,7 @@ fn list_watch_relists_after_410_and_bookmarks_prevent_it() {
     // kube-sim: a watch history of 3 events and bookmarks at will are what the real API
     // server's cache cannot be told to do.
     let _sim = start_sim_with(&sim_dir, &["--watch-history", "3"]);
-    std::thread::sleep(std::time::Duration::from_millis(500)); // let kube-root-ca.crt appear
+    root_ca_published(&sim_dir);
     let rx = watch_configmaps(&sim_dir);
     assert_eq!(next(&rx), "listed:kube-root-ca.crt");
     admin_kubectl(&sim_dir, &["create", "configmap", "a"]);
@@ -164,7 +183,7 @@ fn list_watch_relists_after_410_and_bookmarks_prevent_it() {
         &sim2,
         &["--watch-history", "3", "--bookmark-interval", "200ms"],
     );
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    root_ca_published(&sim2);
     let rx = watch_configmaps(&sim2);
     assert_eq!(next(&rx), "listed:kube-root-ca.crt");
     for i in 0..5 {

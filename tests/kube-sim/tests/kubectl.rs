@@ -695,6 +695,9 @@ fn pods_tables_conflicts_scheduling_and_graceful_deletion() {
 #[test]
 fn watch_streams_events_and_410_on_a_too_old_version() {
     let sim = Sim::start(&["--watch-history", "5", "--bookmark-interval", "1s"]);
+    // w1 exists before the watch starts: its first line (the listed ADDED) says the watch is
+    // running, so nothing below races the watch's start.
+    sim.ok(&["create", "configmap", "w1", "--from-literal=a=1"]);
     let mut w = Command::new("kubectl")
         .arg(format!("--kubeconfig={}", sim.admin().display()))
         .args([
@@ -712,17 +715,13 @@ fn watch_streams_events_and_410_on_a_too_old_version() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
-    std::thread::sleep(Duration::from_millis(800));
-    sim.ok(&["create", "configmap", "w1", "--from-literal=a=1"]);
+    let stdout = w.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut reader = BufReader::new(stdout).lines().map_while(Result::ok);
+    let mut lines: Vec<String> = reader.next().into_iter().collect();
     sim.ok(&["create", "configmap", "w2", "--from-literal=a=1"]);
     sim.ok(&["label", "configmap", "w1", "x=y"]);
     sim.ok(&["delete", "configmap", "w1"]);
-    let stdout = w.stdout.take().unwrap_or_else(|| panic!("no stdout"));
-    let lines: Vec<String> = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .take(3)
-        .collect();
+    lines.extend(reader.take(2));
     let _ = w.kill();
     let _ = w.wait();
     let got: Vec<Vec<&str>> = lines
