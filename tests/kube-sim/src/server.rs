@@ -429,7 +429,12 @@ fn field_match(o: &Value, sel: &str) -> bool {
         } else {
             return false;
         };
-        let got = match lookup(o, path.trim()) {
+        // Events' `source` label is the reporting component.
+        let path = match path.trim() {
+            "source" => "source.component",
+            p => p,
+        };
+        let got = match lookup(o, path) {
             Value::String(s) => s.clone(),
             Value::Null => String::new(),
             other => other.to_string(),
@@ -487,6 +492,162 @@ fn label_match(o: &Value, sel: &str) -> bool {
         })
 }
 
+/// The field labels a resource's field selectors may name (the API server's
+/// `GetAttrs`/field label conversion funcs): anything else is refused.
+fn field_labels(resource: &str) -> &'static [&'static str] {
+    match resource {
+        "pods" => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        ],
+        "nodes" => &["spec.unschedulable"],
+        "events" => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        "secrets" => &["type"],
+        "namespaces" => &["status.phase"],
+        "services" => &["spec.clusterIP", "spec.type"],
+        "certificatesigningrequests" => &["spec.signerName"],
+        _ => &[],
+    }
+}
+
+/// A syntactically valid label key (`[prefix/]name`) or value, as the API server's parser.
+fn label_ok(s: &str, key: bool) -> bool {
+    let part = |p: &str, max: usize| {
+        p.len() <= max
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && p.chars().next().is_none_or(|c| c.is_ascii_alphanumeric())
+            && p.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
+    };
+    if !key {
+        return part(s, 63);
+    }
+    let (prefix, name) = match s.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    !name.is_empty()
+        && part(name, 63)
+        && prefix.is_none_or(|p| !p.is_empty() && p.len() <= 253 && part(p, 253))
+}
+
+/// 400 for a field selector naming a label the resource does not support, or a label selector
+/// that does not parse, as the API server answers them.
+fn check_selectors(res: &Res, r: &Req) -> Result<(), ApiError> {
+    if let Some(sel) = r.q("fieldSelector") {
+        for term in sel.split(',').filter(|t| !t.is_empty()) {
+            let path = term
+                .split_once("!=")
+                .or_else(|| term.split_once("=="))
+                .or_else(|| term.split_once('='))
+                .map(|(p, _)| p.trim())
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "invalid selector: '{term}'; can't understand '{term}'"
+                    ))
+                })?;
+            let generic = matches!(path, "metadata.name" | "metadata.namespace");
+            let source = res.resource == "events" && path == "source.component";
+            if !generic && !source && !field_labels(res.resource).contains(&path) {
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {path}"
+                )));
+            }
+        }
+    }
+    if let Some(sel) = r.q("labelSelector") {
+        let (mut depth, mut start, mut terms) = (0, 0, Vec::new());
+        for (i, c) in sel.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    terms.push(&sel[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        terms.push(&sel[start..]);
+        for t in terms.into_iter().map(str::trim).filter(|t| !t.is_empty()) {
+            let (k, values): (&str, Vec<&str>) = if let Some((k, v)) = t.split_once("!=") {
+                (k, vec![v])
+            } else if let Some((k, v)) = t.split_once("==").or_else(|| t.split_once('=')) {
+                (k, vec![v])
+            } else if let Some(k) = t.strip_prefix('!') {
+                (k, vec![])
+            } else if let Some((k, rest)) = t.split_once(" notin ").or_else(|| t.split_once(" in "))
+            {
+                let rest = rest.trim();
+                if !rest.starts_with('(') || !rest.ends_with(')') {
+                    return Err(ApiError::bad_request(format!(
+                        "unable to parse requirement: found '{rest}', expected: '('"
+                    )));
+                }
+                (k, value_set(rest))
+            } else {
+                (t, vec![])
+            };
+            let k = k.trim();
+            if !label_ok(k, true) {
+                return Err(ApiError::bad_request(format!(
+                    "unable to parse requirement: <nil>: Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+                )));
+            }
+            if let Some(v) = values
+                .iter()
+                .map(|v| v.trim())
+                .find(|v| !label_ok(v, false))
+            {
+                return Err(ApiError::bad_request(format!(
+                    "unable to parse requirement: <nil>: Invalid value: \"{v}\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An event as a watch with a selector sees it, as the API server's watch cache makes it: an
+/// object entering the selection is ADDED, one leaving it DELETED (its old state with the new
+/// resourceVersion); None when it was and stays outside.
+fn seen_through(
+    ev: &store::Event,
+    matches: &dyn Fn(&Value) -> bool,
+) -> Option<(&'static str, Value)> {
+    let now_in = matches(&ev.object);
+    let was_in = ev.prev.as_ref().map(matches);
+    match (ev.kind, was_in, now_in) {
+        ("MODIFIED", Some(false), true) => Some(("ADDED", ev.object.clone())),
+        ("MODIFIED", Some(true), false) => {
+            let mut gone = ev.prev.clone().unwrap_or_default();
+            gone["metadata"]["resourceVersion"] = ev.object["metadata"]["resourceVersion"].clone();
+            Some(("DELETED", gone))
+        }
+        (_, _, true) => Some((ev.kind, ev.object.clone())),
+        _ => None,
+    }
+}
+
 fn selected(o: &Value, r: &Req) -> bool {
     r.q("fieldSelector").is_none_or(|s| field_match(o, s))
         && r.q("labelSelector").is_none_or(|s| label_match(o, s))
@@ -525,6 +686,7 @@ async fn resource(
     }
     match info.verb.as_str() {
         "list" => {
+            check_selectors(res, r)?;
             let store = state.store();
             let rv = store.rv().to_string();
             let items: Vec<&Value> = store
@@ -1138,6 +1300,7 @@ fn watch(
     info: &RequestInfo,
     r: &Req,
 ) -> Result<Response<Body>, ApiError> {
+    check_selectors(res, r)?;
     let rv_param = r.q("resourceVersion").unwrap_or("");
     let bookmarks = r.q("allowWatchBookmarks") == Some("true");
     let timeout = r
@@ -1182,8 +1345,8 @@ fn watch(
             match store.watch_from(res, ns, from) {
                 Some((past, sub)) => (
                     past.iter()
-                        .filter(|e| matches(&e.object))
-                        .map(|e| line(e.kind, &e.object))
+                        .filter_map(|e| seen_through(e, &matches))
+                        .map(|(kind, o)| line(kind, &o))
                         .collect(),
                     sub,
                     cur,
@@ -1230,8 +1393,8 @@ fn watch(
                     // Bookmarks carry the newest version seen, of any object, as the apiserver's do.
                     last_rv = ev.rv;
                     if ev.gr != gr || (!ns.is_empty() && ev.namespace != ns) { continue; }
-                    if !matches(&ev.object) { continue; }
-                    if tx.send(line(ev.kind, &ev.object)).await.is_err() { return; }
+                    let Some((kind, obj)) = seen_through(&ev, &matches) else { continue };
+                    if tx.send(line(kind, &obj)).await.is_err() { return; }
                 }
             }
         }
@@ -1469,6 +1632,33 @@ mod tests {
         assert!(label_match(&o, "app=web,tier in (fe,be)"));
         assert!(!label_match(&o, "app=web,tier notin (fe)"));
         assert!(label_match(&o, "!missing,app"));
+    }
+
+    /// As the API server: a selector on an unsupported field or a label that does not parse is
+    /// refused; a watch with a selector sees objects enter (ADDED) and leave (DELETED) it.
+    #[test]
+    fn selector_checks_and_transitions() {
+        assert!(field_labels("pods").contains(&"spec.nodeName"));
+        assert!(!field_labels("configmaps").contains(&"data.a"));
+        assert!(label_ok("app.kubernetes.io/name", true) && label_ok("web-1", false));
+        assert!(!label_ok("a b", true) && !label_ok("-x", false) && !label_ok("/x", true));
+        let ev = |prev: Value, now: Value| store::Event {
+            rv: 9,
+            kind: "MODIFIED",
+            gr: "/configmaps".into(),
+            namespace: "default".into(),
+            object: now,
+            prev: Some(prev),
+        };
+        let with = |l: &str| json!({"metadata": {"name": "w", "resourceVersion": "9", "labels": {"x": l}}});
+        let m = |o: &Value| label_match(o, "x=y");
+        let kind = |e: &store::Event| seen_through(e, &m).map(|(k, _)| k);
+        assert_eq!(kind(&ev(with("n"), with("y"))), Some("ADDED"));
+        assert_eq!(kind(&ev(with("y"), with("y"))), Some("MODIFIED"));
+        assert_eq!(kind(&ev(with("n"), with("n"))), None);
+        let gone = seen_through(&ev(with("y"), with("n")), &m).unwrap_or_else(|| panic!("DELETED"));
+        assert_eq!(gone.0, "DELETED");
+        assert_eq!(gone.1["metadata"]["labels"]["x"], "y", "the old state");
     }
 
     #[test]

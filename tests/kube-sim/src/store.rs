@@ -22,6 +22,9 @@ pub struct Event {
     pub gr: String,
     pub namespace: String,
     pub object: Value,
+    /// The object before a MODIFIED (a watch with a selector turns a change that makes it
+    /// enter or leave the selection into ADDED or DELETED, as the API server's cache does).
+    pub prev: Option<Value>,
 }
 
 pub struct Store {
@@ -138,13 +141,21 @@ impl Store {
         )
     }
 
-    fn publish(&mut self, kind: &'static str, r: &Res, ns: &str, object: Value) {
+    fn publish(
+        &mut self,
+        kind: &'static str,
+        r: &Res,
+        ns: &str,
+        object: Value,
+        prev: Option<Value>,
+    ) {
         let ev = Arc::new(Event {
             rv: self.rv,
             kind,
             gr: gr(r),
             namespace: ns.to_string(),
             object,
+            prev,
         });
         self.history.push_back(ev.clone());
         if self.history.len() > self.history_len {
@@ -206,7 +217,7 @@ impl Store {
         }
         obj["apiVersion"] = json!(r.api_version());
         self.objects.insert(key, obj.clone());
-        self.publish("ADDED", r, ns, obj.clone());
+        self.publish("ADDED", r, ns, obj.clone(), None);
         Ok(obj)
     }
 
@@ -264,8 +275,8 @@ impl Store {
     fn store_modified(&mut self, key: Key, r: &Res, ns: &str, mut obj: Value) -> Value {
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.objects.insert(key, obj.clone());
-        self.publish("MODIFIED", r, ns, obj.clone());
+        let prev = self.objects.insert(key, obj.clone());
+        self.publish("MODIFIED", r, ns, obj.clone(), prev);
         obj
     }
 
@@ -293,7 +304,7 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(r, name))?;
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.publish("DELETED", r, ns, obj.clone());
+        self.publish("DELETED", r, ns, obj.clone(), None);
         Ok(obj)
     }
 
