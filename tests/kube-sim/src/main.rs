@@ -10,6 +10,7 @@ mod controllers;
 mod openapi;
 mod patch;
 mod pki;
+mod pod_rules;
 mod proto;
 mod proxy;
 mod server;

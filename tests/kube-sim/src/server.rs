@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::api::{self, ApiError, RequestInfo, Res};
 use crate::auth::{self, Attrs, Tokens, User};
 use crate::store::{self, Store};
-use crate::{openapi, patch, table};
+use crate::{openapi, patch, pod_rules, table};
 
 pub struct Options {
     pub signing_duration: Duration,
@@ -452,13 +452,9 @@ fn value_set(s: &str) -> Vec<&str> {
         .collect()
 }
 
-/// `labelSelector`: `k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`, `k notin (a,b)`.
-fn label_match(o: &Value, sel: &str) -> bool {
-    let labels = &o["metadata"]["labels"];
-    let get = |k: &str| labels[k.trim()].as_str().map(String::from);
-    // Split on commas outside parentheses.
-    let mut terms = Vec::new();
-    let (mut depth, mut start) = (0, 0);
+/// A label selector's terms: split on the commas outside parentheses.
+fn label_terms(sel: &str) -> Vec<&str> {
+    let (mut depth, mut start, mut terms) = (0, 0, Vec::new());
     for (i, c) in sel.char_indices() {
         match c {
             '(' => depth += 1,
@@ -472,6 +468,13 @@ fn label_match(o: &Value, sel: &str) -> bool {
     }
     terms.push(&sel[start..]);
     terms
+}
+
+/// `labelSelector`: `k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`, `k notin (a,b)`.
+fn label_match(o: &Value, sel: &str) -> bool {
+    let labels = &o["metadata"]["labels"];
+    let get = |k: &str| labels[k.trim()].as_str().map(String::from);
+    label_terms(sel)
         .into_iter()
         .map(str::trim)
         .filter(|t| !t.is_empty())
@@ -575,20 +578,11 @@ fn check_selectors(res: &Res, r: &Req) -> Result<(), ApiError> {
         }
     }
     if let Some(sel) = r.q("labelSelector") {
-        let (mut depth, mut start, mut terms) = (0, 0, Vec::new());
-        for (i, c) in sel.char_indices() {
-            match c {
-                '(' => depth += 1,
-                ')' => depth -= 1,
-                ',' if depth == 0 => {
-                    terms.push(&sel[start..i]);
-                    start = i + 1;
-                }
-                _ => {}
-            }
-        }
-        terms.push(&sel[start..]);
-        for t in terms.into_iter().map(str::trim).filter(|t| !t.is_empty()) {
+        for t in label_terms(sel)
+            .into_iter()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
             let (k, values): (&str, Vec<&str>) = if let Some((k, v)) = t.split_once("!=") {
                 (k, vec![v])
             } else if let Some((k, v)) = t.split_once("==").or_else(|| t.split_once('=')) {
@@ -735,8 +729,10 @@ async fn resource(
             check_uid(&cur, &body)?;
             let mut merged = apply_subresource(res, &info.subresource, &cur, body);
             normalize(res, &mut merged);
-            if info.subresource.is_empty() {
-                check_pod_update(res, &info.name, &cur, &merged)?;
+            match info.subresource.as_str() {
+                "" => pod_rules::check_pod_update(res, &info.name, &cur, &merged)?,
+                "status" => pod_rules::check_pod_status_update(res, &info.name, &cur, &mut merged)?,
+                _ => {}
             }
             let out = store.update(res, ns, &info.name, merged)?;
             Ok(json_resp(
@@ -779,8 +775,10 @@ async fn resource(
             // A patch may only change what the addressed (sub)resource owns.
             let mut next = apply_subresource(res, &info.subresource, &cur, next);
             normalize(res, &mut next);
-            if info.subresource.is_empty() {
-                check_pod_update(res, &info.name, &cur, &next)?;
+            match info.subresource.as_str() {
+                "" => pod_rules::check_pod_update(res, &info.name, &cur, &next)?,
+                "status" => pod_rules::check_pod_status_update(res, &info.name, &cur, &mut next)?,
+                _ => {}
             }
             (res.decode)(&next).map_err(|e| {
                 ApiError::bad_request(format!(
@@ -888,40 +886,6 @@ fn check_uid(cur: &Value, body: &Value) -> Result<(), ApiError> {
         )),
         _ => Ok(()),
     }
-}
-
-/// The apiserver's pod update rule: only images, activeDeadlineSeconds, tolerations and
-/// terminationGracePeriodSeconds may change in a pod's spec.
-fn check_pod_update(res: &Res, name: &str, cur: &Value, next: &Value) -> Result<(), ApiError> {
-    if res.resource != "pods" {
-        return Ok(());
-    }
-    let masked = |spec: &Value| {
-        let mut s = spec.clone();
-        for list in ["containers", "initContainers"] {
-            if let Some(cs) = s[list].as_array_mut() {
-                for c in cs {
-                    c["image"] = Value::Null;
-                }
-            }
-        }
-        for k in [
-            "activeDeadlineSeconds",
-            "tolerations",
-            "terminationGracePeriodSeconds",
-        ] {
-            s[k] = Value::Null;
-        }
-        s
-    };
-    if masked(&cur["spec"]) != masked(&next["spec"]) {
-        return Err(ApiError::invalid(
-            res,
-            name,
-            &[("spec", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)".into())],
-        ));
-    }
-    Ok(())
 }
 
 /// Keeps what the addressed (sub)resource does not own from the current object.
@@ -1124,9 +1088,9 @@ fn create(
                 }
             }
             service_account_admission(&store, ns, &mut body)?;
-            if body["status"]["phase"].as_str().is_none() {
-                body["status"] = json!({"phase": "Pending", "qosClass": qos_class(&body["spec"])});
-            }
+            // As the pod strategy's PrepareForCreate: whatever status was sent is replaced.
+            body["status"] =
+                json!({"phase": "Pending", "qosClass": pod_rules::qos_class(&body["spec"])});
         }
         "namespaces" => {
             body["status"] = json!({"phase": "Active"});
@@ -1209,31 +1173,6 @@ fn service_account_admission(store: &Store, ns: &str, pod: &mut Value) -> Result
         }
     }
     Ok(())
-}
-
-fn qos_class(spec: &Value) -> &'static str {
-    let cs: Vec<&Value> = spec["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .chain(spec["initContainers"].as_array().into_iter().flatten())
-        .collect();
-    let has = |c: &Value, k: &str| c["resources"][k].as_object().is_some_and(|m| !m.is_empty());
-    if cs.iter().all(|c| !has(c, "requests") && !has(c, "limits")) {
-        return "BestEffort";
-    }
-    let guaranteed = cs.iter().all(|c| {
-        ["cpu", "memory"].iter().all(|r| {
-            let l = &c["resources"]["limits"][*r];
-            let q = &c["resources"]["requests"][*r];
-            l.is_string() && (q.is_null() || q == l)
-        })
-    });
-    if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
 }
 
 fn delete(state: &Arc<State>, res: &Res, ns: &str, name: &str, r: &Req) -> Result<Value, ApiError> {
