@@ -56,27 +56,6 @@ fn set_line(cfg: &str, key: &str, value: &str) -> String {
         + "\n"
 }
 
-/// Waits up to `secs` for `f`; on timeout fails with `what` and `log()`.
-fn wait<T>(
-    what: &str,
-    secs: u64,
-    log: &mut dyn FnMut() -> String,
-    mut f: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}:\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 fn ready(n: &Value) -> bool {
     n["status"]["conditions"].as_array().is_some_and(|c| {
         c.iter()
@@ -101,7 +80,7 @@ fn scheduled_pod(kc: &Path, log: &mut dyn FnMut() -> String) -> Value {
         ],
     )
     .unwrap_or_else(|| panic!("kubectl create deployment"));
-    wait("the scheduled pod to run", 90, log, || {
+    wait_until("the scheduled pod to run", 90, log, || {
         get(kc, &["pods", "-l", "app=web"])?["items"]
             .as_array()?
             .iter()
@@ -208,7 +187,7 @@ fn a_the_seed_guides_node_joins_the_real_control_plane() {
         "-c",
         "mkdir -p /srv && echo served > /srv/index.html && (httpd -p 8080 -h /srv || busybox httpd -p 8080 -h /srv)",
     ]);
-    wait("port-forward to answer", 30, &mut log, || {
+    wait_until("port-forward to answer", 30, &mut log, || {
         let out = Command::new("curl")
             .args(["-s", &format!("http://127.0.0.1:{local}/index.html")])
             .output()
@@ -493,7 +472,7 @@ fn kubeadm_join(under: Under) {
     assert!(read(&node.dir.join("kubeadm-flags.env")).starts_with("KUBELET_KUBEADM_ARGS="));
     let kc = cp.kubeconfig();
     let mut log = || node.log();
-    wait("node n1 Ready", 90, &mut log, || {
+    wait_until("node n1 Ready", 90, &mut log, || {
         get(&kc, &["node", "n1"]).filter(ready)
     });
     let pod = scheduled_pod(&kc, &mut log);
@@ -503,7 +482,7 @@ fn kubeadm_join(under: Under) {
         .unwrap_or_default()
         .to_string();
     assert_eq!(
-        wait("kubectl logs", 30, &mut log, || kubectl(
+        wait_until("kubectl logs", 30, &mut log, || kubectl(
             &kc,
             &["logs", &name]
         )),
@@ -511,7 +490,7 @@ fn kubeadm_join(under: Under) {
     );
     // The kubernetes service's environment reaches every container, as client-go's
     // in-cluster config needs it.
-    let env_out = wait("kubectl exec env", 30, &mut log, || {
+    let env_out = wait_until("kubectl exec env", 30, &mut log, || {
         kubectl(&kc, &["exec", &name, "--", "env"])
     });
     for want in [

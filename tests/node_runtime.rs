@@ -19,16 +19,8 @@ fn get(seed: &Seed, args: &[&str]) -> Value {
     serde_json::from_str(&seed.kubectl(&a)).expect("kubectl json")
 }
 
-/// Polls `f` every 200 ms until it returns Some, failing after `secs`.
-fn wait<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn wait<T>(what: &str, secs: u64, f: impl FnMut() -> Option<T>) -> T {
+    wait_until(what, secs, &mut String::new, f)
 }
 
 fn condition<'a>(node: &'a Value, t: &str) -> &'a Value {

@@ -194,16 +194,8 @@ impl Executor {
         reason: Reason,
         message: String,
     ) {
-        record(
-            self.events.as_ref(),
-            pod,
-            &PodEvent {
-                container: container.map(String::from),
-                warning,
-                reason,
-                message,
-            },
-        );
+        let e = PodEvent::new(container, warning, reason, message);
+        record(self.events.as_ref(), pod, &e);
     }
 
     /// Runs one job to its end.

@@ -71,6 +71,17 @@ pub struct PodEvent {
     pub message: String,
 }
 
+impl PodEvent {
+    pub fn new(container: Option<&str>, warning: bool, reason: Reason, message: String) -> Self {
+        PodEvent {
+            container: container.map(String::from),
+            warning,
+            reason,
+            message,
+        }
+    }
+}
+
 /// What one step decided.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Step {

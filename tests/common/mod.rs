@@ -23,6 +23,28 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Polls `f` every 250 ms until it returns Some; after `secs`, fails naming `what`, with
+/// `log()` (the log of whatever the test waits on).
+pub fn wait_until<T>(
+    what: &str,
+    secs: u64,
+    log: &mut dyn FnMut() -> String,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}:\n{}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
 /// Runs `tinylet ARGS...`.
 pub fn tinylet(args: &[&str]) -> Output {
     run(Command::new(bin()).args(args))

@@ -1,24 +1,11 @@
 //! A node for the pod tests: kube-sim with the seed's RBAC steps, a real containerd, and the
 //! agent serving 10250 with the seed's authn/authz; waiting on conditions, not on time.
 
-use std::time::{Duration, Instant};
-
 use super::runtime::RuntimeEnv;
 use super::{Agent, Seed};
 
-pub fn wait<T>(agent: &mut Agent, what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; agent log:\n{}",
-            agent.log_so_far()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+pub fn wait<T>(agent: &mut Agent, what: &str, secs: u64, f: impl FnMut() -> Option<T>) -> T {
+    super::wait_until(what, secs, &mut || agent.log_so_far(), f)
 }
 
 /// The node's IP for the pod tests: this machine's address on its default route. Not

@@ -130,16 +130,8 @@ impl Owner {
         reason: Reason,
         message: String,
     ) {
-        record(
-            self.events.as_ref(),
-            pod,
-            &PodEvent {
-                container: container.map(String::from),
-                warning,
-                reason,
-                message,
-            },
-        );
+        let e = PodEvent::new(container, warning, reason, message);
+        record(self.events.as_ref(), pod, &e);
     }
 
     /// The pods checkpointed by an earlier run: the agent runs them until the API server says
