@@ -12,6 +12,7 @@ pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod server;
+pub mod stats;
 pub mod stop;
 pub mod timefmt;
 

@@ -391,6 +391,13 @@ fn start_servers(
         pods,
         pod_logs_dir: k.pod_logs_dir.clone().into(),
         runtime: Some(runtime),
+        stats: Some(tinylet::stats::Collector::new(
+            &s.node_name,
+            tinylet::node::host::Roots::host(),
+            &s.flags.root_dir,
+            k.cgroup_driver,
+            &k.cgroup_root,
+        )),
         syncloop,
     });
     std::thread::spawn(move || server::serve(l, tls, state));

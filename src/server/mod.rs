@@ -126,6 +126,8 @@ pub struct State {
     pub pod_logs_dir: std::path::PathBuf,
     /// The container runtime, for exec and the containers' log paths.
     pub runtime: Option<std::sync::Arc<crate::cri::Runtime>>,
+    /// The stats readers behind /stats/summary and /metrics/resource.
+    pub stats: Option<crate::stats::Collector>,
     /// The pod sync loop's health, for `/healthz/syncloop`.
     pub syncloop: healthz::SyncLoopCheck,
 }

@@ -106,6 +106,51 @@ fn metrics(s: &State, _: &Request) -> Response {
     )
 }
 
+/// `/stats/summary` (GET or POST): the Summary API, with `?only_cpu_and_memory=true` the CPU
+/// and memory alone. A stats read that fails is a 500 naming what failed, as the kubelet's.
+fn stats_summary(s: &State, r: &Request) -> Response {
+    if r.head.path != "/stats/summary" {
+        return Response::text(404, "404 page not found\n");
+    }
+    let Some(stats) = &s.stats else {
+        return Response::text(503, "stats are not available on this node\n");
+    };
+    let q = query_pairs(&r.head.query);
+    let values: Vec<&str> = q
+        .iter()
+        .filter(|(k, _)| k == "only_cpu_and_memory")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let only = values == ["true"];
+    let pods = s.pods.read().unwrap_or_else(|p| p.into_inner()).clone();
+    match stats.summary(&pods, only, std::time::SystemTime::now()) {
+        Ok(sum) => Response::bytes(
+            200,
+            "application/json",
+            serde_json::to_vec(&sum).unwrap_or_default(),
+        ),
+        Err(e) => Response::text(
+            500,
+            format!("Internal Error: failed to get node info: {}\n", e.line()),
+        ),
+    }
+}
+
+/// `/metrics/resource`: the CPU and memory metrics metrics-server scrapes.
+fn metrics_resource(s: &State, _: &Request) -> Response {
+    let pods = s.pods.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let sum = s.stats.as_ref().and_then(|st| {
+        st.summary(&pods, true, std::time::SystemTime::now())
+            .map_err(|e| crate::warn!("/metrics/resource: {}", e.line()))
+            .ok()
+    });
+    Response::bytes(
+        200,
+        crate::stats::resource::CONTENT_TYPE,
+        crate::stats::resource::render(sum.as_ref()).into_bytes(),
+    )
+}
+
 fn not_yet(_: &State, _: &Request) -> Response {
     Response::text(404, "404 page not found\n")
 }
@@ -122,9 +167,9 @@ pub static ROUTES: &[Route] = &[
     Route::new("/metrics", &["GET"], metrics),
     Route::new("/configz", &["GET"], configz),
     Route::new("/metrics/cadvisor", &["GET"], not_yet),
-    Route::new("/metrics/resource", &["GET"], not_yet),
+    Route::new("/metrics/resource", &["GET"], metrics_resource).on_worker(),
     Route::new("/metrics/probes", &["GET"], not_yet),
-    Route::new("/stats/", &["GET", "POST"], not_yet).on_worker(),
+    Route::new("/stats/", &["GET", "POST"], stats_summary).on_worker(),
     Route::debug(
         "/containerLogs/",
         &["GET"],

@@ -1,0 +1,305 @@
+//! Node, pod and container stats read from cgroupfs and /proc (injected roots), served as the
+//! kubelet's `/stats/summary` and `/metrics/resource`: CPU time and rate, memory, the node's
+//! filesystem and process limits.
+
+pub mod cgroup;
+pub mod resource;
+pub mod summary;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+use crate::node::host::{self, Roots};
+use crate::pods::layout::{self, CgroupDriver};
+use crate::pods::view::{PodView, State};
+use cgroup::{CgroupFs, Hierarchy, Memory, StatsError};
+use summary::{
+    ContainerStats, CpuStats, FsStats, MemoryStats, NodeStats, PodRef, PodStats, Rates,
+    RlimitStats, Summary,
+};
+
+/// Where the stats come from; one per agent, shared by the 10250 handlers.
+pub struct Collector {
+    pub node_name: String,
+    pub roots: Roots,
+    cg: CgroupFs,
+    /// The node filesystem (`--root-dir`).
+    pub root_dir: PathBuf,
+    pub driver: CgroupDriver,
+    /// `cgroupRoot` ("/" when empty).
+    pub cgroup_root: String,
+    rates: Mutex<Rates>,
+}
+
+/// The cgroup a container of a pod whose cgroup is `parent` runs in, as containerd's CRI names
+/// it: with cgroupfs `<parent>/<id>`; with systemd (`<slice>:cri-containerd:<id>`) the scope
+/// `<parent>/cri-containerd-<id>.scope`.
+pub fn container_cgroup(driver: CgroupDriver, parent: &str, id: &str) -> String {
+    let parent = parent.trim_end_matches('/');
+    match driver {
+        CgroupDriver::Cgroupfs => format!("{parent}/{id}"),
+        CgroupDriver::Systemd => format!("{parent}/cri-containerd-{id}.scope"),
+    }
+}
+
+fn host_err(e: host::HostError) -> StatsError {
+    match e {
+        host::HostError::Read { path, err } => StatsError::Read { path, err },
+        host::HostError::Parse { path, what } => StatsError::Parse { path, what },
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    crate::timefmt::Civil::from_system(t).rfc3339()
+}
+
+fn nanos(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The boot time, from `<proc>/stat`'s `btime` (what the kubelet reports as the node's start).
+fn boot_time(proc_: &Path) -> Option<SystemTime> {
+    let text = std::fs::read_to_string(proc_.join("stat")).ok()?;
+    let secs: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
+fn text_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+    path.iter().fold(v, |v, k| &v[*k]).as_str().unwrap_or("")
+}
+
+impl Collector {
+    pub fn new(
+        node_name: &str,
+        roots: Roots,
+        root_dir: &Path,
+        driver: CgroupDriver,
+        cgroup_root: &str,
+    ) -> Collector {
+        Collector {
+            node_name: node_name.to_string(),
+            cg: CgroupFs::at(&roots.cgroup),
+            roots,
+            root_dir: root_dir.to_path_buf(),
+            driver,
+            cgroup_root: if cgroup_root.is_empty() {
+                "/".into()
+            } else {
+                cgroup_root.to_string()
+            },
+            rates: Mutex::new(Rates::default()),
+        }
+    }
+
+    fn cpu(
+        &self,
+        rates: &mut Rates,
+        cgroup: &str,
+        now: SystemTime,
+    ) -> Result<Option<CpuStats>, StatsError> {
+        Ok(self.cg.cpu_ns(cgroup)?.map(|usage| CpuStats {
+            time: rfc3339(now),
+            usage_nano_cores: rates.observe(cgroup, nanos(now), usage),
+            usage_core_nano_seconds: usage,
+        }))
+    }
+
+    fn memory(&self, cgroup: &str, now: SystemTime) -> Result<Option<MemoryStats>, StatsError> {
+        Ok(self
+            .cg
+            .memory(cgroup)?
+            .map(|m| MemoryStats::of(&m, &rfc3339(now))))
+    }
+
+    /// The parent of every pod cgroup (`<cgroupRoot>/kubepods`, or `/kubepods.slice`).
+    fn pods_cgroup(&self) -> String {
+        let pod = layout::cgroup_parent(self.driver, &self.cgroup_root, "Guaranteed", "x");
+        pod.rsplit_once('/')
+            .map_or(pod.clone(), |(p, _)| p.to_string())
+    }
+
+    /// The node's memory: the root cgroup on v1 (its limit is the machine's memory); on v2,
+    /// whose root has no memory files, MemTotal - MemFree and the working set from meminfo.
+    fn node_memory(&self, now: SystemTime) -> Result<MemoryStats, StatsError> {
+        let mem = host::meminfo(&self.roots).map_err(host_err)?;
+        let field = |k: &str| mem.iter().find(|(n, _)| n == k).map_or(0, |(_, v)| *v);
+        let total = field("MemTotal");
+        let m = match self.cg.memory("/")? {
+            Some(m) => Memory {
+                limit: Some(total),
+                ..m
+            },
+            None => {
+                let vmstat =
+                    std::fs::read_to_string(self.roots.proc_.join("vmstat")).unwrap_or_default();
+                let vm = |k: &str| cgroup::flat_key(&vmstat, k).unwrap_or(0);
+                Memory {
+                    usage: total.saturating_sub(field("MemFree")),
+                    working_set: host::working_set(&self.roots, &mem).map_err(host_err)?,
+                    rss: field("AnonPages"),
+                    page_faults: vm("pgfault"),
+                    major_page_faults: vm("pgmajfault"),
+                    limit: Some(total),
+                }
+            }
+        };
+        Ok(MemoryStats::of(&m, &rfc3339(now)))
+    }
+
+    /// The agent's own cgroup (the `kubelet` system container), from `/proc/self/cgroup`.
+    fn own_cgroup(&self, controller: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.roots.proc_.join("self/cgroup")).ok()?;
+        cgroup::process_cgroup(&text, self.cg.hierarchy, controller)
+    }
+
+    fn system_container(
+        &self,
+        rates: &mut Rates,
+        name: &str,
+        cpu_cgroup: &str,
+        mem_cgroup: &str,
+        now: SystemTime,
+    ) -> Result<ContainerStats, StatsError> {
+        let created = std::fs::metadata(self.roots.cgroup.join(match self.cg.hierarchy {
+            Hierarchy::V1 => format!("memory/{}", mem_cgroup.trim_start_matches('/')),
+            Hierarchy::V2 => mem_cgroup.trim_start_matches('/').to_string(),
+        }))
+        .and_then(|m| m.modified())
+        .map(rfc3339)
+        .unwrap_or_default();
+        Ok(ContainerStats {
+            name: name.to_string(),
+            start_time: created,
+            cpu: self.cpu(rates, cpu_cgroup, now)?,
+            memory: self.memory(mem_cgroup, now)?,
+        })
+    }
+
+    /// The summary of the node and of `pods` now; `only_cpu_and_memory` leaves out the node's
+    /// filesystem and process limits, as `?only_cpu_and_memory=true`.
+    pub fn summary(
+        &self,
+        pods: &[PodView],
+        only_cpu_and_memory: bool,
+        now: SystemTime,
+    ) -> Result<Summary, StatsError> {
+        let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = HashSet::new();
+        let time = rfc3339(now);
+        let mut system = Vec::new();
+        let kubepods = self.pods_cgroup();
+        if self.cg.exists(&kubepods) {
+            system.push(self.system_container(&mut rates, "pods", &kubepods, &kubepods, now)?);
+            seen.insert(kubepods);
+        }
+        let (own_cpu, own_mem) = match self.cg.hierarchy {
+            Hierarchy::V1 => (self.own_cgroup("cpuacct"), self.own_cgroup("memory")),
+            Hierarchy::V2 => (self.own_cgroup(""), self.own_cgroup("")),
+        };
+        if let (Some(c), Some(m)) = (own_cpu, own_mem) {
+            system.push(self.system_container(&mut rates, "kubelet", &c, &m, now)?);
+            seen.extend([c, m]);
+        }
+        let mut node = NodeStats {
+            node_name: self.node_name.clone(),
+            system_containers: system,
+            start_time: boot_time(&self.roots.proc_)
+                .map(rfc3339)
+                .unwrap_or_default(),
+            cpu: self.cpu(&mut rates, "/", now)?,
+            memory: Some(self.node_memory(now)?),
+            fs: None,
+            rlimit: None,
+        };
+        seen.insert("/".into());
+        if !only_cpu_and_memory {
+            let obs = host::Observations::read(&self.roots, &self.root_dir).map_err(host_err)?;
+            let threads_max =
+                std::fs::read_to_string(self.roots.proc_.join("sys/kernel/threads-max"))
+                    .ok()
+                    .and_then(|t| t.trim().parse::<u64>().ok())
+                    .unwrap_or(u64::MAX);
+            let f = obs.nodefs;
+            node.fs = Some(FsStats {
+                time: time.clone(),
+                available_bytes: f.available_bytes,
+                capacity_bytes: f.capacity_bytes,
+                used_bytes: f.capacity_bytes.saturating_sub(f.available_bytes),
+                inodes_free: f.inodes_free,
+                inodes: f.inodes,
+                inodes_used: f.inodes.saturating_sub(f.inodes_free),
+            });
+            node.rlimit = Some(RlimitStats {
+                time: time.clone(),
+                maxpid: obs.pid_max.min(threads_max),
+                curproc: obs.processes,
+            });
+        }
+        let mut out = Vec::with_capacity(pods.len());
+        for p in pods {
+            out.push(self.pod(&mut rates, &mut seen, p, now)?);
+        }
+        rates.retain(&seen);
+        Ok(Summary { node, pods: out })
+    }
+
+    fn pod(
+        &self,
+        rates: &mut Rates,
+        seen: &mut HashSet<String>,
+        p: &PodView,
+        now: SystemTime,
+    ) -> Result<PodStats, StatsError> {
+        let o = &p.object;
+        let qos = text_at(o, &["status", "qosClass"]);
+        let parent = layout::cgroup_parent(self.driver, &self.cgroup_root, qos, &p.uid);
+        let statuses: Vec<&Value> = ["containerStatuses", "initContainerStatuses"]
+            .iter()
+            .flat_map(|k| o["status"][k].as_array().into_iter().flatten())
+            .collect();
+        let mut containers = Vec::new();
+        for c in &p.containers {
+            let (State::Running, Some(id)) = (&c.state, &c.id) else {
+                continue;
+            };
+            let cg = container_cgroup(self.driver, &parent, id);
+            let started = statuses
+                .iter()
+                .find(|s| s["name"] == c.name.as_str())
+                .map_or("", |s| text_at(s, &["state", "running", "startedAt"]));
+            containers.push(ContainerStats {
+                name: c.name.clone(),
+                start_time: started.to_string(),
+                cpu: self.cpu(rates, &cg, now)?,
+                memory: self.memory(&cg, now)?,
+            });
+            seen.insert(cg);
+        }
+        let pod = PodStats {
+            pod_ref: PodRef {
+                name: p.name.clone(),
+                namespace: p.namespace.clone(),
+                uid: p.uid.clone(),
+            },
+            start_time: text_at(o, &["status", "startTime"]).to_string(),
+            cpu: self.cpu(rates, &parent, now)?,
+            memory: self.memory(&parent, now)?,
+            containers,
+        };
+        seen.insert(parent);
+        Ok(pod)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,204 @@
+//! The kubelet's Summary API types (`k8s.io/kubelet/pkg/apis/stats/v1alpha1`), as
+//! `/stats/summary` serializes them: every figure optional and left out when unknown, times in
+//! RFC 3339; and the CPU rate (`usageNanoCores`) from two samples, as cAdvisor computes it.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::cgroup::Memory;
+
+#[derive(Debug, Serialize, Default)]
+pub struct Summary {
+    pub node: NodeStats,
+    pub pods: Vec<PodStats>,
+}
+
+#[derive(Debug, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStats {
+    pub node_name: String,
+    pub system_containers: Vec<ContainerStats>,
+    pub start_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fs: Option<FsStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rlimit: Option<RlimitStats>,
+}
+
+#[derive(Debug, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStats {
+    pub pod_ref: PodRef,
+    pub start_time: String,
+    pub containers: Vec<ContainerStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryStats>,
+}
+
+#[derive(Debug, Serialize, Default, Clone)]
+pub struct PodRef {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+}
+
+#[derive(Debug, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStats {
+    pub name: String,
+    pub start_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryStats>,
+}
+
+#[derive(Debug, Serialize, Default, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CpuStats {
+    pub time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage_nano_cores: Option<u64>,
+    pub usage_core_nano_seconds: u64,
+}
+
+#[derive(Debug, Serialize, Default, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemoryStats {
+    pub time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available_bytes: Option<u64>,
+    pub usage_bytes: u64,
+    pub working_set_bytes: u64,
+    pub rss_bytes: u64,
+    pub page_faults: u64,
+    pub major_page_faults: u64,
+}
+
+impl MemoryStats {
+    pub fn of(m: &Memory, time: &str) -> MemoryStats {
+        MemoryStats {
+            time: time.to_string(),
+            available_bytes: m.available(),
+            usage_bytes: m.usage,
+            working_set_bytes: m.working_set,
+            rss_bytes: m.rss,
+            page_faults: m.page_faults,
+            major_page_faults: m.major_page_faults,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Default, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FsStats {
+    pub time: String,
+    pub available_bytes: u64,
+    pub capacity_bytes: u64,
+    pub used_bytes: u64,
+    pub inodes_free: u64,
+    pub inodes: u64,
+    pub inodes_used: u64,
+}
+
+#[derive(Debug, Serialize, Default, Clone, PartialEq)]
+pub struct RlimitStats {
+    pub time: String,
+    pub maxpid: u64,
+    pub curproc: u64,
+}
+
+/// Samples shorter apart than this keep the rate of the last longer interval, so two scrapes a
+/// few milliseconds apart do not make a rate of noise.
+const MIN_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// The last sample per cgroup and the rate it gave: (time ns, usage ns, rate in nanocores).
+#[derive(Debug, Default)]
+pub struct Rates {
+    last: HashMap<String, (u64, u64, Option<u64>)>,
+}
+
+impl Rates {
+    /// Records a sample of `key`'s cumulative CPU time taken at `now_ns` and gives its rate in
+    /// nanocores: Δusage / Δt over the last interval of at least a second; None until there is
+    /// one, or when the counter went back (a new cgroup of the same name).
+    pub fn observe(&mut self, key: &str, now_ns: u64, usage_ns: u64) -> Option<u64> {
+        match self.last.get(key).copied() {
+            Some((t, u, rate)) if usage_ns >= u && now_ns >= t => {
+                if now_ns - t < MIN_INTERVAL_NS {
+                    return rate;
+                }
+                let r = ((usage_ns - u) as u128 * 1_000_000_000 / (now_ns - t) as u128) as u64;
+                self.last
+                    .insert(key.to_string(), (now_ns, usage_ns, Some(r)));
+                Some(r)
+            }
+            _ => {
+                self.last.insert(key.to_string(), (now_ns, usage_ns, None));
+                None
+            }
+        }
+    }
+
+    /// Forgets every cgroup not in `keep` (pods and containers that are gone).
+    pub fn retain(&mut self, keep: &std::collections::HashSet<String>) {
+        self.last.retain(|k, _| keep.contains(k));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn the_rate_is_delta_usage_over_delta_time() {
+        let mut r = Rates::default();
+        assert_eq!(
+            r.observe("c", 10 * S, 5 * S),
+            None,
+            "one sample has no rate"
+        );
+        // Half a core over two seconds.
+        assert_eq!(r.observe("c", 12 * S, 6 * S), Some(500_000_000));
+        // 10 ms later: the last rate, not noise.
+        assert_eq!(
+            r.observe("c", 12 * S + 10_000_000, 6 * S + 9_000_000),
+            Some(500_000_000)
+        );
+        // Two cores for one second.
+        assert_eq!(r.observe("c", 13 * S, 8 * S), Some(2_000_000_000));
+        // The counter went back: a new cgroup, start over.
+        assert_eq!(r.observe("c", 14 * S, S), None);
+        r.retain(&std::collections::HashSet::new());
+        assert_eq!(r.observe("c", 15 * S, 2 * S), None, "forgotten");
+    }
+
+    #[test]
+    fn unknown_figures_are_left_out() {
+        let c = ContainerStats {
+            name: "app".into(),
+            start_time: "2026-12-02T01:00:00Z".into(),
+            cpu: Some(CpuStats {
+                time: "2026-12-02T01:00:10Z".into(),
+                usage_nano_cores: None,
+                usage_core_nano_seconds: 7,
+            }),
+            memory: None,
+        };
+        let v = serde_json::to_value(&c).unwrap_or_default();
+        assert_eq!(
+            v,
+            serde_json::json!({"name": "app", "startTime": "2026-12-02T01:00:00Z",
+                "cpu": {"time": "2026-12-02T01:00:10Z", "usageCoreNanoSeconds": 7}})
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! The collector on fixture hosts (cgroup v1 and v2): what the summary holds for the node, a
+//! pod and its running container, and the CPU rate from two samples.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+
+use super::*;
+
+const MEMINFO: &str = "MemTotal:       16384000 kB\nMemFree:         8192000 kB\n\
+    AnonPages:       1024000 kB\nInactive(file):  2048000 kB\n";
+
+fn tree(files: &[(String, String)]) -> (tempfile::TempDir, Roots) {
+    let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    for (p, c) in files {
+        let path = d.path().join(p);
+        std::fs::create_dir_all(path.parent().unwrap_or(d.path()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&path, c).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let roots = Roots {
+        proc_: d.path().join("proc"),
+        sys: d.path().join("sys"),
+        etc: d.path().join("etc"),
+        cgroup: d.path().join("cgroup"),
+    };
+    (d, roots)
+}
+
+fn proc_files(self_cgroup: &str) -> Vec<(String, String)> {
+    [
+        ("proc/meminfo", MEMINFO),
+        ("proc/stat", "cpu  1 2 3\nbtime 1796170000\n"),
+        ("proc/loadavg", "0.10 0.20 0.30 2/345 999\n"),
+        ("proc/sys/kernel/pid_max", "4194304\n"),
+        ("proc/sys/kernel/threads-max", "95000\n"),
+        ("proc/self/cgroup", self_cgroup),
+    ]
+    .iter()
+    .map(|(p, c)| (p.to_string(), c.to_string()))
+    .collect()
+}
+
+fn pod() -> PodView {
+    PodView::of(json!({
+        "metadata": {"namespace": "default", "name": "web", "uid": "u1"},
+        "spec": {"containers": [{"name": "app"}, {"name": "done"}]},
+        "status": {"qosClass": "BestEffort", "startTime": "2026-12-02T00:00:00Z",
+            "containerStatuses": [
+                {"name": "app", "containerID": "containerd://c1",
+                 "state": {"running": {"startedAt": "2026-12-02T00:00:05Z"}}},
+                {"name": "done", "containerID": "containerd://c2",
+                 "state": {"terminated": {"exitCode": 0}}}]}
+    }))
+}
+
+fn at(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+#[test]
+fn summary_on_cgroup_v1() {
+    let mut files = proc_files("4:cpu,cpuacct:/agent\n3:memory:/agent\n0::/\n");
+    let cg = |p: &str, c: &str| (format!("cgroup/{p}"), c.to_string());
+    files.extend([
+        cg("cpuacct/cpuacct.usage", "900000000000\n"),
+        cg("memory/memory.usage_in_bytes", "4294967296\n"),
+        cg(
+            "memory/memory.stat",
+            "total_inactive_file 1073741824\ntotal_rss 2147483648\n",
+        ),
+        cg("cpuacct/agent/cpuacct.usage", "5000000\n"),
+        cg("memory/agent/memory.usage_in_bytes", "20000000\n"),
+        cg("cpuacct/kubepods/cpuacct.usage", "3000000000\n"),
+        cg("memory/kubepods/memory.usage_in_bytes", "300000\n"),
+        cg(
+            "cpuacct/kubepods/besteffort/podu1/cpuacct.usage",
+            "2000000000\n",
+        ),
+        cg(
+            "memory/kubepods/besteffort/podu1/memory.usage_in_bytes",
+            "200000\n",
+        ),
+        cg(
+            "cpuacct/kubepods/besteffort/podu1/c1/cpuacct.usage",
+            "1000000000\n",
+        ),
+        cg(
+            "memory/kubepods/besteffort/podu1/c1/memory.usage_in_bytes",
+            "100000\n",
+        ),
+        cg(
+            "memory/kubepods/besteffort/podu1/c1/memory.stat",
+            "total_inactive_file 40000\ntotal_rss 50000\n",
+        ),
+    ]);
+    let (d, roots) = tree(&files);
+    let c = Collector::new("n1", roots, d.path(), CgroupDriver::Cgroupfs, "");
+    let s = c
+        .summary(&[pod()], false, at(1_796_173_210))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let v = serde_json::to_value(&s).unwrap_or_default();
+    let n = &v["node"];
+    assert_eq!(n["nodeName"], "n1");
+    assert_eq!(
+        n["startTime"], "2026-12-02T00:06:40Z",
+        "boot time from btime"
+    );
+    assert_eq!(n["cpu"]["usageCoreNanoSeconds"], 900_000_000_000u64);
+    assert!(
+        n["cpu"].get("usageNanoCores").is_none(),
+        "no rate from one sample"
+    );
+    let m = &n["memory"];
+    assert_eq!(
+        (m["usageBytes"].as_u64(), m["workingSetBytes"].as_u64()),
+        (Some(4 << 30), Some(3 << 30))
+    );
+    assert_eq!(
+        m["availableBytes"].as_u64(),
+        Some(16_384_000 * 1024 - (3 << 30)),
+        "MemTotal - WS"
+    );
+    assert_eq!(m["rssBytes"].as_u64(), Some(2 << 30));
+    assert_eq!(n["rlimit"]["maxpid"], 95_000, "min(pid_max, threads-max)");
+    assert_eq!(n["rlimit"]["curproc"], 345);
+    assert!(
+        n["fs"]["capacityBytes"].as_u64().is_some_and(|b| b > 0),
+        "statfs of the root dir"
+    );
+    let sys: Vec<&str> = n["systemContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(sys, ["pods", "kubelet"]);
+    assert_eq!(
+        n["systemContainers"][1]["cpu"]["usageCoreNanoSeconds"],
+        5_000_000
+    );
+    let p = &v["pods"][0];
+    assert_eq!(
+        p["podRef"],
+        json!({"name": "web", "namespace": "default", "uid": "u1"})
+    );
+    assert_eq!(p["startTime"], "2026-12-02T00:00:00Z");
+    assert_eq!(p["cpu"]["usageCoreNanoSeconds"], 2_000_000_000u64);
+    assert_eq!(p["memory"]["usageBytes"], 200_000);
+    let cs = p["containers"].as_array().cloned().unwrap_or_default();
+    assert_eq!(cs.len(), 1, "only the running container: {cs:?}");
+    assert_eq!(cs[0]["name"], "app");
+    assert_eq!(cs[0]["startTime"], "2026-12-02T00:00:05Z");
+    assert_eq!(cs[0]["memory"]["workingSetBytes"], 60_000);
+    assert_eq!(cs[0]["memory"]["rssBytes"], 50_000);
+
+    // A second sample two seconds later: half a core for the container.
+    let usage = d
+        .path()
+        .join("cgroup/cpuacct/kubepods/besteffort/podu1/c1/cpuacct.usage");
+    std::fs::write(&usage, "2000000000\n").unwrap_or_else(|e| panic!("{e}"));
+    let s = c
+        .summary(&[pod()], true, at(1_796_173_212))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cpu = s.pods[0].containers[0].cpu.clone().unwrap_or_default();
+    assert_eq!(cpu.usage_nano_cores, Some(500_000_000));
+    assert_eq!(
+        s.node.cpu.and_then(|c| c.usage_nano_cores),
+        Some(0),
+        "the node's stayed still"
+    );
+    assert!(
+        s.node.fs.is_none() && s.node.rlimit.is_none(),
+        "only cpu and memory"
+    );
+}
+
+#[test]
+fn summary_on_cgroup_v2_with_the_systemd_driver() {
+    let mut files = proc_files("0::/system.slice/tinylet.service\n");
+    files.push(("proc/vmstat".into(), "pgfault 77\npgmajfault 7\n".into()));
+    let cg = |p: &str, c: &str| (format!("cgroup/{p}"), c.to_string());
+    let pod_dir = "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podu1.slice";
+    files.extend([
+        cg("cgroup.controllers", "cpu memory pids\n"),
+        cg("cpu.stat", "usage_usec 1000\n"),
+        cg("memory.stat", "inactive_file 1024000\n"),
+        cg(&format!("{pod_dir}/cpu.stat"), "usage_usec 2000\n"),
+        cg(&format!("{pod_dir}/memory.current"), "8192\n"),
+        cg(&format!("{pod_dir}/memory.max"), "max\n"),
+        cg(
+            &format!("{pod_dir}/cri-containerd-c1.scope/cpu.stat"),
+            "usage_usec 1500\n",
+        ),
+        cg(
+            &format!("{pod_dir}/cri-containerd-c1.scope/memory.current"),
+            "4096\n",
+        ),
+        cg(
+            &format!("{pod_dir}/cri-containerd-c1.scope/memory.stat"),
+            "anon 2048\ninactive_file 1024\n",
+        ),
+    ]);
+    let (d, roots) = tree(&files);
+    let c = Collector::new("n1", roots, d.path(), CgroupDriver::Systemd, "");
+    let s = c
+        .summary(&[pod()], true, at(1_796_173_210))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mem = s.node.memory.clone().unwrap_or_default();
+    assert_eq!(mem.usage_bytes, 8_192_000 * 1024, "MemTotal - MemFree");
+    assert_eq!(
+        mem.working_set_bytes,
+        8_192_000 * 1024 - 1_024_000,
+        "less the root's inactive_file"
+    );
+    assert_eq!((mem.page_faults, mem.major_page_faults), (77, 7));
+    assert_eq!(
+        s.node.cpu.map(|c| c.usage_core_nano_seconds),
+        Some(1_000_000)
+    );
+    let p = &s.pods[0];
+    assert_eq!(
+        p.cpu.as_ref().map(|c| c.usage_core_nano_seconds),
+        Some(2_000_000)
+    );
+    assert_eq!(
+        p.memory.as_ref().and_then(|m| m.available_bytes),
+        None,
+        "no limit"
+    );
+    let app = &p.containers[0];
+    let m = app.memory.clone().unwrap_or_default();
+    assert_eq!(
+        (m.usage_bytes, m.working_set_bytes, m.rss_bytes),
+        (4096, 3072, 2048)
+    );
+    assert_eq!(
+        app.cpu.as_ref().map(|c| c.usage_core_nano_seconds),
+        Some(1_500_000)
+    );
+}
+
+#[test]
+fn container_cgroups_as_containerd_names_them() {
+    assert_eq!(
+        container_cgroup(CgroupDriver::Cgroupfs, "/kubepods/podu/", "abc"),
+        "/kubepods/podu/abc"
+    );
+    assert_eq!(
+        container_cgroup(
+            CgroupDriver::Systemd,
+            "/kubepods.slice/kubepods-podu.slice",
+            "abc"
+        ),
+        "/kubepods.slice/kubepods-podu.slice/cri-containerd-abc.scope"
+    );
+}
+
+#[test]
+fn a_missing_host_file_is_an_error_that_names_it() {
+    let (d, roots) = tree(&[("proc/stat".into(), "btime 1\n".into())]);
+    let c = Collector::new("n1", roots, d.path(), CgroupDriver::Cgroupfs, "");
+    let e = c
+        .summary(&[], false, at(10))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.starts_with("reading ") && e.ends_with("proc/meminfo"),
+        "{e}"
+    );
+}

@@ -1,0 +1,422 @@
+//! `/stats/summary` and `/metrics/resource` on a real node (issue #16): pods on a real
+//! containerd, read with curl through the seed's authn/authz; the answer decoded with a
+//! test-side copy of the upstream Summary types (`k8s.io/kubelet/pkg/apis/stats/v1alpha1`,
+//! unknown fields refused) and held to the cgroup files read here; the metrics parsed by the
+//! Prometheus project's own parser. And the cgroup v2 reader on this machine's real unified
+//! hierarchy.
+#![allow(clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::https::{cert_args, curl_at};
+use common::pods::*;
+use common::runtime::RuntimeEnv;
+use common::*;
+/// The upstream types, as their json tags spell them (every field is here to be decoded: a
+/// name tinylet misspells is an unknown field, one it omits where Go does not is an error).
+#[allow(dead_code)]
+mod upstream {
+    use serde::Deserialize;
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    pub struct Summary {
+        pub node: NodeStats,
+        pub pods: Vec<PodStats>,
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct NodeStats {
+        pub node_name: String,
+        pub system_containers: Option<Vec<ContainerStats>>,
+        pub start_time: String,
+        pub cpu: Option<CpuStats>,
+        pub memory: Option<MemoryStats>,
+        pub fs: Option<FsStats>,
+        pub rlimit: Option<RlimitStats>,
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct PodStats {
+        pub pod_ref: PodReference,
+        pub start_time: String,
+        pub containers: Vec<ContainerStats>,
+        pub cpu: Option<CpuStats>,
+        pub memory: Option<MemoryStats>,
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    pub struct PodReference {
+        pub name: String,
+        pub namespace: String,
+        pub uid: String,
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct ContainerStats {
+        pub name: String,
+        pub start_time: String,
+        pub cpu: Option<CpuStats>,
+        pub memory: Option<MemoryStats>,
+    }
+
+    #[derive(Deserialize, Debug, Clone)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct CpuStats {
+        pub time: String,
+        pub usage_nano_cores: Option<u64>,
+        pub usage_core_nano_seconds: Option<u64>,
+    }
+
+    #[derive(Deserialize, Debug, Clone)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct MemoryStats {
+        pub time: String,
+        pub available_bytes: Option<u64>,
+        pub usage_bytes: Option<u64>,
+        pub working_set_bytes: Option<u64>,
+        pub rss_bytes: Option<u64>,
+        pub page_faults: Option<u64>,
+        pub major_page_faults: Option<u64>,
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct FsStats {
+        pub time: String,
+        pub available_bytes: Option<u64>,
+        pub capacity_bytes: Option<u64>,
+        pub used_bytes: Option<u64>,
+        pub inodes_free: Option<u64>,
+        pub inodes: Option<u64>,
+        pub inodes_used: Option<u64>,
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    pub struct RlimitStats {
+        pub time: String,
+        pub maxpid: Option<u64>,
+        pub curproc: Option<u64>,
+    }
+}
+
+const PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: burn
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: docker.io/library/busybox:1.36
+    command: ["sh", "-c", "while :; do :; done"]
+    resources:
+      requests: {cpu: 100m, memory: 16Mi}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: idle
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: docker.io/library/busybox:1.36
+    command: ["sleep", "3600"]
+"#;
+
+/// A figure read straight from a cgroup file of this machine.
+fn cgroup_file(path: &str) -> u64 {
+    read(std::path::Path::new(path))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn summary_and_resource_metrics_of_real_pods() {
+    let Some(env) = RuntimeEnv::start(false) else {
+        return;
+    };
+    let tmp = tempdir();
+    let PodNode {
+        seed,
+        mut agent,
+        port,
+        ..
+    } = PodNode::start(&env, tmp.path(), "", false);
+    let manifest = tmp.path().join("pods.yaml");
+    write(&manifest, PODS);
+    seed.kubectl(&["apply", "-f", &manifest.display().to_string()]);
+    let serving = seed.cert_dir().join("kubelet-server-current.pem");
+    wait(&mut agent, "the serving certificate", 30, || {
+        serving.exists().then_some(())
+    });
+    let mut ids = HashMap::new();
+    for name in ["burn", "idle"] {
+        let id = wait(&mut agent, &format!("{name} to run"), 90, || {
+            let p = seed.try_get(&["pod", name])?;
+            let s = &p["status"]["containerStatuses"][0];
+            s["state"]["running"].is_object().then(|| {
+                (
+                    p["metadata"]["uid"].as_str().unwrap_or("").to_string(),
+                    s["containerID"]
+                        .as_str()
+                        .unwrap_or("")
+                        .replace("containerd://", ""),
+                    p["status"]["qosClass"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_lowercase(),
+                )
+            })
+        });
+        ids.insert(name, id);
+    }
+    let admin = cert_args(&seed.sim_dir, "admin");
+    let ca = seed.sim_dir.join("ca.pem");
+    let get = |path: &str| {
+        let (code, body) = curl_at(&node_ip(), port, path, &ca, &admin);
+        assert_eq!(code, "200", "{path}: {body}");
+        body
+    };
+    let summary = |only: bool| -> upstream::Summary {
+        let q = if only {
+            "?only_cpu_and_memory=true"
+        } else {
+            ""
+        };
+        let body = get(&format!("/stats/summary{q}"));
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("not a Summary: {e}\n{body}"))
+    };
+    let first = summary(false);
+    std::thread::sleep(Duration::from_secs(3));
+    let s = summary(false);
+
+    let n = &s.node;
+    assert_eq!(n.node_name, "n1");
+    assert!(n.start_time.ends_with('Z'), "{}", n.start_time);
+    let node_cpu = n.cpu.clone().expect("node cpu");
+    let node_mem = n.memory.clone().expect("node memory");
+    assert!(
+        node_cpu.usage_nano_cores.is_some_and(|c| c > 0),
+        "{node_cpu:?}"
+    );
+    assert!(node_mem.working_set_bytes.is_some_and(|w| w > 0));
+    assert!(node_mem.available_bytes.is_some_and(|a| a > 0));
+    let fs = n.fs.as_ref().expect("node fs");
+    assert_eq!(
+        fs.used_bytes.unwrap_or(0) + fs.available_bytes.unwrap_or(0),
+        fs.capacity_bytes.unwrap_or(1)
+    );
+    assert!(
+        n.rlimit
+            .as_ref()
+            .and_then(|r| r.curproc)
+            .is_some_and(|p| p > 10)
+    );
+    let sys: Vec<&str> = n
+        .system_containers
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert!(sys.contains(&"pods") && sys.contains(&"kubelet"), "{sys:?}");
+
+    let pod = |name: &str| {
+        s.pods
+            .iter()
+            .find(|p| p.pod_ref.name == name && p.pod_ref.namespace == "default")
+            .unwrap_or_else(|| panic!("no pod {name} in {:?}", s.pods))
+    };
+    let (burn, idle) = (pod("burn"), pod("idle"));
+    assert_eq!(burn.pod_ref.uid, ids["burn"].0);
+    let rate = |c: &Option<upstream::CpuStats>| c.as_ref().and_then(|c| c.usage_nano_cores);
+    // A busy loop on a two-core machine that runs other tests: well above an idle sleep.
+    let burning = rate(&burn.containers[0].cpu).expect("burn's rate");
+    let idling = rate(&idle.containers[0].cpu).expect("idle's rate");
+    assert!(burning > 200_000_000, "burn uses {burning} nanocores");
+    assert!(idling < 50_000_000, "idle uses {idling} nanocores");
+    assert!(
+        rate(&burn.cpu).is_some_and(|p| p >= burning / 2),
+        "the pod holds its container"
+    );
+    let cum = |c: &Option<upstream::CpuStats>| c.as_ref().and_then(|c| c.usage_core_nano_seconds);
+    let burn_first = first
+        .pods
+        .iter()
+        .find(|p| p.pod_ref.name == "burn")
+        .expect("burn before");
+    assert!(
+        cum(&burn.containers[0].cpu) > cum(&burn_first.containers[0].cpu),
+        "CPU time grows"
+    );
+    assert!(cum(&burn.cpu) >= cum(&burn.containers[0].cpu));
+    assert!(cum(&Some(node_cpu.clone())) >= cum(&burn.cpu));
+
+    // Held to the cgroup files, read here (v1 on this machine; v2 where the mount is unified).
+    let (uid, id, qos) = &ids["idle"];
+    let parent = format!("{}/kubepods/{qos}/pod{uid}/{id}", env.cgroup_parent());
+    let unified = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let usage_file = if unified {
+        format!("/sys/fs/cgroup{parent}/memory.current")
+    } else {
+        format!("/sys/fs/cgroup/memory{parent}/memory.usage_in_bytes")
+    };
+    let on_disk = cgroup_file(&usage_file);
+    let served = idle.containers[0]
+        .memory
+        .as_ref()
+        .and_then(|m| m.usage_bytes)
+        .expect("idle memory");
+    assert!(
+        served.abs_diff(on_disk) < 1 << 20,
+        "idle's memory: served {served}, {usage_file} says {on_disk}"
+    );
+    assert_eq!(
+        idle.containers[0].start_time.len(),
+        "2026-12-02T00:00:00Z".len()
+    );
+
+    // only_cpu_and_memory: no filesystems, no process limits.
+    let small = summary(true);
+    assert!(small.node.fs.is_none() && small.node.rlimit.is_none());
+    assert!(small.pods.iter().any(|p| p.pod_ref.name == "burn"));
+
+    // /metrics/resource, parsed by prometheus_client; the figures metrics-server reads.
+    let metrics = get("/metrics/resource");
+    let families = prometheus_families(&metrics);
+    for f in [
+        "node_cpu_usage_seconds counter",
+        "node_memory_working_set_bytes gauge",
+        "container_cpu_usage_seconds counter",
+        "container_memory_working_set_bytes gauge",
+        "container_start_time_seconds gauge",
+        "pod_cpu_usage_seconds counter",
+        "resource_scrape_error gauge",
+    ] {
+        assert!(
+            families.iter().any(|l| l.starts_with(f)),
+            "no {f} in {families:?}"
+        );
+    }
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("container_cpu_usage_seconds_total{container=\"c\",namespace=\"default\",pod=\"burn\"}")
+        })
+        .unwrap_or_else(|| panic!("no burn series in\n{metrics}"));
+    let secs: f64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("a value");
+    let before = cum(&burn.containers[0].cpu).unwrap_or(0) as f64 / 1e9;
+    assert!(secs >= before, "{secs} s now, {before} s at the summary");
+    assert!(metrics.contains("\nresource_scrape_error 0\n"));
+    let (code, _) = agent.stop();
+    assert_eq!(code, Some(0));
+}
+
+/// `name type samples` per family, as the Prometheus project's Python parser reads the text.
+fn prometheus_families(body: &str) -> Vec<String> {
+    use std::io::Write;
+    let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\nfor f in p(sys.stdin.read()):\n    print(f.name, f.type, len(f.samples))\n";
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("python3");
+    assert!(
+        out.status.success(),
+        "prometheus_client refused:\n{}\n{body}",
+        text(&out.stderr)
+    );
+    text(&out.stdout).lines().map(String::from).collect()
+}
+
+/// The cgroup v2 reader on the real unified hierarchy (a hybrid host's `/sys/fs/cgroup/unified`,
+/// or `/sys/fs/cgroup` on a v2 host): a busy process moved into a cgroup of its own is seen
+/// using CPU.
+#[test]
+fn the_v2_reader_on_the_real_unified_hierarchy() {
+    if !nix_is_root() {
+        assert!(
+            std::env::var_os("TINYLET_REQUIRE_RUNTIME").is_none(),
+            "must run as root (TINYLET_REQUIRE_RUNTIME is set)"
+        );
+        eprintln!("SKIPPED: not root, cannot make a cgroup");
+        return;
+    }
+    let mount = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .into_iter()
+        .find(|m| std::path::Path::new(m).join("cgroup.controllers").exists())
+        .expect("a cgroup v2 mount");
+    let name = format!("tinylet-stats-test-{}", std::process::id());
+    let dir = std::path::Path::new(mount).join(&name);
+    std::fs::create_dir(&dir).expect("mkdir cgroup");
+    let mut busy = std::process::Command::new("sh")
+        .args(["-c", "while :; do :; done"])
+        .spawn()
+        .expect("sh");
+    std::fs::write(dir.join("cgroup.procs"), busy.id().to_string()).expect("move to cgroup");
+    let fs = tinylet::stats::cgroup::CgroupFs::at(mount);
+    assert_eq!(fs.hierarchy, tinylet::stats::cgroup::Hierarchy::V2);
+    let cg = format!("/{name}");
+    let a = fs
+        .cpu_ns(&cg)
+        .expect("cpu.stat")
+        .expect("the cgroup exists");
+    std::thread::sleep(Duration::from_millis(1500));
+    let b = fs
+        .cpu_ns(&cg)
+        .expect("cpu.stat")
+        .expect("the cgroup exists");
+    let controllers =
+        std::fs::read_to_string(std::path::Path::new(mount).join("cgroup.subtree_control"))
+            .unwrap_or_default();
+    let memory = fs.memory(&cg);
+    let _ = busy.kill();
+    let _ = busy.wait();
+    let _ = std::fs::remove_dir(&dir);
+    assert!(
+        b > a + 100_000_000,
+        "a busy loop used {} ns in 1.5 s",
+        b.saturating_sub(a)
+    );
+    match memory {
+        Ok(Some(m)) => assert!(m.usage > 0 && m.working_set <= m.usage, "{m:?}"),
+        // A hybrid host's unified hierarchy has no memory controller: no memory figures.
+        Ok(None) => assert!(
+            !controllers.contains("memory"),
+            "memory enabled but not read"
+        ),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn nix_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| text(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
