@@ -3,7 +3,7 @@
 //! test-side copy of the upstream Summary types (`k8s.io/kubelet/pkg/apis/stats/v1alpha1`,
 //! unknown fields refused) and held to the cgroup files read here; the metrics parsed by the
 //! Prometheus project's own parser. And the cgroup v2 reader on this machine's real unified
-//! hierarchy.
+//! hierarchy. And `kubectl top` through metrics-server on the real control plane.
 #![allow(clippy::expect_used)]
 
 mod common;
@@ -419,4 +419,70 @@ fn nix_is_root() -> bool {
         .output()
         .map(|o| text(&o.stdout).trim() == "0")
         .unwrap_or(false)
+}
+
+/// `kubectl top` on the real control plane: metrics-server (v0.8, `scripts/upstream
+/// metrics-server`) scrapes the node's `/metrics/resource` as on any cluster (its own client
+/// certificate, the kubelet's authz by SubjectAccessReview on nodes/metrics, the serving
+/// certificate verified with the cluster CA), and `kubectl top node` / `top pod` print figures
+/// through the aggregated metrics.k8s.io API: the busy pod above the idle one.
+#[test]
+fn kubectl_top_through_metrics_server() {
+    let Some(env) = RuntimeEnv::start(false) else {
+        return;
+    };
+    let tmp = tempdir();
+    let PodNode {
+        seed, mut agent, ..
+    } = PodNode::start(&env, tmp.path(), "", false);
+    assert!(
+        seed.upstream(),
+        "metrics-server needs the real control plane (TINYLET_CONTROL_PLANE=sim was set)"
+    );
+    let manifest = tmp.path().join("pods.yaml");
+    write(&manifest, PODS);
+    seed.kubectl(&["apply", "-f", &manifest.display().to_string()]);
+    let serving = seed.cert_dir().join("kubelet-server-current.pem");
+    wait(&mut agent, "the serving certificate", 30, || {
+        serving.exists().then_some(())
+    });
+    let out = run(std::process::Command::new(repo().join("scripts/upstream"))
+        .arg("metrics-server")
+        .arg(&seed.sim_dir)
+        .arg(node_ip()));
+    assert!(
+        out.status.success(),
+        "scripts/upstream metrics-server: {}",
+        text(&out.stderr)
+    );
+    let ms_log = || read(&seed.sim_dir.join("logs/metrics-server.log"));
+    // Two scrapes (15 s apart) before a rate exists.
+    let node = wait_until("kubectl top node", 120, &mut || ms_log(), || {
+        seed.try_kubectl(&["top", "node", "n1", "--no-headers"])
+    });
+    let f: Vec<&str> = node.split_whitespace().collect();
+    assert_eq!(f.first(), Some(&"n1"), "{node}");
+    assert!(
+        f.get(1).is_some_and(|c| c.ends_with('m')) && f.get(3).is_some_and(|m| m.ends_with("Mi")),
+        "cores and memory: {node}"
+    );
+    let millicores = |pod: &str| -> Option<u64> {
+        let line = seed.try_kubectl(&["top", "pod", pod, "--no-headers"])?;
+        line.split_whitespace()
+            .nth(1)?
+            .strip_suffix('m')?
+            .parse()
+            .ok()
+    };
+    let (burn, idle) = wait_until("kubectl top pod", 120, &mut || ms_log(), || {
+        Some((millicores("burn")?, millicores("idle")?))
+    });
+    assert!(burn > 200 && idle < 50, "burn {burn}m, idle {idle}m");
+    let containers = seed.kubectl(&["top", "pod", "burn", "--containers", "--no-headers"]);
+    assert!(
+        containers.starts_with("burn") && containers.contains(" c "),
+        "{containers}"
+    );
+    let (code, _) = agent.stop();
+    assert_eq!(code, Some(0));
 }
