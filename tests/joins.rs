@@ -148,6 +148,45 @@ fn a_the_seed_guides_node_joins_the_real_control_plane() {
         ("403".into(), "Forbidden (user=system:kube-controller-manager, verb=get, resource=nodes, subresource=metrics)".into())
     );
     assert_eq!(code("/metrics", &cert_args(&seed.sim_dir, "admin")), "200");
+    // ... `/metrics/cadvisor` in Prometheus text, with the admin certificate and with a
+    // ServiceAccount token bound to system:kubelet-api-admin.
+    let (c, body) = curl_at(
+        &ip,
+        port,
+        "/metrics/cadvisor",
+        &ca,
+        &cert_args(&seed.sim_dir, "admin"),
+    );
+    assert_eq!(c, "200", "{body}");
+    assert!(
+        body.contains("# TYPE container_cpu_usage_seconds_total counter\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE machine_memory_bytes gauge\n"),
+        "{body}"
+    );
+    seed.kubectl(&["create", "serviceaccount", "scraper"]);
+    seed.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "scraper",
+        "--clusterrole=system:kubelet-api-admin",
+        "--serviceaccount=default:scraper",
+    ]);
+    let token = seed.kubectl(&["create", "token", "scraper"]);
+    let (c, body) = curl_at(
+        &ip,
+        port,
+        "/metrics/cadvisor",
+        &ca,
+        &common::https::bearer(token.trim()),
+    );
+    assert_eq!(c, "200", "a bound ServiceAccount token: {body}");
+    assert!(
+        body.contains("container_cpu_usage_seconds_total{"),
+        "{body}"
+    );
 
     let kc = seed.sim_dir.join("admin.kubeconfig");
     let mut log = || agent.log_so_far();

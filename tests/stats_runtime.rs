@@ -323,6 +323,38 @@ fn summary_and_resource_metrics_of_real_pods() {
     let before = cum(&burn.containers[0].cpu).unwrap_or(0) as f64 / 1e9;
     assert!(secs >= before, "{secs} s now, {before} s at the summary");
     assert!(metrics.contains("\nresource_scrape_error 0\n"));
+
+    // /metrics/cadvisor: the series dashboards read, with cAdvisor's labels.
+    let cadvisor = get("/metrics/cadvisor");
+    let families = prometheus_families(&cadvisor);
+    for f in [
+        "container_cpu_usage_seconds counter",
+        "container_memory_working_set_bytes gauge",
+        "container_memory_rss gauge",
+        "container_memory_usage_bytes gauge",
+        "container_memory_cache gauge",
+        "container_start_time_seconds gauge",
+        "machine_cpu_cores gauge",
+        "machine_memory_bytes gauge",
+    ] {
+        assert!(
+            families.iter().any(|l| l.starts_with(f)),
+            "no {f} in {families:?}"
+        );
+    }
+    let (_, id, _) = &ids["burn"];
+    let burn_cpu = cadvisor
+        .lines()
+        .find(|l| {
+            l.starts_with("container_cpu_usage_seconds_total{container=\"c\",cpu=\"total\"")
+                && l.contains(&format!("name=\"{id}\""))
+        })
+        .unwrap_or_else(|| panic!("no burn container series in\n{cadvisor}"));
+    assert!(
+        burn_cpu.contains("image=\"docker.io/library/busybox:1.36\"")
+            && burn_cpu.contains("namespace=\"default\",pod=\"burn\"}"),
+        "{burn_cpu}"
+    );
     let (code, _) = agent.stop();
     assert_eq!(code, Some(0));
 }

@@ -151,6 +151,24 @@ fn metrics_resource(s: &State, _: &Request) -> Response {
     )
 }
 
+/// `/metrics/cadvisor`: cAdvisor's container and machine series, as Prometheus scrapes them.
+fn metrics_cadvisor(s: &State, _: &Request) -> Response {
+    let Some(stats) = &s.stats else {
+        return Response::text(503, "stats are not available on this node\n");
+    };
+    let pods = s.pods.read().unwrap_or_else(|p| p.into_inner()).clone();
+    match stats.cadvisor(&pods, std::time::SystemTime::now()) {
+        Ok(text) => Response::bytes(200, crate::stats::resource::CONTENT_TYPE, text.into_bytes()),
+        Err(e) => Response::text(
+            500,
+            format!(
+                "An error has occurred while serving metrics:\n\n{}\n",
+                e.line()
+            ),
+        ),
+    }
+}
+
 fn not_yet(_: &State, _: &Request) -> Response {
     Response::text(404, "404 page not found\n")
 }
@@ -166,7 +184,7 @@ pub static ROUTES: &[Route] = &[
     Route::debug("/runningpods/", &["GET"], running_pods),
     Route::new("/metrics", &["GET"], metrics),
     Route::new("/configz", &["GET"], configz),
-    Route::new("/metrics/cadvisor", &["GET"], not_yet),
+    Route::new("/metrics/cadvisor", &["GET"], metrics_cadvisor).on_worker(),
     Route::new("/metrics/resource", &["GET"], metrics_resource).on_worker(),
     Route::new("/metrics/probes", &["GET"], not_yet),
     Route::new("/stats/", &["GET", "POST"], stats_summary).on_worker(),

@@ -33,6 +33,8 @@ pub struct Memory {
     /// usage - inactive file pages (floor 0).
     pub working_set: u64,
     pub rss: u64,
+    /// Page cache (v1 `total_cache`, v2 `file`).
+    pub cache: u64,
     pub page_faults: u64,
     pub major_page_faults: u64,
     /// The limit; None when unlimited (v2 `max`, v1 a value above 1<<62).
@@ -142,14 +144,21 @@ impl CgroupFs {
     /// root).
     pub fn memory(&self, cgroup: &str) -> Result<Option<Memory>, StatsError> {
         let dir = self.dir("memory", cgroup);
-        let (usage_file, limit_file, inactive, rss) = match self.hierarchy {
+        let (usage_file, limit_file, inactive, rss, cache) = match self.hierarchy {
             Hierarchy::V1 => (
                 "memory.usage_in_bytes",
                 "memory.limit_in_bytes",
                 "total_inactive_file",
                 "total_rss",
+                "total_cache",
             ),
-            Hierarchy::V2 => ("memory.current", "memory.max", "inactive_file", "anon"),
+            Hierarchy::V2 => (
+                "memory.current",
+                "memory.max",
+                "inactive_file",
+                "anon",
+                "file",
+            ),
         };
         let usage_path = dir.join(usage_file);
         let Some(usage) = read(&usage_path)? else {
@@ -168,6 +177,7 @@ impl CgroupFs {
             usage,
             working_set: usage.saturating_sub(get(inactive)),
             rss: get(rss),
+            cache: get(cache),
             page_faults: get("pgfault"),
             major_page_faults: get("pgmajfault"),
             limit,
@@ -246,6 +256,7 @@ mod tests {
                 usage: 1_003_520,
                 working_set: 1_003_520 - 94_208,
                 rss: 405_504,
+                cache: 135_168,
                 page_faults: 1221,
                 major_page_faults: 3,
                 limit: None,

@@ -2,6 +2,7 @@
 //! kubelet's `/stats/summary` and `/metrics/resource`: CPU time and rate, memory, the node's
 //! filesystem and process limits.
 
+pub mod cadvisor;
 pub mod cgroup;
 pub mod resource;
 pub mod summary;
@@ -130,7 +131,7 @@ impl Collector {
 
     /// The node's memory: the root cgroup on v1 (its limit is the machine's memory); on v2,
     /// whose root has no memory files, MemTotal - MemFree and the working set from meminfo.
-    fn node_memory(&self, now: SystemTime) -> Result<MemoryStats, StatsError> {
+    fn node_memory(&self) -> Result<Memory, StatsError> {
         let mem = host::meminfo(&self.roots).map_err(host_err)?;
         let field = |k: &str| mem.iter().find(|(n, _)| n == k).map_or(0, |(_, v)| *v);
         let total = field("MemTotal");
@@ -147,13 +148,14 @@ impl Collector {
                     usage: total.saturating_sub(field("MemFree")),
                     working_set: host::working_set(&self.roots, &mem).map_err(host_err)?,
                     rss: field("AnonPages"),
+                    cache: field("Cached"),
                     page_faults: vm("pgfault"),
                     major_page_faults: vm("pgmajfault"),
                     limit: Some(total),
                 }
             }
         };
-        Ok(MemoryStats::of(&m, &rfc3339(now)))
+        Ok(m)
     }
 
     /// The agent's own cgroup (the `kubelet` system container), from `/proc/self/cgroup`.
@@ -217,7 +219,7 @@ impl Collector {
                 .map(rfc3339)
                 .unwrap_or_default(),
             cpu: self.cpu(&mut rates, "/", now)?,
-            memory: Some(self.node_memory(now)?),
+            memory: Some(MemoryStats::of(&self.node_memory()?, &time)),
             fs: None,
             rlimit: None,
         };

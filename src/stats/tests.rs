@@ -35,6 +35,10 @@ fn proc_files(self_cgroup: &str) -> Vec<(String, String)> {
         ("proc/sys/kernel/pid_max", "4194304\n"),
         ("proc/sys/kernel/threads-max", "95000\n"),
         ("proc/self/cgroup", self_cgroup),
+        ("proc/sys/kernel/random/boot_id", "b-1\n"),
+        ("proc/sys/kernel/osrelease", "6.1.0\n"),
+        ("sys/devices/system/cpu/online", "0-1\n"),
+        ("etc/machine-id", "m-1\n"),
     ]
     .iter()
     .map(|(p, c)| (p.to_string(), c.to_string()))
@@ -268,5 +272,77 @@ fn a_missing_host_file_is_an_error_that_names_it() {
     assert!(
         e.starts_with("reading ") && e.ends_with("proc/meminfo"),
         "{e}"
+    );
+}
+
+#[test]
+fn cadvisor_series_for_the_root_a_pod_and_its_running_container() {
+    let mut files = proc_files("0::/\n");
+    let cg = |p: &str, c: &str| (format!("cgroup/{p}"), c.to_string());
+    files.extend([
+        cg("cpuacct/cpuacct.usage", "9000000000\n"),
+        cg("memory/memory.usage_in_bytes", "4096\n"),
+        cg("memory/memory.stat", "total_cache 1024\n"),
+        cg(
+            "cpuacct/kubepods/besteffort/podu1/cpuacct.usage",
+            "2000000000\n",
+        ),
+        cg(
+            "memory/kubepods/besteffort/podu1/memory.usage_in_bytes",
+            "200000\n",
+        ),
+        cg(
+            "cpuacct/kubepods/besteffort/podu1/c1/cpuacct.usage",
+            "1500000000\n",
+        ),
+        cg(
+            "memory/kubepods/besteffort/podu1/c1/memory.usage_in_bytes",
+            "100000\n",
+        ),
+        cg(
+            "memory/kubepods/besteffort/podu1/c1/memory.stat",
+            "total_cache 30000\ntotal_rss 50000\n",
+        ),
+    ]);
+    let (d, roots) = tree(&files);
+    let c = Collector::new("n1", roots, d.path(), CgroupDriver::Cgroupfs, "");
+    let mut p = pod();
+    p.object["status"]["containerStatuses"][0]["image"] = json!("docker.io/library/busybox:1.36");
+    let text = c
+        .cadvisor(&[p], at(1_796_173_210))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ms = 1_796_173_210_000u64;
+    let ctr = "container=\"app\",id=\"/kubepods/besteffort/podu1/c1\",image=\"docker.io/library/busybox:1.36\",name=\"c1\",namespace=\"default\",pod=\"web\"";
+    for line in [
+        "# HELP container_cpu_usage_seconds_total Cumulative cpu time consumed in seconds."
+            .to_string(),
+        "# TYPE container_cpu_usage_seconds_total counter".into(),
+        format!(
+            "container_cpu_usage_seconds_total{{container=\"app\",cpu=\"total\",id=\"/kubepods/besteffort/podu1/c1\",image=\"docker.io/library/busybox:1.36\",name=\"c1\",namespace=\"default\",pod=\"web\"}} 1.5 {ms}"
+        ),
+        format!(
+            "container_cpu_usage_seconds_total{{container=\"\",cpu=\"total\",id=\"/kubepods/besteffort/podu1\",image=\"\",name=\"\",namespace=\"default\",pod=\"web\"}} 2 {ms}"
+        ),
+        format!(
+            "container_cpu_usage_seconds_total{{container=\"\",cpu=\"total\",id=\"/\",image=\"\",name=\"\",namespace=\"\",pod=\"\"}} 9 {ms}"
+        ),
+        format!("container_memory_cache{{{ctr}}} 30000 {ms}"),
+        format!("container_memory_rss{{{ctr}}} 50000 {ms}"),
+        format!("container_memory_working_set_bytes{{{ctr}}} 100000 {ms}"),
+        format!("container_start_time_seconds{{{ctr}}} 1796169605"),
+        format!("machine_cpu_cores{{boot_id=\"b-1\",machine_id=\"m-1\",system_uuid=\"\"}} 2 {ms}"),
+        format!(
+            "machine_memory_bytes{{boot_id=\"b-1\",machine_id=\"m-1\",system_uuid=\"\"}} {} {ms}",
+            16_384_000u64 * 1024
+        ),
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line:?} in\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("c2"),
+        "the terminated container is not reported"
     );
 }

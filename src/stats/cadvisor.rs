@@ -1,0 +1,205 @@
+//! `/metrics/cadvisor`: the cAdvisor series the kubelet serves for the root cgroup, each pod's
+//! cgroup and each running container's (CPU, memory, start and last-seen times) with the
+//! kubelet's labels (`id` the cgroup, `name` the runtime id, `image`, `container`, `pod`,
+//! `namespace`), and the machine's cores and memory, in cAdvisor's names and HELP texts.
+
+use std::fmt::Write;
+use std::time::SystemTime;
+
+use super::cgroup::{Memory, StatsError};
+use super::{Collector, container_cgroup, nanos, text_at};
+use crate::node::host;
+use crate::pods::layout;
+use crate::pods::view::{PodView, State};
+
+/// One cgroup the endpoint reports, with its labels.
+struct Series {
+    id: String,
+    name: String,
+    image: String,
+    container: String,
+    pod: String,
+    namespace: String,
+    /// Start time in seconds since the epoch (containers only).
+    start: Option<f64>,
+}
+
+impl Series {
+    fn labels(&self, cpu: bool) -> String {
+        let e = super::resource::escape;
+        let cpu = if cpu { "cpu=\"total\"," } else { "" };
+        format!(
+            "{{container=\"{}\",{cpu}id=\"{}\",image=\"{}\",name=\"{}\",namespace=\"{}\",pod=\"{}\"}}",
+            e(&self.container),
+            e(&self.id),
+            e(&self.image),
+            e(&self.name),
+            e(&self.namespace),
+            e(&self.pod)
+        )
+    }
+}
+
+fn root_series() -> Series {
+    Series {
+        id: "/".into(),
+        name: String::new(),
+        image: String::new(),
+        container: String::new(),
+        pod: String::new(),
+        namespace: String::new(),
+        start: None,
+    }
+}
+
+/// The families in the order Prometheus' registry writes them (by name): (name, type, HELP,
+/// the value of a series from its CPU time and memory, whether it carries `cpu="total"`).
+type Figure = fn(Option<u64>, Option<&Memory>) -> Option<f64>;
+const FAMILIES: &[(&str, &str, &str, Figure, bool)] = &[
+    (
+        "container_cpu_usage_seconds_total",
+        "counter",
+        "Cumulative cpu time consumed in seconds.",
+        |cpu, _| cpu.map(|n| n as f64 / 1e9),
+        true,
+    ),
+    (
+        "container_memory_cache",
+        "gauge",
+        "Number of bytes of page cache memory.",
+        |_, m| m.map(|m| m.cache as f64),
+        false,
+    ),
+    (
+        "container_memory_rss",
+        "gauge",
+        "Size of RSS in bytes.",
+        |_, m| m.map(|m| m.rss as f64),
+        false,
+    ),
+    (
+        "container_memory_usage_bytes",
+        "gauge",
+        "Current memory usage in bytes, including all memory regardless of when it was accessed",
+        |_, m| m.map(|m| m.usage as f64),
+        false,
+    ),
+    (
+        "container_memory_working_set_bytes",
+        "gauge",
+        "Current working set in bytes.",
+        |_, m| m.map(|m| m.working_set as f64),
+        false,
+    ),
+];
+
+impl Collector {
+    fn series(&self, pods: &[PodView]) -> Vec<Series> {
+        let mut out = vec![root_series()];
+        for p in pods {
+            let o = &p.object;
+            let parent = layout::cgroup_parent(
+                self.driver,
+                &self.cgroup_root,
+                text_at(o, &["status", "qosClass"]),
+                &p.uid,
+            );
+            let of_pod = |id: String, name: String| Series {
+                id,
+                name,
+                image: String::new(),
+                container: String::new(),
+                pod: p.name.clone(),
+                namespace: p.namespace.clone(),
+                start: None,
+            };
+            out.push(of_pod(parent.clone(), String::new()));
+            let statuses: Vec<&serde_json::Value> = ["containerStatuses", "initContainerStatuses"]
+                .iter()
+                .flat_map(|k| o["status"][k].as_array().into_iter().flatten())
+                .collect();
+            for c in &p.containers {
+                let (State::Running, Some(id)) = (&c.state, &c.id) else {
+                    continue;
+                };
+                let status = statuses.iter().find(|s| s["name"] == c.name.as_str());
+                let started = status.map_or("", |s| text_at(s, &["state", "running", "startedAt"]));
+                out.push(Series {
+                    image: status.map_or("", |s| text_at(s, &["image"])).to_string(),
+                    container: c.name.clone(),
+                    start: crate::timefmt::parse_rfc3339_nanos(started).map(|n| n as f64 / 1e9),
+                    ..of_pod(container_cgroup(self.driver, &parent, id), id.clone())
+                });
+            }
+        }
+        out
+    }
+
+    /// The text of `/metrics/cadvisor` for `pods`, now.
+    pub fn cadvisor(&self, pods: &[PodView], now: SystemTime) -> Result<String, StatsError> {
+        let ms = nanos(now) / 1_000_000;
+        let series = self.series(pods);
+        let mut read = Vec::with_capacity(series.len());
+        for s in &series {
+            let mem = if s.id == "/" {
+                Some(self.node_memory()?)
+            } else {
+                self.cg.memory(&s.id)?
+            };
+            let cpu = self.cg.cpu_ns(&s.id)?;
+            // A cgroup that is gone (a container that just exited) is not reported.
+            if cpu.is_some() || mem.is_some() {
+                read.push((s, cpu, mem));
+            }
+        }
+        let mut out = String::new();
+        for (name, kind, help, figure, cpu_label) in FAMILIES {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (s, cpu, mem) in &read {
+                if let Some(v) = figure(*cpu, mem.as_ref()) {
+                    let _ = writeln!(out, "{name}{} {v} {ms}", s.labels(*cpu_label));
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP container_last_seen Last time a container was seen by the exporter\n# TYPE container_last_seen gauge"
+        );
+        for (s, ..) in &read {
+            let _ = writeln!(
+                out,
+                "container_last_seen{} {} {ms}",
+                s.labels(false),
+                ms / 1000
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP container_start_time_seconds Start time of the container since unix epoch in seconds.\n# TYPE container_start_time_seconds gauge"
+        );
+        for (s, ..) in &read {
+            if let Some(t) = s.start {
+                let _ = writeln!(out, "container_start_time_seconds{} {t}", s.labels(false));
+            }
+        }
+        let m = host::Machine::read(&self.roots).map_err(super::host_err)?;
+        let e = super::resource::escape;
+        let ids = format!(
+            "{{boot_id=\"{}\",machine_id=\"{}\",system_uuid=\"{}\"}}",
+            e(&m.boot_id),
+            e(&m.machine_id),
+            e(&m.system_uuid)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP machine_cpu_cores Number of logical CPU cores.\n# TYPE machine_cpu_cores gauge\nmachine_cpu_cores{ids} {} {ms}",
+            m.cpus
+        );
+        let _ = writeln!(
+            out,
+            "# HELP machine_memory_bytes Amount of memory installed on the machine.\n# TYPE machine_memory_bytes gauge\nmachine_memory_bytes{ids} {} {ms}",
+            m.memory_bytes
+        );
+        Ok(out)
+    }
+}
