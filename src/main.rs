@@ -349,6 +349,7 @@ fn start_servers(
     use tinylet::server;
     let k = &s.kubelet;
     let sync_frequency = k.sync_frequency.as_std();
+    let probes = health.clone();
     let syncloop: server::healthz::SyncLoopCheck =
         std::sync::Arc::new(move || health.check(sync_frequency, tinylet::timefmt::now_secs()));
     if k.healthz_port != 0 {
@@ -398,6 +399,7 @@ fn start_servers(
             k.cgroup_driver,
             &k.cgroup_root,
         )),
+        probes: Some(probes),
         syncloop,
     });
     std::thread::spawn(move || server::serve(l, tls, state));

@@ -1,9 +1,10 @@
-//! `/stats/summary` and `/metrics/resource` on a real node (issue #16): pods on a real
-//! containerd, read with curl through the seed's authn/authz; the answer decoded with a
-//! test-side copy of the upstream Summary types (`k8s.io/kubelet/pkg/apis/stats/v1alpha1`,
-//! unknown fields refused) and held to the cgroup files read here; the metrics parsed by the
-//! Prometheus project's own parser. And the cgroup v2 reader on this machine's real unified
-//! hierarchy. And `kubectl top` through metrics-server on the real control plane.
+//! The stats and metrics routes on a real node (issue #16): pods on a real containerd, read
+//! with curl through the seed's authn/authz. `/stats/summary` decoded with a test-side copy of
+//! the upstream Summary types (`k8s.io/kubelet/pkg/apis/stats/v1alpha1`, unknown fields
+//! refused) and held to the cgroup files read here; `/metrics/resource`, `/metrics/cadvisor`
+//! and `/metrics/probes` parsed by the Prometheus project's own parser; the cgroup v2 reader on
+//! this machine's real unified hierarchy; `kubectl top` through metrics-server on the real
+//! control plane.
 #![allow(clippy::expect_used)]
 
 mod common;
@@ -132,6 +133,9 @@ spec:
   - name: c
     image: docker.io/library/busybox:1.36
     command: ["sleep", "3600"]
+    readinessProbe:
+      exec: {command: ["true"]}
+      periodSeconds: 1
 "#;
 
 /// A figure read straight from a cgroup file of this machine.
@@ -323,6 +327,26 @@ fn summary_and_resource_metrics_of_real_pods() {
     let before = cum(&burn.containers[0].cpu).unwrap_or(0) as f64 / 1e9;
     assert!(secs >= before, "{secs} s now, {before} s at the summary");
     assert!(metrics.contains("\nresource_scrape_error 0\n"));
+
+    // /metrics/probes: the idle pod's readiness probe, run every second.
+    let probes = get("/metrics/probes");
+    let families = prometheus_families(&probes);
+    assert!(
+        families
+            .iter()
+            .any(|l| l.starts_with("prober_probe counter")),
+        "{families:?}"
+    );
+    let series = format!(
+        "prober_probe_total{{container=\"c\",namespace=\"default\",pod=\"idle\",pod_uid=\"{}\",probe_type=\"Readiness\",result=\"successful\"}} ",
+        ids["idle"].0
+    );
+    let runs: u64 = probes
+        .lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{probes}"));
+    assert!(runs >= 2, "{runs} readiness runs");
 
     // /metrics/cadvisor: the series dashboards read, with cAdvisor's labels.
     let cadvisor = get("/metrics/cadvisor");

@@ -26,6 +26,7 @@ pub mod observe;
 pub mod owner;
 pub mod plan;
 pub mod probe;
+pub mod probe_metrics;
 pub mod pull;
 pub mod report;
 pub mod resources;

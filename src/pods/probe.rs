@@ -274,6 +274,9 @@ impl Kind {
 #[derive(Debug, Clone)]
 pub struct Job {
     pub uid: String,
+    /// The pod's name and namespace (the metrics' labels).
+    pub pod: String,
+    pub namespace: String,
     pub container: String,
     pub kind: Kind,
     pub container_id: String,

@@ -97,6 +97,8 @@ fn a_slow_probe_holds_one_worker_not_the_others() {
     let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
     let job = |name: &str, v: Value| Job {
         uid: "u".into(),
+        pod: "p".into(),
+        namespace: "default".into(),
         container: name.into(),
         kind: Kind::Liveness,
         container_id: "c".into(),

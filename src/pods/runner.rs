@@ -29,6 +29,8 @@ const MIN_ROUND: Duration = Duration::from_millis(100);
 #[derive(Default)]
 pub struct Health {
     last_round: AtomicU64,
+    /// Every probe run, for /metrics/probes.
+    pub probes: super::probe_metrics::ProbeCounts,
 }
 
 impl Health {
@@ -134,8 +136,9 @@ pub fn start(
         });
     }
     let probes = {
-        let tx = tx.clone();
+        let (tx, health) = (tx.clone(), health.clone());
         super::probe::workers(PROBE_WORKERS, cri.clone(), move |d| {
+            health.probes.count(&d.job, &d.outcome);
             tx.send(Input::Probed(d)).is_ok()
         })
     };
@@ -236,11 +239,14 @@ fn run(
                 .store(crate::timefmt::now_secs(), Ordering::Relaxed);
         }
         if owner.take_changed() {
-            let views = owner
+            let views: Vec<super::view::PodView> = owner
                 .snapshot()
                 .into_iter()
                 .map(super::view::PodView::of)
                 .collect();
+            health
+                .probes
+                .retain(&views.iter().map(|v| v.uid.as_str()).collect());
             *snapshot.write().unwrap_or_else(|p| p.into_inner()) = views;
         }
     }

@@ -128,6 +128,8 @@ pub struct State {
     pub runtime: Option<std::sync::Arc<crate::cri::Runtime>>,
     /// The stats readers behind /stats/summary and /metrics/resource.
     pub stats: Option<crate::stats::Collector>,
+    /// The probe counters behind /metrics/probes (the pod machinery's health record).
+    pub probes: Option<std::sync::Arc<crate::pods::runner::Health>>,
     /// The pod sync loop's health, for `/healthz/syncloop`.
     pub syncloop: healthz::SyncLoopCheck,
 }

@@ -169,6 +169,16 @@ fn metrics_cadvisor(s: &State, _: &Request) -> Response {
     }
 }
 
+/// `/metrics/probes`: `prober_probe_total`.
+fn metrics_probes(s: &State, _: &Request) -> Response {
+    let text = s
+        .probes
+        .as_ref()
+        .map(|h| h.probes.render())
+        .unwrap_or_default();
+    Response::bytes(200, crate::stats::resource::CONTENT_TYPE, text.into_bytes())
+}
+
 fn not_yet(_: &State, _: &Request) -> Response {
     Response::text(404, "404 page not found\n")
 }
@@ -186,7 +196,7 @@ pub static ROUTES: &[Route] = &[
     Route::new("/configz", &["GET"], configz),
     Route::new("/metrics/cadvisor", &["GET"], metrics_cadvisor).on_worker(),
     Route::new("/metrics/resource", &["GET"], metrics_resource).on_worker(),
-    Route::new("/metrics/probes", &["GET"], not_yet),
+    Route::new("/metrics/probes", &["GET"], metrics_probes),
     Route::new("/stats/", &["GET", "POST"], stats_summary).on_worker(),
     Route::debug(
         "/containerLogs/",

@@ -54,6 +54,8 @@ impl Owner {
                 t.start(now_ms);
                 work.push(Work::Probe(Box::new(probe::Job {
                     uid: uid.to_string(),
+                    pod: e.pod.metadata.name.clone(),
+                    namespace: e.pod.metadata.namespace.clone(),
                     container: spec.name.clone(),
                     kind,
                     container_id: c.id.clone(),
