@@ -391,6 +391,8 @@ fn start_servers(
         metrics: server::metrics::Metrics::new(certificates),
         pods,
         pod_logs_dir: k.pod_logs_dir.clone().into(),
+        node_log_dir: "/var/log".into(),
+        system_log_handler: k.enable_system_log_handler,
         runtime: Some(runtime),
         stats: Some(tinylet::stats::Collector::new(
             &s.node_name,

@@ -2,9 +2,9 @@
 //! with curl through the seed's authn/authz. `/stats/summary` decoded with a test-side copy of
 //! the upstream Summary types (`k8s.io/kubelet/pkg/apis/stats/v1alpha1`, unknown fields
 //! refused) and held to the cgroup files read here; `/metrics/resource`, `/metrics/cadvisor`
-//! and `/metrics/probes` parsed by the Prometheus project's own parser; the cgroup v2 reader on
-//! this machine's real unified hierarchy; `kubectl top` through metrics-server on the real
-//! control plane.
+//! and `/metrics/probes` parsed by the Prometheus project's own parser; `/run/` and `/logs/`;
+//! the cgroup v2 reader on this machine's real unified hierarchy; `kubectl top` through
+//! metrics-server on the real control plane.
 #![allow(clippy::expect_used)]
 
 mod common;
@@ -327,6 +327,76 @@ fn summary_and_resource_metrics_of_real_pods() {
     let before = cum(&burn.containers[0].cpu).unwrap_or(0) as f64 / 1e9;
     assert!(secs >= before, "{secs} s now, {before} s at the summary");
     assert!(metrics.contains("\nresource_scrape_error 0\n"));
+
+    // /run/: a command run to its end in a container; a failing one is a 500 naming it.
+    let mut post = admin.clone();
+    post.extend(["-X".to_string(), "POST".to_string()]);
+    let run = |q: &str| {
+        curl_at(
+            &node_ip(),
+            port,
+            &format!("/run/default/idle/c?cmd={q}"),
+            &ca,
+            &post,
+        )
+    };
+    assert_eq!(run("echo+run+works"), ("200".into(), "run works\n".into()));
+    assert_eq!(
+        run("false"),
+        ("500".into(), "command 'false' exited with 1: ".into())
+    );
+    let (code, body) = curl_at(
+        &node_ip(),
+        port,
+        "/run/default/nopod/c?cmd=true",
+        &ca,
+        &post,
+    );
+    assert_eq!(
+        (code.as_str(), body.trim()),
+        ("404", "pod \"nopod\" does not exist")
+    );
+
+    // /logs/: the node's /var/log, listed and read; nothing outside it.
+    let name = format!("tinylet-stats-test-{}", std::process::id());
+    let file = std::path::Path::new("/var/log").join(format!("{name}.log"));
+    let link = std::path::Path::new("/var/log").join(format!("{name}-escape"));
+    write(&file, "a line of the node's log\n");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink("/etc/hostname", &link).expect("symlink");
+    let listing = get("/logs/");
+    let (read_back, escaped, dotdot) = (
+        curl_at(&node_ip(), port, &format!("/logs/{name}.log"), &ca, &admin),
+        curl_at(
+            &node_ip(),
+            port,
+            &format!("/logs/{name}-escape"),
+            &ca,
+            &admin,
+        )
+        .0,
+        {
+            let mut a = admin.clone();
+            a.push("--path-as-is".into());
+            curl_at(&node_ip(), port, "/logs/../etc/passwd", &ca, &a).0
+        },
+    );
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(&link);
+    assert!(
+        listing.starts_with("<!doctype html>")
+            && listing.contains(&format!("<a href=\"{name}.log\">")),
+        "{listing}"
+    );
+    assert_eq!(
+        read_back,
+        ("200".into(), "a line of the node's log\n".into())
+    );
+    assert_eq!(
+        (escaped.as_str(), dotdot.as_str()),
+        ("404", "404"),
+        "a symlink out of /var/log, and .."
+    );
 
     // /metrics/probes: the idle pod's readiness probe, run every second.
     let probes = get("/metrics/probes");

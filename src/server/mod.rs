@@ -11,6 +11,7 @@ mod container_logs;
 pub mod healthz;
 pub mod http;
 pub mod metrics;
+mod node_logs;
 pub mod routes;
 mod slots;
 pub mod stream;
@@ -124,6 +125,9 @@ pub struct State {
     /// The pods the agent runs (the pod owner writes it).
     pub pods: crate::pods::Snapshot,
     pub pod_logs_dir: std::path::PathBuf,
+    /// `/logs/` serves this directory (`/var/log`) when `enableSystemLogHandler`.
+    pub node_log_dir: std::path::PathBuf,
+    pub system_log_handler: bool,
     /// The container runtime, for exec and the containers' log paths.
     pub runtime: Option<std::sync::Arc<crate::cri::Runtime>>,
     /// The stats readers behind /stats/summary and /metrics/resource.

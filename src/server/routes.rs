@@ -179,12 +179,7 @@ fn metrics_probes(s: &State, _: &Request) -> Response {
     Response::bytes(200, crate::stats::resource::CONTENT_TYPE, text.into_bytes())
 }
 
-fn not_yet(_: &State, _: &Request) -> Response {
-    Response::text(404, "404 page not found\n")
-}
-
-/// The route table (pkg/kubelet/server/server.go). Routes of later issues answer 404 after
-/// authentication and authorization until they are implemented.
+/// The route table (pkg/kubelet/server/server.go).
 pub static ROUTES: &[Route] = &[
     Route::new("/healthz", &["GET", "HEAD"], healthz),
     Route::new("/healthz/ping", &["GET", "HEAD"], healthz),
@@ -212,8 +207,8 @@ pub static ROUTES: &[Route] = &[
         super::streaming::port_forward,
     )
     .on_worker(),
-    Route::debug("/run/", &["POST"], not_yet).on_worker(),
-    Route::debug("/logs/", &["GET"], not_yet).on_worker(),
+    Route::debug("/run/", &["POST"], super::streaming::run).on_worker(),
+    Route::debug("/logs/", &["GET"], super::node_logs::node_logs).on_worker(),
 ];
 
 /// The route of `path`: exact matches win over prefixes; `/logs` is served like `/logs/`.

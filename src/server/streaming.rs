@@ -58,6 +58,54 @@ fn stream_flags(q: &[(String, String)]) -> (bool, bool, bool, bool) {
     )
 }
 
+/// `POST /run/<ns>/<pod>[/<uid>]/<container>?cmd=a+b`: the command (split on spaces, as the
+/// kubelet's legacy `cmd`) run to its end with ExecSync; its stdout then stderr, as JSON's content
+/// type (as the kubelet's). A non-zero exit is a 500 naming the command and its code.
+pub fn run(s: &State, r: &Request) -> Response {
+    let parts: Vec<&str> = r.head.path.trim_start_matches("/run/").split('/').collect();
+    if !(3..=4).contains(&parts.len()) || parts.iter().any(|p| p.is_empty()) {
+        return Response::text(
+            400,
+            "path must be /run/<namespace>/<pod>[/<uid>]/<container>",
+        );
+    }
+    let (ns, pod, container) = (parts[0], parts[1], parts[parts.len() - 1]);
+    let id = match container_id(s, ns, pod, container) {
+        Ok(id) => id,
+        Err(resp) => return resp,
+    };
+    let q = query_pairs(&r.head.query);
+    let cmd: Vec<String> = query(&q, "cmd")
+        .unwrap_or("")
+        .split(' ')
+        .map(String::from)
+        .collect();
+    let Some(rt) = &s.runtime else {
+        return Response::text(500, "no container runtime");
+    };
+    match rt.exec_sync(&api::ExecSyncRequest {
+        container_id: id,
+        cmd: cmd.clone(),
+        timeout: 0,
+    }) {
+        Ok(out) if out.exit_code == 0 => {
+            let mut body = out.stdout;
+            body.extend_from_slice(&out.stderr);
+            Response::bytes(200, "application/json", body)
+        }
+        Ok(out) => Response::text(
+            500,
+            format!(
+                "command '{}' exited with {}: {}",
+                cmd.join(" "),
+                out.exit_code,
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ),
+        Err(e) => Response::text(500, format!("running {cmd:?} in {pod}/{container}: {e}")),
+    }
+}
+
 /// `/exec/<ns>/<pod>/<container>?command=...&stdin=1&stdout=1&stderr=1&tty=1`: a CRI Exec,
 /// whose streaming URL the connection is then spliced to (the upgrade passes through).
 pub fn exec(s: &State, r: &Request) -> Response {
