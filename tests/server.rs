@@ -286,33 +286,10 @@ fn tls_files_min_version_anonymous_and_always_allow() {
     assert_eq!(agent.stop().0, Some(0));
 }
 
-/// Parses the exposition with the Prometheus project's own Python parser (Debian's
-/// python3-prometheus-client, which scripts/test installs) and returns the family names.
+/// The family names, as the Prometheus project's own parser reads the exposition.
 fn parse_with_prometheus_client(body: &str) -> Vec<String> {
-    use std::io::Write;
-    let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\nfor f in p(sys.stdin.read()):\n    print(f.name, f.type, len(f.samples))\n";
-    let mut child = std::process::Command::new("/usr/bin/python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("/usr/bin/python3 (install python3-prometheus-client): {e}"));
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(body.as_bytes())
-            .unwrap_or_else(|e| panic!("write to the parser: {e}"));
-    }
-    let out = child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("prometheus_client parser: {e}"));
-    assert!(
-        out.status.success(),
-        "prometheus_client refused the exposition (python3-prometheus-client installed?):\n{}\n{body}",
-        common::text(&out.stderr)
-    );
-    common::text(&out.stdout)
-        .lines()
+    common::prometheus_families(body)
+        .iter()
         .filter_map(|l| l.split(' ').next().map(str::to_string))
         .collect()
 }

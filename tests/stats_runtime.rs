@@ -453,32 +453,6 @@ fn summary_and_resource_metrics_of_real_pods() {
     assert_eq!(code, Some(0));
 }
 
-/// `name type samples` per family, as the Prometheus project's Python parser reads the text.
-fn prometheus_families(body: &str) -> Vec<String> {
-    use std::io::Write;
-    let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\nfor f in p(sys.stdin.read()):\n    print(f.name, f.type, len(f.samples))\n";
-    let mut child = std::process::Command::new("/usr/bin/python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(body.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("python3");
-    assert!(
-        out.status.success(),
-        "prometheus_client refused:\n{}\n{body}",
-        text(&out.stderr)
-    );
-    text(&out.stdout).lines().map(String::from).collect()
-}
-
 /// The cgroup v2 reader on the real unified hierarchy (a hybrid host's `/sys/fs/cgroup/unified`,
 /// or `/sys/fs/cgroup` on a v2 host): a busy process moved into a cgroup of its own is seen
 /// using CPU.

@@ -122,7 +122,7 @@ fn stats_summary(s: &State, r: &Request) -> Response {
         .map(|(_, v)| v.as_str())
         .collect();
     let only = values == ["true"];
-    let pods = s.pods.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let pods = crate::stats::sources(&s.pods);
     match stats.summary(&pods, only, std::time::SystemTime::now()) {
         Ok(sum) => Response::bytes(
             200,
@@ -138,7 +138,7 @@ fn stats_summary(s: &State, r: &Request) -> Response {
 
 /// `/metrics/resource`: the CPU and memory metrics metrics-server scrapes.
 fn metrics_resource(s: &State, _: &Request) -> Response {
-    let pods = s.pods.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let pods = crate::stats::sources(&s.pods);
     let sum = s.stats.as_ref().and_then(|st| {
         st.summary(&pods, true, std::time::SystemTime::now())
             .map_err(|e| crate::warn!("/metrics/resource: {}", e.line()))
@@ -156,7 +156,7 @@ fn metrics_cadvisor(s: &State, _: &Request) -> Response {
     let Some(stats) = &s.stats else {
         return Response::text(503, "stats are not available on this node\n");
     };
-    let pods = s.pods.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let pods = crate::stats::sources(&s.pods);
     match stats.cadvisor(&pods, std::time::SystemTime::now()) {
         Ok(text) => Response::bytes(200, crate::stats::resource::CONTENT_TYPE, text.into_bytes()),
         Err(e) => Response::text(

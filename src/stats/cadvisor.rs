@@ -7,10 +7,8 @@ use std::fmt::Write;
 use std::time::SystemTime;
 
 use super::cgroup::{Memory, StatsError};
-use super::{Collector, container_cgroup, nanos, text_at};
+use super::{Collector, PodSource, container_cgroup, nanos};
 use crate::node::host;
-use crate::pods::layout;
-use crate::pods::view::{PodView, State};
 
 /// One cgroup the endpoint reports, with its labels.
 struct Series {
@@ -94,16 +92,10 @@ const FAMILIES: &[(&str, &str, &str, Figure, bool)] = &[
 ];
 
 impl Collector {
-    fn series(&self, pods: &[PodView]) -> Vec<Series> {
+    fn series(&self, pods: &[PodSource]) -> Vec<Series> {
         let mut out = vec![root_series()];
         for p in pods {
-            let o = &p.object;
-            let parent = layout::cgroup_parent(
-                self.driver,
-                &self.cgroup_root,
-                text_at(o, &["status", "qosClass"]),
-                &p.uid,
-            );
+            let parent = self.pod_cgroup(p);
             let of_pod = |id: String, name: String| Series {
                 id,
                 name,
@@ -113,30 +105,22 @@ impl Collector {
                 namespace: p.namespace.clone(),
                 start: None,
             };
-            out.push(of_pod(parent.clone(), String::new()));
-            let statuses: Vec<&serde_json::Value> = ["containerStatuses", "initContainerStatuses"]
-                .iter()
-                .flat_map(|k| o["status"][k].as_array().into_iter().flatten())
-                .collect();
             for c in &p.containers {
-                let (State::Running, Some(id)) = (&c.state, &c.id) else {
-                    continue;
-                };
-                let status = statuses.iter().find(|s| s["name"] == c.name.as_str());
-                let started = status.map_or("", |s| text_at(s, &["state", "running", "startedAt"]));
                 out.push(Series {
-                    image: status.map_or("", |s| text_at(s, &["image"])).to_string(),
+                    image: c.image.clone(),
                     container: c.name.clone(),
-                    start: crate::timefmt::parse_rfc3339_nanos(started).map(|n| n as f64 / 1e9),
-                    ..of_pod(container_cgroup(self.driver, &parent, id), id.clone())
+                    start: crate::timefmt::parse_rfc3339_nanos(&c.started_at)
+                        .map(|n| n as f64 / 1e9),
+                    ..of_pod(container_cgroup(self.driver, &parent, &c.id), c.id.clone())
                 });
             }
+            out.push(of_pod(parent, String::new()));
         }
         out
     }
 
     /// The text of `/metrics/cadvisor` for `pods`, now.
-    pub fn cadvisor(&self, pods: &[PodView], now: SystemTime) -> Result<String, StatsError> {
+    pub fn cadvisor(&self, pods: &[PodSource], now: SystemTime) -> Result<String, StatsError> {
         let ms = nanos(now) / 1_000_000;
         let series = self.series(pods);
         let mut read = Vec::with_capacity(series.len());
@@ -152,7 +136,7 @@ impl Collector {
                 read.push((s, cpu, mem));
             }
         }
-        let mut out = String::new();
+        let mut out = String::with_capacity(read.len() * 2048 + 4096);
         for (name, kind, help, figure, cpu_label) in FAMILIES {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (s, cpu, mem) in &read {

@@ -47,6 +47,69 @@ pub fn container_cgroup(driver: CgroupDriver, parent: &str, id: &str) -> String 
     }
 }
 
+/// What the stats need of a pod, taken from the 10250 snapshot under its lock (small, so a
+/// scrape neither copies the pods' objects nor holds the lock while it reads cgroups).
+#[derive(Debug, Clone, Default)]
+pub struct PodSource {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub qos: String,
+    pub start_time: String,
+    /// Its running containers.
+    pub containers: Vec<ContainerSource>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSource {
+    pub name: String,
+    /// The runtime id.
+    pub id: String,
+    pub started_at: String,
+    pub image: String,
+}
+
+impl PodSource {
+    pub fn of(p: &PodView) -> PodSource {
+        let o = &p.object;
+        let statuses: Vec<&Value> = ["containerStatuses", "initContainerStatuses"]
+            .iter()
+            .flat_map(|k| o["status"][k].as_array().into_iter().flatten())
+            .collect();
+        let containers = p
+            .containers
+            .iter()
+            .filter_map(|c| {
+                let (State::Running, Some(id)) = (&c.state, &c.id) else {
+                    return None;
+                };
+                let status = statuses.iter().find(|s| s["name"] == c.name.as_str());
+                let field = |path: &[&str]| status.map_or("", |s| text_at(s, path)).to_string();
+                Some(ContainerSource {
+                    name: c.name.clone(),
+                    id: id.clone(),
+                    started_at: field(&["state", "running", "startedAt"]),
+                    image: field(&["image"]),
+                })
+            })
+            .collect();
+        PodSource {
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+            uid: p.uid.clone(),
+            qos: text_at(o, &["status", "qosClass"]).to_string(),
+            start_time: text_at(o, &["status", "startTime"]).to_string(),
+            containers,
+        }
+    }
+}
+
+/// The stats sources of a snapshot's pods.
+pub fn sources(pods: &crate::pods::Snapshot) -> Vec<PodSource> {
+    let list = pods.read().unwrap_or_else(|p| p.into_inner());
+    list.iter().map(PodSource::of).collect()
+}
+
 fn host_err(e: host::HostError) -> StatsError {
     match e {
         host::HostError::Read { path, err } => StatsError::Read { path, err },
@@ -191,7 +254,7 @@ impl Collector {
     /// filesystem and process limits, as `?only_cpu_and_memory=true`.
     pub fn summary(
         &self,
-        pods: &[PodView],
+        pods: &[PodSource],
         only_cpu_and_memory: bool,
         now: SystemTime,
     ) -> Result<Summary, StatsError> {
@@ -259,29 +322,16 @@ impl Collector {
         &self,
         rates: &mut Rates,
         seen: &mut HashSet<String>,
-        p: &PodView,
+        p: &PodSource,
         now: SystemTime,
     ) -> Result<PodStats, StatsError> {
-        let o = &p.object;
-        let qos = text_at(o, &["status", "qosClass"]);
-        let parent = layout::cgroup_parent(self.driver, &self.cgroup_root, qos, &p.uid);
-        let statuses: Vec<&Value> = ["containerStatuses", "initContainerStatuses"]
-            .iter()
-            .flat_map(|k| o["status"][k].as_array().into_iter().flatten())
-            .collect();
-        let mut containers = Vec::new();
+        let parent = self.pod_cgroup(p);
+        let mut containers = Vec::with_capacity(p.containers.len());
         for c in &p.containers {
-            let (State::Running, Some(id)) = (&c.state, &c.id) else {
-                continue;
-            };
-            let cg = container_cgroup(self.driver, &parent, id);
-            let started = statuses
-                .iter()
-                .find(|s| s["name"] == c.name.as_str())
-                .map_or("", |s| text_at(s, &["state", "running", "startedAt"]));
+            let cg = container_cgroup(self.driver, &parent, &c.id);
             containers.push(ContainerStats {
                 name: c.name.clone(),
-                start_time: started.to_string(),
+                start_time: c.started_at.clone(),
                 cpu: self.cpu(rates, &cg, now)?,
                 memory: self.memory(&cg, now)?,
             });
@@ -293,13 +343,18 @@ impl Collector {
                 namespace: p.namespace.clone(),
                 uid: p.uid.clone(),
             },
-            start_time: text_at(o, &["status", "startTime"]).to_string(),
+            start_time: p.start_time.clone(),
             cpu: self.cpu(rates, &parent, now)?,
             memory: self.memory(&parent, now)?,
             containers,
         };
         seen.insert(parent);
         Ok(pod)
+    }
+
+    /// The pod's cgroup, as the kubelet names it.
+    fn pod_cgroup(&self, p: &PodSource) -> String {
+        layout::cgroup_parent(self.driver, &self.cgroup_root, &p.qos, &p.uid)
     }
 }
 

@@ -45,7 +45,7 @@ fn proc_files(self_cgroup: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-fn pod() -> PodView {
+fn pod_view() -> PodView {
     PodView::of(json!({
         "metadata": {"namespace": "default", "name": "web", "uid": "u1"},
         "spec": {"containers": [{"name": "app"}, {"name": "done"}]},
@@ -56,6 +56,10 @@ fn pod() -> PodView {
                 {"name": "done", "containerID": "containerd://c2",
                  "state": {"terminated": {"exitCode": 0}}}]}
     }))
+}
+
+fn pod() -> PodSource {
+    PodSource::of(&pod_view())
 }
 
 fn at(secs: u64) -> SystemTime {
@@ -306,10 +310,10 @@ fn cadvisor_series_for_the_root_a_pod_and_its_running_container() {
     ]);
     let (d, roots) = tree(&files);
     let c = Collector::new("n1", roots, d.path(), CgroupDriver::Cgroupfs, "");
-    let mut p = pod();
-    p.object["status"]["containerStatuses"][0]["image"] = json!("docker.io/library/busybox:1.36");
+    let mut v = pod_view();
+    v.object["status"]["containerStatuses"][0]["image"] = json!("docker.io/library/busybox:1.36");
     let text = c
-        .cadvisor(&[p], at(1_796_173_210))
+        .cadvisor(&[PodSource::of(&v)], at(1_796_173_210))
         .unwrap_or_else(|e| panic!("{e}"));
     let ms = 1_796_173_210_000u64;
     let ctr = "container=\"app\",id=\"/kubepods/besteffort/podu1/c1\",image=\"docker.io/library/busybox:1.36\",name=\"c1\",namespace=\"default\",pod=\"web\"";

@@ -45,6 +45,35 @@ pub fn wait_until<T>(
     }
 }
 
+/// `name type samples` per family, as the Prometheus project's own Python parser (Debian's
+/// python3-prometheus-client, which scripts/test installs) reads the exposition; fails the test
+/// when it refuses it.
+pub fn prometheus_families(body: &str) -> Vec<String> {
+    use std::io::Write;
+    let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\nfor f in p(sys.stdin.read()):\n    print(f.name, f.type, len(f.samples))\n";
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("/usr/bin/python3 (install python3-prometheus-client): {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(body.as_bytes())
+            .unwrap_or_else(|e| panic!("write to the parser: {e}"));
+    }
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("prometheus_client parser: {e}"));
+    assert!(
+        out.status.success(),
+        "prometheus_client refused the exposition:\n{}\n{body}",
+        text(&out.stderr)
+    );
+    text(&out.stdout).lines().map(String::from).collect()
+}
+
 /// Runs `tinylet ARGS...`.
 pub fn tinylet(args: &[&str]) -> Output {
     run(Command::new(bin()).args(args))
