@@ -255,3 +255,16 @@ fn random_logs_keep_the_invariants() {
         check_invariants(&log);
     }
 }
+
+/// The fuzzer's find, kept as a regression input: an empty partial entry at the end of the log
+/// (which the runtime never writes) is outside the invariants, terminated or not, and renders
+/// without a panic.
+#[test]
+fn an_unterminated_empty_partial_entry_at_the_end() {
+    let data =
+        b"20\0\0\0\x0000:00Z stderr F \ng0Z stderr F \ngarb\0\0\0\0\0#\0\x001\x01Z stdout P ";
+    check_invariants(data);
+    let mut whole = data.to_vec();
+    whole.push(b'\n');
+    check_invariants(&whole);
+}
