@@ -516,7 +516,7 @@ pub fn check_invariants(data: &[u8]) {
     let well_formed = data.split(|c| *c == b'\n').all(|l| {
         l.is_empty()
             || parse_line(l, 0)
-                .is_ok_and(|p| !p.message.contains(&b'\n') && !(p.partial && p.message.is_empty()))
+                .is_ok_and(|p| !(p.message.contains(&b'\n') || p.partial && p.message.is_empty()))
     });
     if !well_formed {
         return;
