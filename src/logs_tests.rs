@@ -268,3 +268,16 @@ fn an_unterminated_empty_partial_entry_at_the_end() {
     whole.push(b'\n');
     check_invariants(&whole);
 }
+
+/// Every seed of the fuzz corpus (the fuzzer's finds among them) holds the invariants.
+#[test]
+fn the_fuzz_corpus_holds_the_invariants() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/logs");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = e.unwrap_or_else(|e| panic!("{e}")).path();
+        check_invariants(&std::fs::read(&path).unwrap_or_else(|e| panic!("{e}")));
+        n += 1;
+    }
+    assert!(n >= 4, "{n} seeds in {}", dir.display());
+}
