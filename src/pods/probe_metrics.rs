@@ -49,11 +49,7 @@ impl ProbeCounts {
 
     /// The Prometheus text of `/metrics/probes`.
     pub fn render(&self) -> String {
-        let e = |v: &str| {
-            v.replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n")
-        };
+        let e = crate::stats::resource::escape;
         let mut out = String::from(
             "# HELP prober_probe_total [BETA] Cumulative number of a liveness, readiness or startup probe for a container by result.\n# TYPE prober_probe_total counter\n",
         );

@@ -10,7 +10,7 @@ use super::summary::{CpuStats, MemoryStats, Summary};
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A label value escaped for the text format.
-pub(super) fn escape(v: &str) -> String {
+pub fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
