@@ -11,6 +11,7 @@ pub mod log;
 pub mod logs;
 pub mod node;
 pub mod pods;
+pub mod prom;
 pub mod server;
 pub mod stats;
 pub mod stop;

@@ -297,19 +297,20 @@ fn parse_with_prometheus_client(body: &str) -> Vec<String> {
 /// The Prometheus text exposition format, checked line by line: every sample belongs to a family
 /// announced by HELP and TYPE, names and label sets are well-formed, values are numbers.
 fn check_prometheus_text(body: &str) {
-    let mut typed = std::collections::HashSet::new();
+    let mut typed = std::collections::HashMap::new();
     for line in body.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let mut p = rest.split_whitespace();
             let name = p.next().unwrap_or("");
+            let kind = p.next().unwrap_or("");
             assert!(
                 matches!(
-                    p.next(),
-                    Some("counter" | "gauge" | "histogram" | "summary" | "untyped")
+                    kind,
+                    "counter" | "gauge" | "histogram" | "summary" | "untyped"
                 ),
                 "{line}"
             );
-            typed.insert(name.to_string());
+            typed.insert(name.to_string(), kind.to_string());
             continue;
         }
         if line.starts_with("# HELP ") || line.is_empty() {
@@ -327,7 +328,17 @@ fn check_prometheus_text(body: &str) {
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
             "name in {line}"
         );
-        assert!(typed.contains(name), "{name} has no TYPE line");
+        // A histogram's (or summary's) samples are its name with _bucket, _sum or _count.
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .filter_map(|s| name.strip_suffix(s))
+            .find(|b| {
+                typed
+                    .get(*b)
+                    .is_some_and(|k| k == "histogram" || k == "summary")
+            })
+            .unwrap_or(name);
+        assert!(typed.contains_key(family), "{name} has no TYPE line");
         if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
             assert!(
                 labels.starts_with('{') && labels.ends_with('}'),

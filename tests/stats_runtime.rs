@@ -38,6 +38,7 @@ mod upstream {
         pub cpu: Option<CpuStats>,
         pub memory: Option<MemoryStats>,
         pub fs: Option<FsStats>,
+        pub network: Option<NetworkStats>,
         pub rlimit: Option<RlimitStats>,
     }
 
@@ -49,6 +50,30 @@ mod upstream {
         pub containers: Vec<ContainerStats>,
         pub cpu: Option<CpuStats>,
         pub memory: Option<MemoryStats>,
+        pub network: Option<NetworkStats>,
+    }
+
+    /// `InterfaceStats` is inline (`json:",inline"`): its fields are spelled out here.
+    #[derive(Deserialize, Debug, Clone)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct NetworkStats {
+        pub time: String,
+        pub name: String,
+        pub rx_bytes: Option<u64>,
+        pub rx_errors: Option<u64>,
+        pub tx_bytes: Option<u64>,
+        pub tx_errors: Option<u64>,
+        pub interfaces: Option<Vec<InterfaceStats>>,
+    }
+
+    #[derive(Deserialize, Debug, Clone)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct InterfaceStats {
+        pub name: String,
+        pub rx_bytes: Option<u64>,
+        pub rx_errors: Option<u64>,
+        pub tx_bytes: Option<u64>,
+        pub tx_errors: Option<u64>,
     }
 
     #[derive(Deserialize, Debug)]
@@ -291,9 +316,37 @@ fn summary_and_resource_metrics_of_real_pods() {
         "2026-12-02T00:00:00Z".len()
     );
 
+    // Network: the pod's eth0 from its sandbox's namespace, held to what the pod itself reads
+    // there a moment later (counters only grow; the probe traffic is small).
+    let net = idle.network.clone().expect("idle's network");
+    assert_eq!(net.name, "eth0", "{net:?}");
+    let names: Vec<&str> = net
+        .interfaces
+        .iter()
+        .flatten()
+        .map(|i| i.name.as_str())
+        .collect();
+    assert_eq!(names, ["eth0"], "no loopback");
+    let served_rx = net.rx_bytes.expect("rxBytes");
+    let dev = seed.kubectl(&["exec", "idle", "--", "cat", "/proc/net/dev"]);
+    let inside: u64 = dev
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("eth0:"))
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no eth0 in the pod's /proc/net/dev:\n{dev}"));
+    assert!(
+        inside >= served_rx && inside - served_rx < 1 << 20,
+        "eth0 rx: served {served_rx}, the pod reads {inside}"
+    );
+    assert!(
+        n.network.as_ref().is_some_and(|n| n.interfaces.is_some()),
+        "the node's network"
+    );
+
     // only_cpu_and_memory: no filesystems, no process limits.
     let small = summary(true);
     assert!(small.node.fs.is_none() && small.node.rlimit.is_none());
+    assert!(small.pods.iter().all(|p| p.network.is_none()));
     assert!(small.pods.iter().any(|p| p.pod_ref.name == "burn"));
 
     // /metrics/resource, parsed by prometheus_client; the figures metrics-server reads.
@@ -448,6 +501,49 @@ fn summary_and_resource_metrics_of_real_pods() {
         burn_cpu.contains("image=\"docker.io/library/busybox:1.36\"")
             && burn_cpu.contains("namespace=\"default\",pod=\"burn\"}"),
         "{burn_cpu}"
+    );
+    let idle_rx = cadvisor
+        .lines()
+        .find(|l| {
+            l.starts_with("container_network_receive_bytes_total{container=\"\"")
+                && l.contains("interface=\"eth0\"")
+                && l.contains("pod=\"idle\"")
+        })
+        .unwrap_or_else(|| panic!("no network series of idle's sandbox in\n{cadvisor}"));
+    assert!(idle_rx.contains("namespace=\"default\""), "{idle_rx}");
+
+    // /metrics: the kubelet's own series that dashboards read, of this node's runtime.
+    let own = get("/metrics");
+    let families = prometheus_families(&own);
+    for f in [
+        "kubelet_node_name gauge",
+        "kubelet_running_pods gauge",
+        "kubelet_running_containers gauge",
+        "kubelet_pod_start_duration_seconds histogram",
+        "kubelet_runtime_operations counter",
+        "kubelet_runtime_operations_duration_seconds histogram",
+    ] {
+        assert!(
+            families.iter().any(|l| l.starts_with(f)),
+            "no {f} in {families:?}"
+        );
+    }
+    let sample = |series: &str| -> f64 {
+        own.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{own}"))
+    };
+    assert_eq!(sample("kubelet_node_name{node=\"n1\"}"), 1.0);
+    assert!(sample("kubelet_running_pods") >= 2.0);
+    assert!(sample("kubelet_running_containers{container_state=\"running\"}") >= 2.0);
+    assert!(sample("kubelet_pod_start_duration_seconds_count") >= 2.0);
+    assert!(sample("kubelet_runtime_operations_total{operation_type=\"create_container\"}") >= 2.0);
+    assert!(sample("kubelet_runtime_operations_total{operation_type=\"list_podsandbox\"}") >= 1.0);
+    assert!(
+        sample(
+            "kubelet_runtime_operations_duration_seconds_count{operation_type=\"run_podsandbox\"}"
+        ) >= 2.0
     );
     let (code, _) = agent.stop();
     assert_eq!(code, Some(0));

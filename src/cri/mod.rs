@@ -5,6 +5,7 @@
 pub mod api;
 pub(crate) mod conn;
 pub mod grpc;
+pub mod metrics;
 
 use std::io;
 use std::path::PathBuf;
@@ -135,6 +136,7 @@ pub struct Runtime {
     runtime: Arc<Transport>,
     image: Arc<Transport>,
     options: Options,
+    ops: Arc<metrics::Operations>,
 }
 
 impl Runtime {
@@ -179,7 +181,13 @@ impl Runtime {
             runtime: runtime_t,
             image: image_t,
             options,
+            ops: Arc::default(),
         })
+    }
+
+    /// Every call made so far, by operation type (for `/metrics`).
+    pub fn operations(&self) -> Arc<metrics::Operations> {
+        self.ops.clone()
     }
 
     /// The runtime endpoint, for messages.
@@ -188,6 +196,19 @@ impl Runtime {
     }
 
     fn call<Req: Message, Resp: Message + Default>(
+        &self,
+        transport: &Arc<Transport>,
+        method: &'static str,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, CriError> {
+        let t0 = std::time::Instant::now();
+        let answer = self.call_timed(transport, method, request, timeout);
+        self.ops.record(method, t0.elapsed(), answer.is_err());
+        answer
+    }
+
+    fn call_timed<Req: Message, Resp: Message + Default>(
         &self,
         transport: &Arc<Transport>,
         method: &'static str,

@@ -25,6 +25,7 @@ pub mod msg;
 pub mod observe;
 pub mod owner;
 pub mod plan;
+pub mod pod_metrics;
 pub mod probe;
 pub mod probe_metrics;
 pub mod pull;

@@ -25,6 +25,8 @@ pub struct Observations {
     /// When the listing began (ms since the epoch): what a worker saw later wins.
     pub at_ms: u64,
     pub pods: BTreeMap<String, Observed>,
+    /// Running pods and containers by state, for `/metrics`.
+    pub counts: super::pod_metrics::RuntimeCounts,
 }
 
 /// The relist and its status cache.
@@ -89,6 +91,7 @@ impl Observer {
         Ok(Observations {
             at_ms: now_ms,
             pods,
+            counts: super::pod_metrics::RuntimeCounts::of(&s, &c),
         })
     }
 

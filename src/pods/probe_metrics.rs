@@ -49,7 +49,7 @@ impl ProbeCounts {
 
     /// The Prometheus text of `/metrics/probes`.
     pub fn render(&self) -> String {
-        let e = crate::stats::resource::escape;
+        let e = crate::prom::escape;
         let mut out = String::from(
             "# HELP prober_probe_total [BETA] Cumulative number of a liveness, readiness or startup probe for a container by result.\n# TYPE prober_probe_total counter\n",
         );

@@ -31,6 +31,8 @@ pub struct Health {
     last_round: AtomicU64,
     /// Every probe run, for /metrics/probes.
     pub probes: super::probe_metrics::ProbeCounts,
+    /// Running pods and containers, pod start durations, for /metrics.
+    pub pods: super::pod_metrics::PodMetrics,
 }
 
 impl Health {
@@ -74,7 +76,8 @@ pub fn start(
     let cfg = Arc::new(cfg);
     let (tx, rx) = mpsc::channel::<Input>();
     let known = Arc::new(super::gc::Known::default());
-    let mut owner = Owner::new(cfg.clone(), events.clone(), known.clone());
+    let mut owner =
+        Owner::new(cfg.clone(), events.clone(), known.clone()).with_health(health.clone());
     if cfg.api_source {
         owner.restore();
     }
@@ -88,6 +91,7 @@ pub fn start(
     // The observer: a relist every sync period.
     {
         let (tx, cri, stop, cfg) = (tx.clone(), cri.clone(), stop.clone(), cfg.clone());
+        let health = health.clone();
         spawn("pods-observer", move || {
             let mut observer = super::observe::Observer::new(&cfg.root_dir);
             let mut failing = String::new();
@@ -95,6 +99,7 @@ pub fn start(
                 match observer.relist(&*cri, now_ms()) {
                     Ok(o) => {
                         failing.clear();
+                        health.pods.set_counts(o.counts.clone());
                         if tx.send(Input::Observed(o)).is_err() {
                             return;
                         }
@@ -239,11 +244,7 @@ fn run(
                 .store(crate::timefmt::now_secs(), Ordering::Relaxed);
         }
         if owner.take_changed() {
-            let views: Vec<super::view::PodView> = owner
-                .snapshot()
-                .into_iter()
-                .map(super::view::PodView::of)
-                .collect();
+            let views = owner.snapshot();
             health
                 .probes
                 .retain(&views.iter().map(|v| v.uid.as_str()).collect());

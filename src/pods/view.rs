@@ -37,6 +37,8 @@ pub struct PodView {
     pub containers: Vec<ContainerView>,
     /// The API object with the latest status, as `/pods` serves it.
     pub object: Value,
+    /// The runtime id of its newest sandbox (the network stats read its netns).
+    pub sandbox: Option<String>,
 }
 
 /// `containerd://<id>` -> `<id>`.
@@ -94,6 +96,7 @@ impl PodView {
             spec_containers,
             containers,
             object,
+            sandbox: None,
         }
     }
 

@@ -130,6 +130,11 @@ fn describe(u: &User, a: &Attributes) -> String {
 }
 
 impl Auth {
+    /// The node's name (the one node-scoped requests are checked against).
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     pub fn new(node: &str, c: &KubeletConfiguration, kubeconfig: Option<PathBuf>) -> Auth {
         Auth {
             node: node.to_string(),

@@ -1,5 +1,6 @@
 //! The agent's own Prometheus metrics for /metrics: requests by path and code, authn/authz cache
-//! hits, certificate expiry and renewal counters, process figures from /proc/self, build info.
+//! hits, certificate expiry and renewal counters, process figures from /proc/self, build info,
+//! the node's name, running pods and containers, pod start durations and runtime operations.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -81,6 +82,15 @@ impl Metrics {
                     ("git_version", crate::KUBERNETES_VERSION),
                     ("tinylet_version", env!("CARGO_PKG_VERSION")),
                 ]),
+                "1".into(),
+            )],
+        );
+        family(
+            "kubelet_node_name",
+            "gauge",
+            "[ALPHA] The node's name. The count is always 1.",
+            &[(
+                label(&[("node", &crate::prom::escape(state.auth.node()))]),
                 "1".into(),
             )],
         );
@@ -250,6 +260,13 @@ impl Metrics {
                     &[(String::new(), ((u + s) / 100.0).to_string())],
                 );
             }
+        }
+        // The pod machinery's and the runtime client's series, as the kubelet's.
+        if let Some(h) = &state.probes {
+            h.pods.render(&mut o);
+        }
+        if let Some(rt) = &state.runtime {
+            rt.operations().render(&mut o);
         }
         o
     }

@@ -1,5 +1,6 @@
 //! `/metrics/cadvisor`: the cAdvisor series the kubelet serves for the root cgroup, each pod's
-//! cgroup and each running container's (CPU, memory, start and last-seen times) with the
+//! cgroup, each sandbox's and each running container's (CPU, memory, start and last-seen times,
+//! the root's and each sandbox's network by interface) with the
 //! kubelet's labels (`id` the cgroup, `name` the runtime id, `image`, `container`, `pod`,
 //! `namespace`), and the machine's cores and memory, in cAdvisor's names and HELP texts.
 
@@ -20,14 +21,21 @@ struct Series {
     namespace: String,
     /// Start time in seconds since the epoch (containers only).
     start: Option<f64>,
+    /// Its network namespace's figures are reported (the root's and each sandbox's).
+    network: bool,
 }
 
 impl Series {
     fn labels(&self, cpu: bool) -> String {
-        let e = super::resource::escape;
-        let cpu = if cpu { "cpu=\"total\"," } else { "" };
+        self.labels_with(if cpu { "cpu=\"total\"," } else { "" }, "")
+    }
+
+    /// The labels with `extra` (`k="v",`) between container and id, and `iface` (`k="v",`)
+    /// between image and name: the order of the label names.
+    fn labels_with(&self, extra: &str, iface: &str) -> String {
+        let e = crate::prom::escape;
         format!(
-            "{{container=\"{}\",{cpu}id=\"{}\",image=\"{}\",name=\"{}\",namespace=\"{}\",pod=\"{}\"}}",
+            "{{container=\"{}\",{extra}id=\"{}\",image=\"{}\",{iface}name=\"{}\",namespace=\"{}\",pod=\"{}\"}}",
             e(&self.container),
             e(&self.id),
             e(&self.image),
@@ -47,6 +55,7 @@ fn root_series() -> Series {
         pod: String::new(),
         namespace: String::new(),
         start: None,
+        network: true,
     }
 }
 
@@ -91,6 +100,51 @@ const FAMILIES: &[(&str, &str, &str, Figure, bool)] = &[
     ),
 ];
 
+/// cAdvisor's network families: (name, HELP, the figure of an interface).
+type NetFigure = fn(&super::network::Interface) -> u64;
+const NETWORK: &[(&str, &str, NetFigure)] = &[
+    (
+        "container_network_receive_bytes_total",
+        "Cumulative count of bytes received",
+        |i| i.rx_bytes,
+    ),
+    (
+        "container_network_receive_errors_total",
+        "Cumulative count of errors encountered while receiving",
+        |i| i.rx_errors,
+    ),
+    (
+        "container_network_receive_packets_dropped_total",
+        "Cumulative count of packets dropped while receiving",
+        |i| i.rx_dropped,
+    ),
+    (
+        "container_network_receive_packets_total",
+        "Cumulative count of packets received",
+        |i| i.rx_packets,
+    ),
+    (
+        "container_network_transmit_bytes_total",
+        "Cumulative count of bytes transmitted",
+        |i| i.tx_bytes,
+    ),
+    (
+        "container_network_transmit_errors_total",
+        "Cumulative count of errors encountered while transmitting",
+        |i| i.tx_errors,
+    ),
+    (
+        "container_network_transmit_packets_dropped_total",
+        "Cumulative count of packets dropped while transmitting",
+        |i| i.tx_dropped,
+    ),
+    (
+        "container_network_transmit_packets_total",
+        "Cumulative count of packets transmitted",
+        |i| i.tx_packets,
+    ),
+];
+
 impl Collector {
     fn series(&self, pods: &[PodSource]) -> Vec<Series> {
         let mut out = vec![root_series()];
@@ -104,6 +158,7 @@ impl Collector {
                 pod: p.name.clone(),
                 namespace: p.namespace.clone(),
                 start: None,
+                network: false,
             };
             for c in &p.containers {
                 out.push(Series {
@@ -112,6 +167,15 @@ impl Collector {
                     start: crate::timefmt::parse_rfc3339_nanos(&c.started_at)
                         .map(|n| n as f64 / 1e9),
                     ..of_pod(container_cgroup(self.driver, &parent, &c.id), c.id.clone())
+                });
+            }
+            if !p.sandbox.is_empty() {
+                out.push(Series {
+                    network: true,
+                    ..of_pod(
+                        container_cgroup(self.driver, &parent, &p.sandbox),
+                        p.sandbox.clone(),
+                    )
                 });
             }
             out.push(of_pod(parent, String::new()));
@@ -133,13 +197,22 @@ impl Collector {
             let cpu = self.cg.cpu_ns(&s.id)?;
             // A cgroup that is gone (a container that just exited) is not reported.
             if cpu.is_some() || mem.is_some() {
-                read.push((s, cpu, mem));
+                let pid = match s.id.as_str() {
+                    "/" => Some(1),
+                    _ if s.network => self.cg.first_pid(&s.id),
+                    _ => None,
+                };
+                let net = match pid {
+                    Some(pid) => super::network::of_pid(&self.roots.proc_, pid)?,
+                    None => None,
+                };
+                read.push((s, cpu, mem, net));
             }
         }
         let mut out = String::with_capacity(read.len() * 2048 + 4096);
         for (name, kind, help, figure, cpu_label) in FAMILIES {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (s, cpu, mem) in &read {
+            for (s, cpu, mem, _) in &read {
                 if let Some(v) = figure(*cpu, mem.as_ref()) {
                     let _ = writeln!(out, "{name}{} {v} {ms}", s.labels(*cpu_label));
                 }
@@ -157,6 +230,20 @@ impl Collector {
                 ms / 1000
             );
         }
+        for (name, help, figure) in NETWORK {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (s, _, _, net) in &read {
+                for i in net.iter().flatten() {
+                    let iface = format!("interface=\"{}\",", crate::prom::escape(&i.name));
+                    let _ = writeln!(
+                        out,
+                        "{name}{} {} {ms}",
+                        s.labels_with("", &iface),
+                        figure(i)
+                    );
+                }
+            }
+        }
         let _ = writeln!(
             out,
             "# HELP container_start_time_seconds Start time of the container since unix epoch in seconds.\n# TYPE container_start_time_seconds gauge"
@@ -167,7 +254,7 @@ impl Collector {
             }
         }
         let m = host::Machine::read(&self.roots).map_err(super::host_err)?;
-        let e = super::resource::escape;
+        let e = crate::prom::escape;
         let ids = format!(
             "{{boot_id=\"{}\",machine_id=\"{}\",system_uuid=\"{}\"}}",
             e(&m.boot_id),

@@ -185,6 +185,30 @@ impl CgroupFs {
     }
 }
 
+impl CgroupFs {
+    /// A process in `cgroup` or, when it has none of its own (a pod's cgroup), in the first of
+    /// its child cgroups that has one: for the network namespace it runs in.
+    pub fn first_pid(&self, cgroup: &str) -> Option<u32> {
+        let dir = self.dir("memory", cgroup);
+        let first = |d: &Path| {
+            std::fs::read_to_string(d.join("cgroup.procs"))
+                .ok()?
+                .lines()
+                .find_map(|l| l.trim().parse::<u32>().ok())
+        };
+        first(&dir).or_else(|| {
+            let mut kids: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .ok()?
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect();
+            kids.sort();
+            kids.iter().find_map(|k| first(k))
+        })
+    }
+}
+
 /// The cgroup a process is in for `controller` (v1), or its unified cgroup (v2: the `0::`
 /// line), from `<proc>/<pid>/cgroup` text.
 pub fn process_cgroup(text: &str, hierarchy: Hierarchy, controller: &str) -> Option<String> {

@@ -1,9 +1,10 @@
 //! Node, pod and container stats read from cgroupfs and /proc (injected roots), served as the
-//! kubelet's `/stats/summary` and `/metrics/resource`: CPU time and rate, memory, the node's
-//! filesystem and process limits.
+//! kubelet's `/stats/summary` and `/metrics/resource`: CPU time and rate, memory, network (each
+//! pod's sandbox netns), the node's filesystem and process limits.
 
 pub mod cadvisor;
 pub mod cgroup;
+pub mod network;
 pub mod resource;
 pub mod summary;
 
@@ -58,6 +59,8 @@ pub struct PodSource {
     pub start_time: String,
     /// Its running containers.
     pub containers: Vec<ContainerSource>,
+    /// Its sandbox's runtime id (empty when none is known).
+    pub sandbox: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -100,6 +103,7 @@ impl PodSource {
             qos: text_at(o, &["status", "qosClass"]).to_string(),
             start_time: text_at(o, &["status", "startTime"]).to_string(),
             containers,
+            sandbox: p.sandbox.clone().unwrap_or_default(),
         }
     }
 }
@@ -284,6 +288,7 @@ impl Collector {
             cpu: self.cpu(&mut rates, "/", now)?,
             memory: Some(MemoryStats::of(&self.node_memory()?, &time)),
             fs: None,
+            network: None,
             rlimit: None,
         };
         seen.insert("/".into());
@@ -304,6 +309,7 @@ impl Collector {
                 inodes: f.inodes,
                 inodes_used: f.inodes.saturating_sub(f.inodes_free),
             });
+            node.network = self.network(1, &time)?;
             node.rlimit = Some(RlimitStats {
                 time: time.clone(),
                 maxpid: obs.pid_max.min(threads_max),
@@ -312,7 +318,7 @@ impl Collector {
         }
         let mut out = Vec::with_capacity(pods.len());
         for p in pods {
-            out.push(self.pod(&mut rates, &mut seen, p, now)?);
+            out.push(self.pod(&mut rates, &mut seen, p, only_cpu_and_memory, now)?);
         }
         rates.retain(&seen);
         Ok(Summary { node, pods: out })
@@ -323,6 +329,7 @@ impl Collector {
         rates: &mut Rates,
         seen: &mut HashSet<String>,
         p: &PodSource,
+        only_cpu_and_memory: bool,
         now: SystemTime,
     ) -> Result<PodStats, StatsError> {
         let parent = self.pod_cgroup(p);
@@ -346,10 +353,34 @@ impl Collector {
             start_time: p.start_time.clone(),
             cpu: self.cpu(rates, &parent, now)?,
             memory: self.memory(&parent, now)?,
+            network: match only_cpu_and_memory {
+                true => None,
+                false => match self.sandbox_pid(p, &parent) {
+                    Some(pid) => self.network(pid, &rfc3339(now))?,
+                    None => None,
+                },
+            },
             containers,
         };
         seen.insert(parent);
         Ok(pod)
+    }
+
+    /// A process in the pod's network namespace: its sandbox's, or any of its containers'.
+    fn sandbox_pid(&self, p: &PodSource, parent: &str) -> Option<u32> {
+        let sandbox = (!p.sandbox.is_empty())
+            .then(|| {
+                self.cg
+                    .first_pid(&container_cgroup(self.driver, parent, &p.sandbox))
+            })
+            .flatten();
+        sandbox.or_else(|| self.cg.first_pid(parent))
+    }
+
+    /// The network figures of process `pid`'s namespace (None once it is gone).
+    fn network(&self, pid: u32, time: &str) -> Result<Option<summary::NetworkStats>, StatsError> {
+        Ok(network::of_pid(&self.roots.proc_, pid)?
+            .map(|ifs| summary::NetworkStats::of(&ifs, time)))
     }
 
     /// The pod's cgroup, as the kubelet names it.

@@ -9,12 +9,7 @@ use super::summary::{CpuStats, MemoryStats, Summary};
 /// The text's content type, as the kubelet's (Prometheus text 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// A label value escaped for the text format.
-pub fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
+use crate::prom::escape;
 
 /// RFC 3339 (seconds or finer, `Z`) as milliseconds since the epoch.
 fn millis(t: &str) -> Option<i64> {

@@ -27,6 +27,8 @@ pub struct NodeStats {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fs: Option<FsStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rlimit: Option<RlimitStats>,
 }
 
@@ -40,6 +42,8 @@ pub struct PodStats {
     pub cpu: Option<CpuStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkStats>,
 }
 
 #[derive(Debug, Serialize, Default, Clone)]
@@ -106,6 +110,54 @@ pub struct FsStats {
     pub inodes_free: u64,
     pub inodes: u64,
     pub inodes_used: u64,
+}
+
+/// A network namespace's interfaces, `eth0` (the kubelet's default interface) inline.
+#[derive(Debug, Serialize, Default, Clone, PartialEq)]
+pub struct NetworkStats {
+    pub time: String,
+    #[serde(flatten)]
+    pub default: InterfaceStats,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<InterfaceStats>,
+}
+
+#[derive(Debug, Serialize, Default, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InterfaceStats {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rx_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rx_errors: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx_errors: Option<u64>,
+}
+
+impl NetworkStats {
+    pub fn of(ifs: &[super::network::Interface], time: &str) -> NetworkStats {
+        let all: Vec<InterfaceStats> = ifs
+            .iter()
+            .map(|i| InterfaceStats {
+                name: i.name.clone(),
+                rx_bytes: Some(i.rx_bytes),
+                rx_errors: Some(i.rx_errors),
+                tx_bytes: Some(i.tx_bytes),
+                tx_errors: Some(i.tx_errors),
+            })
+            .collect();
+        NetworkStats {
+            time: time.to_string(),
+            default: all
+                .iter()
+                .find(|i| i.name == "eth0")
+                .cloned()
+                .unwrap_or_default(),
+            interfaces: all,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Default, Clone, PartialEq)]

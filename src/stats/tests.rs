@@ -350,3 +350,96 @@ fn cadvisor_series_for_the_root_a_pod_and_its_running_container() {
         "the terminated container is not reported"
     );
 }
+
+const NET_DEV: &str = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0
+";
+
+fn net_dev(iface: &str, rx: u64, tx: u64) -> String {
+    format!("{NET_DEV}{iface}: {rx} 10 1 2 0 0 0 0 {tx} 20 3 4 0 0 0 0\n")
+}
+
+/// Network figures: the node's from PID 1's namespace, a pod's from its sandbox's process (or,
+/// with no sandbox known, any process of the pod), on the summary and as cAdvisor series.
+#[test]
+fn network_of_the_node_and_of_each_sandbox() {
+    let mut files = proc_files("0::/\n");
+    let cg = |p: &str, c: &str| (format!("cgroup/{p}"), c.to_string());
+    let pd = "kubepods/besteffort/podu1";
+    files.extend([
+        ("proc/1/net/dev".to_string(), net_dev("ens3", 5000, 6000)),
+        ("proc/42/net/dev".to_string(), net_dev("eth0", 700, 800)),
+        ("proc/43/net/dev".to_string(), net_dev("eth0", 1, 2)),
+        cg("cpuacct/cpuacct.usage", "9000000000\n"),
+        cg("memory/memory.usage_in_bytes", "4096\n"),
+        cg(&format!("memory/{pd}/memory.usage_in_bytes"), "200000\n"),
+        cg(&format!("memory/{pd}/cgroup.procs"), ""),
+        cg(&format!("memory/{pd}/c1/cgroup.procs"), "43\n"),
+        cg(&format!("memory/{pd}/sb1/cgroup.procs"), "42\n44\n"),
+        cg(&format!("cpuacct/{pd}/sb1/cpuacct.usage"), "1000\n"),
+        cg(&format!("memory/{pd}/sb1/memory.usage_in_bytes"), "4096\n"),
+    ]);
+    let (d, roots) = tree(&files);
+    let c = Collector::new("n1", roots, d.path(), CgroupDriver::Cgroupfs, "");
+    let mut with_sandbox = pod_view();
+    with_sandbox.sandbox = Some("sb1".into());
+    let s = c
+        .summary(&[PodSource::of(&with_sandbox)], false, at(1_796_173_210))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let v = serde_json::to_value(&s).unwrap_or_default();
+    let node = &v["node"]["network"];
+    assert_eq!(node["name"], "", "no eth0 on the node: {node}");
+    assert_eq!(
+        node["interfaces"],
+        json!([{"name": "ens3", "rxBytes": 5000, "rxErrors": 1, "txBytes": 6000, "txErrors": 3}])
+    );
+    let net = &v["pods"][0]["network"];
+    assert_eq!(
+        (
+            net["name"].as_str(),
+            net["rxBytes"].as_u64(),
+            net["txBytes"].as_u64()
+        ),
+        (Some("eth0"), Some(700), Some(800)),
+        "eth0 of the sandbox's process, inline: {net}"
+    );
+    assert_eq!(net["time"], "2026-12-02T01:00:10Z");
+    // No sandbox known: a container's process shares the pod's namespace.
+    let s = c
+        .summary(&[pod()], false, at(1_796_173_211))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let net = s.pods[0].network.clone().unwrap_or_default();
+    assert_eq!(net.default.rx_bytes, Some(1), "c1's process (43): {net:?}");
+    // Only cpu and memory: no network.
+    let s = c
+        .summary(&[PodSource::of(&with_sandbox)], true, at(1_796_173_212))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(s.pods[0].network.is_none() && s.node.network.is_none());
+
+    let text = c
+        .cadvisor(&[PodSource::of(&with_sandbox)], at(1_796_173_210))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ms = 1_796_173_210_000u64;
+    for line in [
+        "# TYPE container_network_receive_bytes_total counter".to_string(),
+        format!(
+            "container_network_receive_bytes_total{{container=\"\",id=\"/{pd}/sb1\",image=\"\",interface=\"eth0\",name=\"sb1\",namespace=\"default\",pod=\"web\"}} 700 {ms}"
+        ),
+        format!(
+            "container_network_transmit_packets_dropped_total{{container=\"\",id=\"/{pd}/sb1\",image=\"\",interface=\"eth0\",name=\"sb1\",namespace=\"default\",pod=\"web\"}} 4 {ms}"
+        ),
+        format!(
+            "container_network_receive_bytes_total{{container=\"\",id=\"/\",image=\"\",interface=\"ens3\",name=\"\",namespace=\"\",pod=\"\"}} 5000 {ms}"
+        ),
+        format!(
+            "container_memory_usage_bytes{{container=\"\",id=\"/{pd}/sb1\",image=\"\",name=\"sb1\",namespace=\"default\",pod=\"web\"}} 4096 {ms}"
+        ),
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line:?} in\n{text}"
+        );
+    }
+    assert!(!text.contains("interface=\"lo\""), "loopback is left out");
+}

@@ -47,9 +47,11 @@ pub fn wait_until<T>(
 
 /// `name type samples` per family, as the Prometheus project's own Python parser (Debian's
 /// python3-prometheus-client, which scripts/test installs) reads the exposition; fails the test
-/// when it refuses it.
+/// when it refuses it, or when `promtool check metrics` (built by scripts/upstream) reports a
+/// problem.
 pub fn prometheus_families(body: &str) -> Vec<String> {
     use std::io::Write;
+    promtool_check(body);
     let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\nfor f in p(sys.stdin.read()):\n    print(f.name, f.type, len(f.samples))\n";
     let mut child = Command::new("/usr/bin/python3")
         .args(["-c", script])
@@ -72,6 +74,33 @@ pub fn prometheus_families(body: &str) -> Vec<String> {
         text(&out.stderr)
     );
     text(&out.stdout).lines().map(String::from).collect()
+}
+
+/// `promtool check metrics` on `body`: the Prometheus server's own parser and linter (names,
+/// units, types, HELP, duplicates); fails the test with what it says.
+pub fn promtool_check(body: &str) {
+    use std::io::Write;
+    let mut child = Command::new(upstream::bin("promtool"))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("promtool: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(body.as_bytes())
+            .unwrap_or_else(|e| panic!("write to promtool: {e}"));
+    }
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("promtool: {e}"));
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{body}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
 }
 
 /// Runs `tinylet ARGS...`.

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::config::Config;
 use super::error::Reason;
@@ -73,6 +73,9 @@ struct Entry {
     /// A static pod's mirror is not created again before this (ms since the epoch).
     mirror_retry: u64,
     mirror_in_flight: bool,
+    /// When the agent first saw the pod, still Pending (ms since the epoch); taken when its
+    /// status first says Running (`kubelet_pod_start_duration_seconds`) or it ends.
+    first_seen_ms: Option<u64>,
 }
 
 pub struct Owner {
@@ -89,6 +92,8 @@ pub struct Owner {
     known: Arc<super::gc::Known>,
     /// The published pods changed.
     changed: bool,
+    /// Where pod start durations are recorded.
+    health: Arc<super::runner::Health>,
 }
 
 impl Owner {
@@ -102,7 +107,14 @@ impl Owner {
             events,
             known,
             changed: true,
+            health: Arc::default(),
         }
+    }
+
+    /// Records pod start durations in `health`.
+    pub fn with_health(mut self, health: Arc<super::runner::Health>) -> Owner {
+        self.health = health;
+        self
     }
 
     fn sources_known(&self) -> bool {
@@ -139,8 +151,9 @@ impl Owner {
     pub fn restore(&mut self) {
         let pods = super::checkpoint::restore(&self.cfg.root_dir);
         let n = pods.len();
+        let now = super::execute::now_ms();
         for p in pods {
-            self.upsert(p);
+            self.upsert(p, now);
         }
         if n > 0 {
             info!("restored {n} pod(s) from checkpoints; the API server's list will replace them");
@@ -150,11 +163,15 @@ impl Owner {
     /// Takes one input; the work it causes at once.
     pub fn take(&mut self, input: Input, now_ms: u64) -> Vec<Work> {
         match input {
-            Input::Source(m) => self.take_msg(m),
+            Input::Source(m) => self.take_msg(m, now_ms),
             Input::Observed(o) => {
                 for (uid, e) in &mut self.pods {
                     if o.at_ms >= e.obs_at {
-                        e.obs = o.pods.get(uid).cloned().unwrap_or_default();
+                        let obs = o.pods.get(uid).cloned().unwrap_or_default();
+                        let id = |o: &Observed| o.sandbox.as_ref().map(|s| s.id.clone());
+                        // The published view carries the sandbox (for its network stats).
+                        self.changed |= id(&obs) != id(&e.obs);
+                        e.obs = obs;
                         e.obs_at = o.at_ms;
                     }
                 }
@@ -169,7 +186,7 @@ impl Owner {
         }
     }
 
-    fn take_msg(&mut self, m: Msg) -> Vec<Work> {
+    fn take_msg(&mut self, m: Msg, now_ms: u64) -> Vec<Work> {
         match m {
             Msg::Listed(pods) => {
                 let (mirrors, pods): (Vec<Pod>, Vec<Pod>) =
@@ -179,7 +196,7 @@ impl Owner {
                 self.pods
                     .retain(|uid, e| files::is_static(&e.pod) || keep.contains(uid));
                 for p in pods {
-                    self.upsert(p);
+                    self.upsert(p, now_ms);
                 }
                 self.listed = true;
                 self.set_known();
@@ -198,7 +215,7 @@ impl Owner {
                 Vec::new()
             }
             Msg::Upsert(p) => {
-                self.upsert(*p);
+                self.upsert(*p, now_ms);
                 Vec::new()
             }
             Msg::Removed { uid } => {
@@ -227,7 +244,7 @@ impl Owner {
                 }
                 for p in pods {
                     if !self.pods.contains_key(&p.metadata.uid) {
-                        self.upsert(p);
+                        self.upsert(p, now_ms);
                     }
                 }
                 self.static_read = true;
@@ -237,7 +254,7 @@ impl Owner {
         }
     }
 
-    fn upsert(&mut self, pod: Pod) {
+    fn upsert(&mut self, pod: Pod, now_ms: u64) {
         let uid = pod.metadata.uid.clone();
         // Written when the pod changed in what a restore needs, not on every status echo (each
         // status write comes back through the watch; the node's storage may be flash).
@@ -299,6 +316,7 @@ impl Owner {
                 );
             }
         }
+        let first_seen_ms = (fresh && rejected.is_none()).then_some(now_ms);
         let state = PodState::new(&pod, &Civil::now().rfc3339(), rejected);
         self.pods.insert(
             uid,
@@ -317,6 +335,7 @@ impl Owner {
                 status_error: String::new(),
                 mirror_retry: 0,
                 mirror_in_flight: false,
+                first_seen_ms,
             },
         );
         self.set_known();
@@ -467,7 +486,7 @@ impl Owner {
     /// The pods with their latest status, for the 10250 API. A static pod whose manifest
     /// changed is, for a while, two pods of one name: the old one stopping and its successor;
     /// the API (logs, exec) sees the successor.
-    pub fn snapshot(&self) -> Vec<Value> {
+    pub fn snapshot(&self) -> Vec<super::view::PodView> {
         let superseded = |e: &Entry| {
             e.pod.deleting()
                 && self
@@ -481,7 +500,10 @@ impl Owner {
             .map(|e| {
                 let mut v = e.pod.raw.clone();
                 v["status"] = e.pod.status.clone();
-                v
+                super::view::PodView {
+                    sandbox: e.obs.sandbox.as_ref().map(|s| s.id.clone()),
+                    ..super::view::PodView::of(v)
+                }
             })
             .collect()
     }

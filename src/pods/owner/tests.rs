@@ -169,6 +169,8 @@ fn a_pod_runs_and_its_status_is_written() {
     assert_eq!(h.cri.count("RunPodSandbox"), 1, "one sandbox");
     let st = h.status("web");
     assert_eq!(st["phase"], "Running", "{st}");
+    // Its start is timed (once: see the end).
+    assert_eq!(pod_starts(&h), "1");
     assert!(
         st["containerStatuses"][0]["state"]["running"].is_object(),
         "{st}"
@@ -190,6 +192,16 @@ fn a_pod_runs_and_its_status_is_written() {
         (h.api.writes("patch").len(), h.cri.count("CreateContainer")),
         (writes, creates)
     );
+    assert_eq!(pod_starts(&h), "1");
+}
+
+fn pod_starts(h: &Harness) -> String {
+    let mut out = String::new();
+    h.owner.health.pods.render(&mut out);
+    out.lines()
+        .find_map(|l| l.strip_prefix("kubelet_pod_start_duration_seconds_count "))
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[test]
@@ -262,6 +274,7 @@ fn a_pod_past_the_node_is_rejected_without_a_sandbox() {
         (Some("Failed"), Some("OutOfcpu"))
     );
     assert_eq!(h.cri.count("RunPodSandbox"), 0);
+    assert_eq!(pod_starts(&h), "0", "a rejected pod never starts");
 }
 
 /// A configMap volume comes from the API; while it is missing the pod waits (the volume

@@ -49,6 +49,16 @@ impl Owner {
             &self.cfg.host_ip,
             now_ms,
         );
+        match next["phase"].as_str() {
+            Some("Running") => {
+                if let Some(seen) = e.first_seen_ms.take() {
+                    let secs = now_ms.saturating_sub(seen) as f64 / 1000.0;
+                    self.health.pods.pod_started(secs);
+                }
+            }
+            Some("Succeeded" | "Failed") => e.first_seen_ms = None,
+            _ => {}
+        }
         let key = e.pod.key();
         let (base, target_uid, mirror) = if files::is_static(&e.pod) {
             match self.mirrors.get(&key).filter(|m| files::mirrors(m, &e.pod)) {
