@@ -470,6 +470,13 @@ fn summary_and_resource_metrics_of_real_pods() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no {series} in\n{probes}"));
     assert!(runs >= 2, "{runs} readiness runs");
+    let timed = "prober_probe_duration_seconds_count{container=\"c\",namespace=\"default\",pod=\"idle\",probe_type=\"Readiness\"} ";
+    let timed_runs: u64 = probes
+        .lines()
+        .find_map(|l| l.strip_prefix(timed))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {timed} in\n{probes}"));
+    assert!(timed_runs >= 2, "{timed_runs} timed readiness runs");
 
     // /metrics/cadvisor: the series dashboards read, with cAdvisor's labels.
     let cadvisor = get("/metrics/cadvisor");
@@ -501,6 +508,22 @@ fn summary_and_resource_metrics_of_real_pods() {
         burn_cpu.contains("image=\"docker.io/library/busybox:1.36\"")
             && burn_cpu.contains("namespace=\"default\",pod=\"burn\"}"),
         "{burn_cpu}"
+    );
+    // The settings of the CRI's cgroup: requests.cpu 100m is 102 shares, no limit no quota.
+    let burn_shares = cadvisor
+        .lines()
+        .find(|l| {
+            l.starts_with("container_spec_cpu_shares{container=\"c\"")
+                && l.contains(&format!("name=\"{id}\""))
+        })
+        .unwrap_or_else(|| panic!("no container_spec_cpu_shares of burn in\n{cadvisor}"));
+    assert!(burn_shares.ends_with("} 102"), "{burn_shares}");
+    assert!(
+        !cadvisor
+            .lines()
+            .any(|l| l.starts_with("container_spec_cpu_quota")
+                && l.contains(&format!("name=\"{id}\""))),
+        "burn has no CPU limit"
     );
     let idle_rx = cadvisor
         .lines()

@@ -290,6 +290,8 @@ pub struct Job {
 pub struct Done {
     pub job: Job,
     pub outcome: Outcome,
+    /// How long the probe took.
+    pub took: Duration,
 }
 
 /// `n` threads running probe jobs (each bounded by its timeout) until the job sender is
@@ -313,6 +315,7 @@ pub fn workers(
                     let Ok(job) = next else {
                         return;
                     };
+                    let t0 = std::time::Instant::now();
                     let outcome = run(
                         &job.probe.handler,
                         timeout(&job.probe),
@@ -321,7 +324,8 @@ pub fn workers(
                         &job.pod_ip,
                         &job.ports,
                     );
-                    if !deliver(Done { job, outcome }) {
+                    let took = t0.elapsed();
+                    if !deliver(Done { job, outcome, took }) {
                         return;
                     }
                 }

@@ -143,7 +143,7 @@ pub fn start(
     let probes = {
         let (tx, health) = (tx.clone(), health.clone());
         super::probe::workers(PROBE_WORKERS, cri.clone(), move |d| {
-            health.probes.count(&d.job, &d.outcome);
+            health.probes.count(&d.job, &d.outcome, d.took);
             tx.send(Input::Probed(d)).is_ok()
         })
     };

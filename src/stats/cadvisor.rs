@@ -1,13 +1,14 @@
 //! `/metrics/cadvisor`: the cAdvisor series the kubelet serves for the root cgroup, each pod's
 //! cgroup, each sandbox's and each running container's (CPU, memory, start and last-seen times,
-//! the root's and each sandbox's network by interface) with the
+//! the root's and each sandbox's network by interface, CFS throttling where a quota is set, the
+//! CPU and memory settings) with the
 //! kubelet's labels (`id` the cgroup, `name` the runtime id, `image`, `container`, `pod`,
 //! `namespace`), and the machine's cores and memory, in cAdvisor's names and HELP texts.
 
 use std::fmt::Write;
 use std::time::SystemTime;
 
-use super::cgroup::{Memory, StatsError};
+use super::cgroup::{Memory, Spec, StatsError};
 use super::{Collector, PodSource, container_cgroup, nanos};
 use crate::node::host;
 
@@ -97,6 +98,70 @@ const FAMILIES: &[(&str, &str, &str, Figure, bool)] = &[
         "Current working set in bytes.",
         |_, m| m.map(|m| m.working_set as f64),
         false,
+    ),
+];
+
+/// What one cgroup read gave.
+struct Read<'a> {
+    s: &'a Series,
+    cpu: Option<u64>,
+    mem: Option<Memory>,
+    net: Option<Vec<super::network::Interface>>,
+    spec: Option<Spec>,
+}
+
+/// cAdvisor's CFS families: (name, HELP, the figure).
+type CfsFigure = fn(&Spec) -> f64;
+const CFS: &[(&str, &str, CfsFigure)] = &[
+    (
+        "container_cpu_cfs_periods_total",
+        "Number of elapsed enforcement period intervals.",
+        |s| s.cfs_periods as f64,
+    ),
+    (
+        "container_cpu_cfs_throttled_periods_total",
+        "Number of throttled period intervals.",
+        |s| s.cfs_throttled_periods as f64,
+    ),
+    (
+        "container_cpu_cfs_throttled_seconds_total",
+        "Total time duration the container has been throttled.",
+        |s| s.cfs_throttled_ns as f64 / 1e9,
+    ),
+];
+
+/// cAdvisor's spec families (no timestamps): (name, HELP, the figure when reported).
+type SpecFigure = fn(&Spec) -> Option<u64>;
+const SPEC: &[(&str, &str, SpecFigure)] = &[
+    (
+        "container_spec_cpu_period",
+        "CPU period of the container.",
+        |s| Some(s.cpu_period),
+    ),
+    (
+        "container_spec_cpu_quota",
+        "CPU quota of the container.",
+        |s| (s.cpu_quota != 0).then_some(s.cpu_quota),
+    ),
+    (
+        "container_spec_cpu_shares",
+        "CPU share of the container.",
+        |s| Some(s.cpu_shares),
+    ),
+    (
+        "container_spec_memory_limit_bytes",
+        "Memory limit for the container.",
+        |s| Some(s.memory_limit),
+    ),
+    (
+        "container_spec_memory_reservation_limit_bytes",
+        "Memory reservation limit for the container.",
+        |s| Some(s.memory_reservation),
+    ),
+    (
+        "container_spec_memory_swap_limit_bytes",
+        "Memory swap limit for the container.",
+        |s| Some(s.memory_swap_limit),
     ),
 ];
 
@@ -206,15 +271,31 @@ impl Collector {
                     Some(pid) => super::network::of_pid(&self.roots.proc_, pid)?,
                     None => None,
                 };
-                read.push((s, cpu, mem, net));
+                let spec = self.cg.spec(&s.id)?;
+                read.push(Read {
+                    s,
+                    cpu,
+                    mem,
+                    net,
+                    spec,
+                });
             }
         }
         let mut out = String::with_capacity(read.len() * 2048 + 4096);
         for (name, kind, help, figure, cpu_label) in FAMILIES {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (s, cpu, mem, _) in &read {
-                if let Some(v) = figure(*cpu, mem.as_ref()) {
-                    let _ = writeln!(out, "{name}{} {v} {ms}", s.labels(*cpu_label));
+            for r in &read {
+                if let Some(v) = figure(r.cpu, r.mem.as_ref()) {
+                    let _ = writeln!(out, "{name}{} {v} {ms}", r.s.labels(*cpu_label));
+                }
+            }
+        }
+        // CFS throttling, where a quota is set (cAdvisor's condition).
+        for (name, help, figure) in CFS {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for r in &read {
+                if let Some(sp) = r.spec.filter(|sp| sp.cpu_quota != 0) {
+                    let _ = writeln!(out, "{name}{} {} {ms}", r.s.labels(false), figure(&sp));
                 }
             }
         }
@@ -222,17 +303,17 @@ impl Collector {
             out,
             "# HELP container_last_seen Last time a container was seen by the exporter\n# TYPE container_last_seen gauge"
         );
-        for (s, ..) in &read {
+        for r in &read {
             let _ = writeln!(
                 out,
                 "container_last_seen{} {} {ms}",
-                s.labels(false),
+                r.s.labels(false),
                 ms / 1000
             );
         }
         for (name, help, figure) in NETWORK {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (s, _, _, net) in &read {
+            for Read { s, net, .. } in &read {
                 for i in net.iter().flatten() {
                     let iface = format!("interface=\"{}\",", crate::prom::escape(&i.name));
                     let _ = writeln!(
@@ -248,9 +329,17 @@ impl Collector {
             out,
             "# HELP container_start_time_seconds Start time of the container since unix epoch in seconds.\n# TYPE container_start_time_seconds gauge"
         );
-        for (s, ..) in &read {
-            if let Some(t) = s.start {
-                let _ = writeln!(out, "container_start_time_seconds{} {t}", s.labels(false));
+        for r in &read {
+            if let Some(t) = r.s.start {
+                let _ = writeln!(out, "container_start_time_seconds{} {t}", r.s.labels(false));
+            }
+        }
+        for (name, help, figure) in SPEC {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for r in &read {
+                if let Some(v) = r.spec.as_ref().and_then(figure) {
+                    let _ = writeln!(out, "{name}{} {v}", r.s.labels(false));
+                }
             }
         }
         let m = host::Machine::read(&self.roots).map_err(super::host_err)?;

@@ -185,7 +185,79 @@ impl CgroupFs {
     }
 }
 
+/// A cgroup's CPU and memory settings and CFS throttling, as cAdvisor's spec and CFS figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Spec {
+    /// CFS period in microseconds.
+    pub cpu_period: u64,
+    /// CFS quota in microseconds; 0 when unlimited.
+    pub cpu_quota: u64,
+    /// v1 `cpu.shares`; v2 `cpu.weight` converted to shares.
+    pub cpu_shares: u64,
+    pub cfs_periods: u64,
+    pub cfs_throttled_periods: u64,
+    pub cfs_throttled_ns: u64,
+    /// Memory limits in bytes; 0 when unlimited (cAdvisor's specMemoryValue).
+    pub memory_limit: u64,
+    pub memory_swap_limit: u64,
+    pub memory_reservation: u64,
+}
+
+/// A limit file's value; "max", absent, or above 1<<62 is 0 (unlimited).
+fn limit_value(text: Option<String>) -> u64 {
+    text.and_then(|t| t.trim().parse::<u64>().ok())
+        .filter(|v| *v <= UNLIMITED)
+        .unwrap_or(0)
+}
+
 impl CgroupFs {
+    /// The cgroup's settings and throttling; None when its CPU controller directory is gone.
+    pub fn spec(&self, cgroup: &str) -> Result<Option<Spec>, StatsError> {
+        let cpu = self.dir("cpu", cgroup);
+        if !cpu.is_dir() {
+            return Ok(None);
+        }
+        let mem = self.dir("memory", cgroup);
+        let text = |d: &Path, f: &str| read(&d.join(f));
+        let stat = text(&cpu, "cpu.stat")?.unwrap_or_default();
+        let get = |k: &str| flat_key(&stat, k).unwrap_or(0);
+        let mut s = Spec {
+            cfs_periods: get("nr_periods"),
+            cfs_throttled_periods: get("nr_throttled"),
+            ..Spec::default()
+        };
+        match self.hierarchy {
+            Hierarchy::V1 => {
+                s.cfs_throttled_ns = get("throttled_time");
+                s.cpu_shares = limit_value(text(&cpu, "cpu.shares")?);
+                s.cpu_period = limit_value(text(&cpu, "cpu.cfs_period_us")?);
+                s.cpu_quota = text(&cpu, "cpu.cfs_quota_us")?
+                    .and_then(|q| q.trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+                s.memory_limit = limit_value(text(&mem, "memory.limit_in_bytes")?);
+                s.memory_swap_limit = limit_value(text(&mem, "memory.memsw.limit_in_bytes")?);
+                s.memory_reservation = limit_value(text(&mem, "memory.soft_limit_in_bytes")?);
+            }
+            Hierarchy::V2 => {
+                s.cfs_throttled_ns = get("throttled_usec").saturating_mul(1000);
+                // cAdvisor's convertCPUWeightToCPULimit: [1, 10000] to [2, 262144].
+                s.cpu_shares = text(&cpu, "cpu.weight")?
+                    .and_then(|w| w.trim().parse::<u64>().ok())
+                    .filter(|w| (1..=10000).contains(w))
+                    .map_or(0, |w| 2 + (w - 1) * 262142 / 9999);
+                if let Some(max) = text(&cpu, "cpu.max")? {
+                    let mut f = max.split_whitespace();
+                    s.cpu_quota = f.next().and_then(|q| q.parse().ok()).unwrap_or(0);
+                    s.cpu_period = f.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+                }
+                s.memory_limit = limit_value(text(&mem, "memory.max")?);
+                s.memory_swap_limit = limit_value(text(&mem, "memory.swap.max")?);
+                s.memory_reservation = limit_value(text(&mem, "memory.low")?);
+            }
+        }
+        Ok(Some(s))
+    }
+
     /// A process in `cgroup` or, when it has none of its own (a pod's cgroup), in the first of
     /// its child cgroups that has one: for the network namespace it runs in.
     pub fn first_pid(&self, cgroup: &str) -> Option<u32> {

@@ -351,8 +351,15 @@ impl Collector {
                 uid: p.uid.clone(),
             },
             start_time: p.start_time.clone(),
-            cpu: self.cpu(rates, &parent, now)?,
-            memory: self.memory(&parent, now)?,
+            // No pod cgroup (cgroupsPerQOS: false): the sum of its containers, as the kubelet.
+            cpu: match self.cpu(rates, &parent, now)? {
+                Some(c) => Some(c),
+                None => summary::sum_cpu(&containers, &rfc3339(now)),
+            },
+            memory: match self.memory(&parent, now)? {
+                Some(m) => Some(m),
+                None => summary::sum_memory(&containers, &rfc3339(now)),
+            },
             network: match only_cpu_and_memory {
                 true => None,
                 false => match self.sandbox_pid(p, &parent) {

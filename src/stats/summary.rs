@@ -112,6 +112,35 @@ pub struct FsStats {
     pub inodes_used: u64,
 }
 
+/// The containers' CPU added up (a pod without a cgroup of its own); None when none has any.
+pub fn sum_cpu(containers: &[ContainerStats], time: &str) -> Option<CpuStats> {
+    let cpus: Vec<&CpuStats> = containers.iter().filter_map(|c| c.cpu.as_ref()).collect();
+    (!cpus.is_empty()).then(|| CpuStats {
+        time: time.to_string(),
+        usage_nano_cores: cpus
+            .iter()
+            .try_fold(0u64, |a, c| Some(a + c.usage_nano_cores?)),
+        usage_core_nano_seconds: cpus.iter().map(|c| c.usage_core_nano_seconds).sum(),
+    })
+}
+
+/// The containers' memory added up; no available figure (there is no pod limit to take it from).
+pub fn sum_memory(containers: &[ContainerStats], time: &str) -> Option<MemoryStats> {
+    let mems: Vec<&MemoryStats> = containers
+        .iter()
+        .filter_map(|c| c.memory.as_ref())
+        .collect();
+    (!mems.is_empty()).then(|| MemoryStats {
+        time: time.to_string(),
+        available_bytes: None,
+        usage_bytes: mems.iter().map(|m| m.usage_bytes).sum(),
+        working_set_bytes: mems.iter().map(|m| m.working_set_bytes).sum(),
+        rss_bytes: mems.iter().map(|m| m.rss_bytes).sum(),
+        page_faults: mems.iter().map(|m| m.page_faults).sum(),
+        major_page_faults: mems.iter().map(|m| m.major_page_faults).sum(),
+    })
+}
+
 /// A network namespace's interfaces, `eth0` (the kubelet's default interface) inline.
 #[derive(Debug, Serialize, Default, Clone, PartialEq)]
 pub struct NetworkStats {

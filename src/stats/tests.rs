@@ -443,3 +443,122 @@ fn network_of_the_node_and_of_each_sandbox() {
     }
     assert!(!text.contains("interface=\"lo\""), "loopback is left out");
 }
+
+/// A pod whose cgroup has no figures of its own (no pod cgroup, as with `cgroupsPerQOS: false`)
+/// reports the sum of its containers.
+#[test]
+fn a_pod_without_its_cgroup_sums_its_containers() {
+    let mut files = proc_files("0::/\n");
+    let cg = |p: &str, c: &str| (format!("cgroup/{p}"), c.to_string());
+    let pd = "kubepods/besteffort/podu1";
+    files.extend([
+        cg("cpuacct/cpuacct.usage", "9000000000\n"),
+        cg("memory/memory.usage_in_bytes", "4096\n"),
+        cg(&format!("cpuacct/{pd}/c1/cpuacct.usage"), "1000\n"),
+        cg(&format!("memory/{pd}/c1/memory.usage_in_bytes"), "100\n"),
+        cg(&format!("cpuacct/{pd}/c3/cpuacct.usage"), "2000\n"),
+        cg(&format!("memory/{pd}/c3/memory.usage_in_bytes"), "300\n"),
+    ]);
+    let (d, roots) = tree(&files);
+    let c = Collector::new("n1", roots, d.path(), CgroupDriver::Cgroupfs, "");
+    let mut v = pod_view();
+    v.object["status"]["containerStatuses"][1] = json!({"name": "done",
+        "containerID": "containerd://c3", "state": {"running": {"startedAt": "2026-12-02T00:00:06Z"}}});
+    let v = PodView::of(v.object);
+    let s = c
+        .summary(&[PodSource::of(&v)], true, at(1_796_173_210))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = &s.pods[0];
+    assert_eq!(p.containers.len(), 2);
+    assert_eq!(
+        p.cpu.as_ref().map(|c| c.usage_core_nano_seconds),
+        Some(3000)
+    );
+    assert_eq!(p.memory.as_ref().map(|m| m.usage_bytes), Some(400));
+    assert_eq!(p.memory.as_ref().and_then(|m| m.available_bytes), None);
+}
+
+/// CPU and memory settings and CFS throttling, on v1 and v2, as cAdvisor's spec series.
+#[test]
+fn spec_and_cfs_series_on_v1_and_v2() {
+    let ms = 1_796_173_210_000u64;
+    let ctr = "container=\"app\",id=\"/kubepods/besteffort/podu1/c1\",image=\"\",name=\"c1\",namespace=\"default\",pod=\"web\"";
+    let pd = "kubepods/besteffort/podu1";
+    for v2 in [false, true] {
+        let mut files = proc_files("0::/\n");
+        let cg = |p: &str, c: &str| (format!("cgroup/{p}"), c.to_string());
+        if v2 {
+            files.extend([
+                cg("cgroup.controllers", "cpu memory\n"),
+                cg("cpu.stat", "usage_usec 1000\n"),
+                cg(
+                    &format!("{pd}/c1/cpu.stat"),
+                    "usage_usec 5\nnr_periods 40\nnr_throttled 7\nthrottled_usec 250000\n",
+                ),
+                cg(&format!("{pd}/c1/cpu.max"), "50000 100000\n"),
+                cg(&format!("{pd}/c1/cpu.weight"), "4\n"),
+                cg(&format!("{pd}/c1/memory.current"), "100\n"),
+                cg(&format!("{pd}/c1/memory.max"), "67108864\n"),
+                cg(&format!("{pd}/c1/memory.swap.max"), "max\n"),
+                cg(&format!("{pd}/c1/memory.low"), "0\n"),
+            ]);
+        } else {
+            files.extend([
+                cg("cpuacct/cpuacct.usage", "9000000000\n"),
+                cg("memory/memory.usage_in_bytes", "4096\n"),
+                cg(&format!("cpuacct/{pd}/c1/cpuacct.usage"), "5000\n"),
+                cg(
+                    &format!("cpu/{pd}/c1/cpu.stat"),
+                    "nr_periods 40\nnr_throttled 7\nthrottled_time 250000000\n",
+                ),
+                cg(&format!("cpu/{pd}/c1/cpu.cfs_quota_us"), "50000\n"),
+                cg(&format!("cpu/{pd}/c1/cpu.cfs_period_us"), "100000\n"),
+                cg(&format!("cpu/{pd}/c1/cpu.shares"), "102\n"),
+                cg(&format!("memory/{pd}/c1/memory.usage_in_bytes"), "100\n"),
+                cg(
+                    &format!("memory/{pd}/c1/memory.limit_in_bytes"),
+                    "67108864\n",
+                ),
+                cg(
+                    &format!("memory/{pd}/c1/memory.memsw.limit_in_bytes"),
+                    "9223372036854771712\n",
+                ),
+                cg(
+                    &format!("memory/{pd}/c1/memory.soft_limit_in_bytes"),
+                    "9223372036854771712\n",
+                ),
+                // A container without a quota: no CFS series, no quota series.
+                cg(&format!("cpu/{pd}/cpu.cfs_quota_us"), "-1\n"),
+                cg(&format!("cpu/{pd}/cpu.shares"), "2\n"),
+                cg(&format!("cpuacct/{pd}/cpuacct.usage"), "6000\n"),
+            ]);
+        }
+        let (d, roots) = tree(&files);
+        let driver = CgroupDriver::Cgroupfs;
+        let c = Collector::new("n1", roots, d.path(), driver, "");
+        let text = c
+            .cadvisor(&[pod()], at(1_796_173_210))
+            .unwrap_or_else(|e| panic!("{e}"));
+        for line in [
+            format!("container_cpu_cfs_periods_total{{{ctr}}} 40 {ms}"),
+            format!("container_cpu_cfs_throttled_periods_total{{{ctr}}} 7 {ms}"),
+            format!("container_cpu_cfs_throttled_seconds_total{{{ctr}}} 0.25 {ms}"),
+            format!("container_spec_cpu_period{{{ctr}}} 100000"),
+            format!("container_spec_cpu_quota{{{ctr}}} 50000"),
+            // v2: weight 4 is shares 2 + 3 * 262142 / 9999 = 80.
+            format!(
+                "container_spec_cpu_shares{{{ctr}}} {}",
+                if v2 { 80 } else { 102 }
+            ),
+            format!("container_spec_memory_limit_bytes{{{ctr}}} 67108864"),
+            format!("container_spec_memory_swap_limit_bytes{{{ctr}}} 0"),
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "v2 {v2}: no line {line:?} in\n{text}"
+            );
+        }
+        let pod_cfs = format!("container_cpu_cfs_periods_total{{container=\"\",id=\"/{pd}\"");
+        assert!(!text.contains(&pod_cfs), "no quota, no CFS series: {text}");
+    }
+}

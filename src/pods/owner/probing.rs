@@ -71,7 +71,7 @@ impl Owner {
     /// A probe's outcome: thresholds, Unhealthy events, and a liveness or startup failure past
     /// its threshold stops the container (the restart policy then decides), as the kubelet's.
     pub(super) fn take_probe(&mut self, done: probe::Done, now_ms: u64) -> Vec<Work> {
-        let probe::Done { job, outcome } = done;
+        let probe::Done { job, outcome, .. } = done;
         let Some(e) = self.pods.get_mut(&job.uid) else {
             return Vec::new();
         };
