@@ -394,13 +394,19 @@ fn start_servers(
         node_log_dir: "/var/log".into(),
         system_log_handler: k.enable_system_log_handler,
         runtime: Some(runtime),
-        stats: Some(tinylet::stats::Collector::new(
-            &s.node_name,
-            tinylet::node::host::Roots::host(),
-            &s.flags.root_dir,
-            k.cgroup_driver,
-            &k.cgroup_root,
-        )),
+        stats: Some(
+            tinylet::stats::Collector::new(
+                &s.node_name,
+                tinylet::node::host::Roots::host(),
+                &s.flags.root_dir,
+                k.cgroup_driver,
+                &k.cgroup_root,
+            )
+            .with_volume_stats(
+                std::path::Path::new(&k.pod_logs_dir),
+                k.volume_stats_agg_period.as_std(),
+            ),
+        ),
         probes: Some(probes),
         syncloop,
     });

@@ -39,7 +39,29 @@ mod upstream {
         pub memory: Option<MemoryStats>,
         pub fs: Option<FsStats>,
         pub network: Option<NetworkStats>,
+        pub runtime: Option<RuntimeStats>,
         pub rlimit: Option<RlimitStats>,
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct RuntimeStats {
+        pub image_fs: Option<FsStats>,
+        pub container_fs: Option<FsStats>,
+    }
+
+    /// `FsStats` is inline: its fields are spelled out here.
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct VolumeStats {
+        pub time: String,
+        pub available_bytes: Option<u64>,
+        pub capacity_bytes: Option<u64>,
+        pub used_bytes: Option<u64>,
+        pub inodes_free: Option<u64>,
+        pub inodes: Option<u64>,
+        pub inodes_used: Option<u64>,
+        pub name: String,
     }
 
     #[derive(Deserialize, Debug)]
@@ -51,6 +73,9 @@ mod upstream {
         pub cpu: Option<CpuStats>,
         pub memory: Option<MemoryStats>,
         pub network: Option<NetworkStats>,
+        pub volume: Option<Vec<VolumeStats>>,
+        #[serde(rename = "ephemeral-storage")]
+        pub ephemeral_storage: Option<FsStats>,
     }
 
     /// `InterfaceStats` is inline (`json:",inline"`): its fields are spelled out here.
@@ -91,6 +116,8 @@ mod upstream {
         pub start_time: String,
         pub cpu: Option<CpuStats>,
         pub memory: Option<MemoryStats>,
+        pub rootfs: Option<FsStats>,
+        pub logs: Option<FsStats>,
     }
 
     #[derive(Deserialize, Debug, Clone)]
@@ -157,10 +184,13 @@ spec:
   containers:
   - name: c
     image: docker.io/library/busybox:1.36
-    command: ["sleep", "3600"]
+    command: ["sh", "-c", "head -c 1048576 /dev/zero > /scratch/f && echo written && exec sleep 3600"]
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
     readinessProbe:
       exec: {command: ["true"]}
       periodSeconds: 1
+  volumes:
+  - {name: scratch, emptyDir: {}}
 "#;
 
 /// A figure read straight from a cgroup file of this machine.
@@ -211,6 +241,12 @@ fn summary_and_resource_metrics_of_real_pods() {
         });
         ids.insert(name, id);
     }
+    // The emptyDir is written before the first summary walks it (walks are cached).
+    wait(&mut agent, "idle to write its emptyDir", 30, || {
+        seed.kubectl(&["logs", "idle"])
+            .contains("written")
+            .then_some(())
+    });
     let admin = cert_args(&seed.sim_dir, "admin");
     let ca = seed.sim_dir.join("ca.pem");
     let get = |path: &str| {
@@ -341,6 +377,49 @@ fn summary_and_resource_metrics_of_real_pods() {
     assert!(
         n.network.as_ref().is_some_and(|n| n.interfaces.is_some()),
         "the node's network"
+    );
+
+    // Filesystems: the runtime's image filesystem, the container's writable layer and log, the
+    // emptyDir holding the 1 MiB the pod wrote, and the sum as ephemeral storage.
+    let image_fs = n
+        .runtime
+        .as_ref()
+        .and_then(|r| r.image_fs.as_ref())
+        .expect("imageFs");
+    assert!(
+        image_fs.used_bytes.is_some_and(|u| u > 1 << 20),
+        "{image_fs:?}"
+    );
+    let c = &idle.containers[0];
+    assert!(
+        c.rootfs
+            .as_ref()
+            .is_some_and(|r| r.used_bytes.is_some() && r.capacity_bytes.is_some()),
+        "{c:?}"
+    );
+    assert!(
+        c.logs
+            .as_ref()
+            .and_then(|l| l.used_bytes)
+            .is_some_and(|u| u > 0),
+        "{c:?}"
+    );
+    let scratch = idle
+        .volume
+        .iter()
+        .flatten()
+        .find(|v| v.name == "scratch")
+        .unwrap_or_else(|| panic!("no scratch volume in {:?}", idle.volume));
+    let scratch_used = scratch.used_bytes.unwrap_or(0);
+    assert!((1 << 20..2 << 20).contains(&scratch_used), "{scratch:?}");
+    let eph = idle
+        .ephemeral_storage
+        .as_ref()
+        .and_then(|e| e.used_bytes)
+        .unwrap_or(0);
+    assert!(
+        eph >= scratch_used,
+        "ephemeral {eph} holds the emptyDir's {scratch_used}"
     );
 
     // only_cpu_and_memory: no filesystems, no process limits.

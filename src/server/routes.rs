@@ -123,7 +123,19 @@ fn stats_summary(s: &State, r: &Request) -> Response {
         .collect();
     let only = values == ["true"];
     let pods = crate::stats::sources(&s.pods);
-    match stats.summary(&pods, only, std::time::SystemTime::now()) {
+    let runtime = match (&s.runtime, only) {
+        (Some(rt), false) => match runtime_fs(rt) {
+            Ok(r) => r,
+            Err(e) => {
+                return Response::text(
+                    500,
+                    format!("Internal Error: failed to get imageFs stats: {e}\n"),
+                );
+            }
+        },
+        _ => crate::stats::fs::RuntimeFs::default(),
+    };
+    match stats.summary(&pods, only, &runtime, std::time::SystemTime::now()) {
         Ok(sum) => Response::bytes(
             200,
             "application/json",
@@ -136,13 +148,27 @@ fn stats_summary(s: &State, r: &Request) -> Response {
     }
 }
 
+/// The runtime's image filesystem and the containers' writable layers (two CRI calls).
+fn runtime_fs(
+    rt: &crate::cri::Runtime,
+) -> Result<crate::stats::fs::RuntimeFs, crate::cri::CriError> {
+    let image = rt.image_fs_info(&Default::default())?;
+    let layers = rt.list_container_stats(&Default::default())?;
+    Ok(crate::stats::fs::RuntimeFs::from_cri(&image, &layers))
+}
+
 /// `/metrics/resource`: the CPU and memory metrics metrics-server scrapes.
 fn metrics_resource(s: &State, _: &Request) -> Response {
     let pods = crate::stats::sources(&s.pods);
     let sum = s.stats.as_ref().and_then(|st| {
-        st.summary(&pods, true, std::time::SystemTime::now())
-            .map_err(|e| crate::warn!("/metrics/resource: {}", e.line()))
-            .ok()
+        st.summary(
+            &pods,
+            true,
+            &crate::stats::fs::RuntimeFs::default(),
+            std::time::SystemTime::now(),
+        )
+        .map_err(|e| crate::warn!("/metrics/resource: {}", e.line()))
+        .ok()
     });
     Response::bytes(
         200,

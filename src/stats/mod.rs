@@ -4,6 +4,7 @@
 
 pub mod cadvisor;
 pub mod cgroup;
+pub mod fs;
 pub mod network;
 pub mod resource;
 pub mod summary;
@@ -35,6 +36,10 @@ pub struct Collector {
     /// `cgroupRoot` ("/" when empty).
     pub cgroup_root: String,
     rates: Mutex<Rates>,
+    /// `podLogsDir` (`/var/log/pods`).
+    pub pod_logs_dir: PathBuf,
+    /// Log and volume directory usage, walked at most every `volumeStatsAggPeriod`.
+    du: fs::DuCache,
 }
 
 /// The cgroup a container of a pod whose cgroup is `parent` runs in, as containerd's CRI names
@@ -61,6 +66,43 @@ pub struct PodSource {
     pub containers: Vec<ContainerSource>,
     /// Its sandbox's runtime id (empty when none is known).
     pub sandbox: String,
+    /// Its volumes that have figures (emptyDir, configMap, secret, downwardAPI, projected).
+    pub volumes: Vec<VolumeSource>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct VolumeSource {
+    pub name: String,
+    /// The plugin's directory (`kubernetes.io~<plugin>`).
+    pub plugin: &'static str,
+    /// Counted in the pod's ephemeral storage (emptyDir on disk, configMap: the kubelet's
+    /// IsLocalEphemeralVolume).
+    pub ephemeral: bool,
+}
+
+impl VolumeSource {
+    fn of(v: &Value) -> Option<VolumeSource> {
+        let name = v["name"].as_str()?.to_string();
+        let (plugin, ephemeral) = if v["emptyDir"].is_object() {
+            let medium = v["emptyDir"]["medium"].as_str().unwrap_or("");
+            ("empty-dir", medium.is_empty())
+        } else if v["configMap"].is_object() {
+            ("configmap", true)
+        } else if v["secret"].is_object() {
+            ("secret", false)
+        } else if v["downwardAPI"].is_object() {
+            ("downward-api", false)
+        } else if v["projected"].is_object() {
+            ("projected", false)
+        } else {
+            return None;
+        };
+        Some(VolumeSource {
+            name,
+            plugin,
+            ephemeral,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -104,6 +146,12 @@ impl PodSource {
             start_time: text_at(o, &["status", "startTime"]).to_string(),
             containers,
             sandbox: p.sandbox.clone().unwrap_or_default(),
+            volumes: o["spec"]["volumes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(VolumeSource::of)
+                .collect(),
         }
     }
 }
@@ -166,7 +214,16 @@ impl Collector {
                 cgroup_root.to_string()
             },
             rates: Mutex::new(Rates::default()),
+            pod_logs_dir: PathBuf::from("/var/log/pods"),
+            du: fs::DuCache::new(std::time::Duration::from_secs(60)),
         }
+    }
+
+    /// Where the pods' logs are, and how long a directory's usage is kept.
+    pub fn with_volume_stats(mut self, pod_logs_dir: &Path, period: std::time::Duration) -> Self {
+        self.pod_logs_dir = pod_logs_dir.to_path_buf();
+        self.du = fs::DuCache::new(period);
+        self
     }
 
     fn cpu(
@@ -251,6 +308,8 @@ impl Collector {
             start_time: created,
             cpu: self.cpu(rates, cpu_cgroup, now)?,
             memory: self.memory(mem_cgroup, now)?,
+            rootfs: None,
+            logs: None,
         })
     }
 
@@ -260,6 +319,7 @@ impl Collector {
         &self,
         pods: &[PodSource],
         only_cpu_and_memory: bool,
+        runtime: &fs::RuntimeFs,
         now: SystemTime,
     ) -> Result<Summary, StatsError> {
         let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
@@ -289,6 +349,7 @@ impl Collector {
             memory: Some(MemoryStats::of(&self.node_memory()?, &time)),
             fs: None,
             network: None,
+            runtime: None,
             rlimit: None,
         };
         seen.insert("/".into());
@@ -310,6 +371,14 @@ impl Collector {
                 inodes_used: f.inodes.saturating_sub(f.inodes_free),
             });
             node.network = self.network(1, &time)?;
+            let image_fs = runtime.image_fs.as_ref().and_then(|i| {
+                let f = host::fs_stats(&i.mountpoint).ok()?;
+                Some(FsStats::of(&f, i.used, &time))
+            });
+            node.runtime = image_fs.map(|f| summary::RuntimeStats {
+                image_fs: Some(f.clone()),
+                container_fs: Some(f),
+            });
             node.rlimit = Some(RlimitStats {
                 time: time.clone(),
                 maxpid: obs.pid_max.min(threads_max),
@@ -317,10 +386,18 @@ impl Collector {
             });
         }
         let mut out = Vec::with_capacity(pods.len());
+        let mut dirs = HashSet::new();
         for p in pods {
-            out.push(self.pod(&mut rates, &mut seen, p, only_cpu_and_memory, now)?);
+            let mut stats = self.pod(&mut rates, &mut seen, p, only_cpu_and_memory, now)?;
+            if !only_cpu_and_memory {
+                self.pod_fs(&mut stats, p, runtime, &mut dirs, &time);
+            }
+            out.push(stats);
         }
         rates.retain(&seen);
+        if !only_cpu_and_memory {
+            self.du.retain(&dirs);
+        }
         Ok(Summary { node, pods: out })
     }
 
@@ -341,6 +418,8 @@ impl Collector {
                 start_time: c.started_at.clone(),
                 cpu: self.cpu(rates, &cg, now)?,
                 memory: self.memory(&cg, now)?,
+                rootfs: None,
+                logs: None,
             });
             seen.insert(cg);
         }
@@ -368,9 +447,75 @@ impl Collector {
                 },
             },
             containers,
+            volume: Vec::new(),
+            ephemeral_storage: None,
         };
         seen.insert(parent);
         Ok(pod)
+    }
+
+    /// The pod's filesystems: each container's writable layer (from the runtime) and logs, each
+    /// volume, and their sum as ephemeral storage (the kubelet's calcEphemeralStorage: rootfs and
+    /// logs, emptyDir on disk and configMap volumes, the pod's etc-hosts), walked directories
+    /// noted in `dirs`.
+    fn pod_fs(
+        &self,
+        stats: &mut PodStats,
+        p: &PodSource,
+        runtime: &fs::RuntimeFs,
+        dirs: &mut HashSet<PathBuf>,
+        time: &str,
+    ) {
+        let mut walk = |d: PathBuf| {
+            let u = self.du.usage(&d);
+            dirs.insert(d);
+            u
+        };
+        let image = runtime
+            .image_fs
+            .as_ref()
+            .and_then(|i| host::fs_stats(&i.mountpoint).ok());
+        let logs_fs = host::fs_stats(&self.pod_logs_dir).ok();
+        let node_fs = host::fs_stats(&self.root_dir).ok();
+        let mut total = fs::Usage::default();
+        let mut add = |u: fs::Usage| {
+            total.bytes += u.bytes;
+            total.inodes += u.inodes;
+        };
+        let log_dir = layout::log_dir(&self.pod_logs_dir, &p.namespace, &p.name, &p.uid);
+        for (c, src) in stats.containers.iter_mut().zip(&p.containers) {
+            if let (Some(f), Some(u)) = (&image, runtime.writable.get(&src.id)) {
+                c.rootfs = Some(FsStats::of(f, *u, time));
+                add(*u);
+            }
+            if let (Some(f), Some(u)) = (&logs_fs, walk(log_dir.join(&src.name))) {
+                c.logs = Some(FsStats::of(f, u, time));
+                add(u);
+            }
+        }
+        let volumes = layout::pod_dir(&self.root_dir, &p.uid).join("volumes");
+        for v in &p.volumes {
+            let dir = volumes
+                .join(format!("kubernetes.io~{}", v.plugin))
+                .join(&v.name);
+            let Ok(f) = host::fs_stats(&dir) else {
+                continue;
+            };
+            let Some(u) = walk(dir) else {
+                continue;
+            };
+            stats.volume.push(summary::VolumeStats {
+                fs: FsStats::of(&f, u, time),
+                name: v.name.clone(),
+            });
+            if v.ephemeral {
+                add(u);
+            }
+        }
+        if let Some(u) = fs::du(&layout::pod_dir(&self.root_dir, &p.uid).join("etc-hosts")) {
+            add(u);
+        }
+        stats.ephemeral_storage = node_fs.map(|f| FsStats::of(&f, total, time));
     }
 
     /// A process in the pod's network namespace: its sandbox's, or any of its containers'.

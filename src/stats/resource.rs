@@ -181,7 +181,7 @@ mod tests {
                     name: "a\"b".into(),
                     start_time: "2026-12-02T01:00:00Z".into(),
                     cpu: cpu(250_000_000),
-                    memory: None,
+                    ..ContainerStats::default()
                 }],
                 ..PodStats::default()
             }],

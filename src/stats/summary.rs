@@ -29,7 +29,27 @@ pub struct NodeStats {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rlimit: Option<RlimitStats>,
+}
+
+/// The runtime's filesystems (one image filesystem that also holds the containers' layers).
+#[derive(Debug, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeStats {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_fs: Option<FsStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_fs: Option<FsStats>,
+}
+
+/// A pod volume's figures: FsStats inline, with the volume's name.
+#[derive(Debug, Serialize, Default, Clone, PartialEq)]
+pub struct VolumeStats {
+    #[serde(flatten)]
+    pub fs: FsStats,
+    pub name: String,
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -44,6 +64,10 @@ pub struct PodStats {
     pub memory: Option<MemoryStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkStats>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volume: Vec<VolumeStats>,
+    #[serde(rename = "ephemeral-storage", skip_serializing_if = "Option::is_none")]
+    pub ephemeral_storage: Option<FsStats>,
 }
 
 #[derive(Debug, Serialize, Default, Clone)]
@@ -62,6 +86,10 @@ pub struct ContainerStats {
     pub cpu: Option<CpuStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rootfs: Option<FsStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logs: Option<FsStats>,
 }
 
 #[derive(Debug, Serialize, Default, Clone, PartialEq)]
@@ -189,6 +217,21 @@ impl NetworkStats {
     }
 }
 
+impl FsStats {
+    /// A filesystem's size (statfs) with what one user of it uses.
+    pub fn of(f: &crate::node::host::FsStats, used: super::fs::Usage, time: &str) -> FsStats {
+        FsStats {
+            time: time.to_string(),
+            available_bytes: f.available_bytes,
+            capacity_bytes: f.capacity_bytes,
+            used_bytes: used.bytes,
+            inodes_free: f.inodes_free,
+            inodes: f.inodes,
+            inodes_used: used.inodes,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Default, Clone, PartialEq)]
 pub struct RlimitStats {
     pub time: String,
@@ -273,7 +316,7 @@ mod tests {
                 usage_nano_cores: None,
                 usage_core_nano_seconds: 7,
             }),
-            memory: None,
+            ..ContainerStats::default()
         };
         let v = serde_json::to_value(&c).unwrap_or_default();
         assert_eq!(

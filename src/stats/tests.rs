@@ -105,7 +105,12 @@ fn summary_on_cgroup_v1() {
     let (d, roots) = tree(&files);
     let c = Collector::new("n1", roots, d.path(), CgroupDriver::Cgroupfs, "");
     let s = c
-        .summary(&[pod()], false, at(1_796_173_210))
+        .summary(
+            &[pod()],
+            false,
+            &fs::RuntimeFs::default(),
+            at(1_796_173_210),
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     let v = serde_json::to_value(&s).unwrap_or_default();
     let n = &v["node"];
@@ -168,7 +173,7 @@ fn summary_on_cgroup_v1() {
         .join("cgroup/cpuacct/kubepods/besteffort/podu1/c1/cpuacct.usage");
     std::fs::write(&usage, "2000000000\n").unwrap_or_else(|e| panic!("{e}"));
     let s = c
-        .summary(&[pod()], true, at(1_796_173_212))
+        .summary(&[pod()], true, &fs::RuntimeFs::default(), at(1_796_173_212))
         .unwrap_or_else(|e| panic!("{e}"));
     let cpu = s.pods[0].containers[0].cpu.clone().unwrap_or_default();
     assert_eq!(cpu.usage_nano_cores, Some(500_000_000));
@@ -212,7 +217,7 @@ fn summary_on_cgroup_v2_with_the_systemd_driver() {
     let (d, roots) = tree(&files);
     let c = Collector::new("n1", roots, d.path(), CgroupDriver::Systemd, "");
     let s = c
-        .summary(&[pod()], true, at(1_796_173_210))
+        .summary(&[pod()], true, &fs::RuntimeFs::default(), at(1_796_173_210))
         .unwrap_or_else(|e| panic!("{e}"));
     let mem = s.node.memory.clone().unwrap_or_default();
     assert_eq!(mem.usage_bytes, 8_192_000 * 1024, "MemTotal - MemFree");
@@ -269,7 +274,7 @@ fn a_missing_host_file_is_an_error_that_names_it() {
     let (d, roots) = tree(&[("proc/stat".into(), "btime 1\n".into())]);
     let c = Collector::new("n1", roots, d.path(), CgroupDriver::Cgroupfs, "");
     let e = c
-        .summary(&[], false, at(10))
+        .summary(&[], false, &fs::RuntimeFs::default(), at(10))
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
@@ -385,7 +390,12 @@ fn network_of_the_node_and_of_each_sandbox() {
     let mut with_sandbox = pod_view();
     with_sandbox.sandbox = Some("sb1".into());
     let s = c
-        .summary(&[PodSource::of(&with_sandbox)], false, at(1_796_173_210))
+        .summary(
+            &[PodSource::of(&with_sandbox)],
+            false,
+            &fs::RuntimeFs::default(),
+            at(1_796_173_210),
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     let v = serde_json::to_value(&s).unwrap_or_default();
     let node = &v["node"]["network"];
@@ -407,13 +417,23 @@ fn network_of_the_node_and_of_each_sandbox() {
     assert_eq!(net["time"], "2026-12-02T01:00:10Z");
     // No sandbox known: a container's process shares the pod's namespace.
     let s = c
-        .summary(&[pod()], false, at(1_796_173_211))
+        .summary(
+            &[pod()],
+            false,
+            &fs::RuntimeFs::default(),
+            at(1_796_173_211),
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     let net = s.pods[0].network.clone().unwrap_or_default();
     assert_eq!(net.default.rx_bytes, Some(1), "c1's process (43): {net:?}");
     // Only cpu and memory: no network.
     let s = c
-        .summary(&[PodSource::of(&with_sandbox)], true, at(1_796_173_212))
+        .summary(
+            &[PodSource::of(&with_sandbox)],
+            true,
+            &fs::RuntimeFs::default(),
+            at(1_796_173_212),
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(s.pods[0].network.is_none() && s.node.network.is_none());
 
@@ -466,7 +486,12 @@ fn a_pod_without_its_cgroup_sums_its_containers() {
         "containerID": "containerd://c3", "state": {"running": {"startedAt": "2026-12-02T00:00:06Z"}}});
     let v = PodView::of(v.object);
     let s = c
-        .summary(&[PodSource::of(&v)], true, at(1_796_173_210))
+        .summary(
+            &[PodSource::of(&v)],
+            true,
+            &fs::RuntimeFs::default(),
+            at(1_796_173_210),
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     let p = &s.pods[0];
     assert_eq!(p.containers.len(), 2);
@@ -561,4 +586,102 @@ fn spec_and_cfs_series_on_v1_and_v2() {
         let pod_cfs = format!("container_cpu_cfs_periods_total{{container=\"\",id=\"/{pd}\"");
         assert!(!text.contains(&pod_cfs), "no quota, no CFS series: {text}");
     }
+}
+
+/// Filesystems: the runtime's image filesystem, each container's writable layer and logs,
+/// each volume by `du`, and the pod's ephemeral storage as their sum (emptyDir on disk and
+/// configMap count; a secret does not), with the sizes of the filesystems they are on.
+#[test]
+fn filesystems_of_the_runtime_containers_logs_and_volumes() {
+    let mut files = proc_files("0::/\n");
+    let cg = |p: &str, c: &str| (format!("cgroup/{p}"), c.to_string());
+    let vols = "pods/u1/volumes";
+    files.extend([
+        cg("cpuacct/cpuacct.usage", "9000000000\n"),
+        cg("memory/memory.usage_in_bytes", "4096\n"),
+        ("logs/default_web_u1/app/0.log".into(), "x".repeat(20_000)),
+        (
+            format!("{vols}/kubernetes.io~empty-dir/scratch/data"),
+            "y".repeat(40_000),
+        ),
+        (
+            format!("{vols}/kubernetes.io~secret/creds/token"),
+            "z".repeat(10_000),
+        ),
+        ("pods/u1/etc-hosts".into(), "127.0.0.1 localhost\n".into()),
+    ]);
+    let (d, roots) = tree(&files);
+    let c = Collector::new("n1", roots, d.path(), CgroupDriver::Cgroupfs, "")
+        .with_volume_stats(&d.path().join("logs"), Duration::from_secs(60));
+    let mut v = pod_view();
+    v.object["spec"]["volumes"] = json!([
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "creds", "secret": {"secretName": "s"}},
+        {"name": "host", "hostPath": {"path": "/etc"}},
+        {"name": "missing", "configMap": {"name": "cm"}},
+    ]);
+    let runtime = fs::RuntimeFs {
+        image_fs: Some(fs::ImageFs {
+            mountpoint: d.path().to_path_buf(),
+            used: fs::Usage {
+                bytes: 5 << 20,
+                inodes: 500,
+            },
+        }),
+        writable: [(
+            "c1".to_string(),
+            fs::Usage {
+                bytes: 8192,
+                inodes: 3,
+            },
+        )]
+        .into(),
+    };
+    let s = c
+        .summary(&[PodSource::of(&v)], false, &runtime, at(1_796_173_210))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let j = serde_json::to_value(&s).unwrap_or_default();
+    let image = &j["node"]["runtime"]["imageFs"];
+    assert_eq!(image["usedBytes"], 5 << 20);
+    assert!(image["capacityBytes"].as_u64().is_some_and(|c| c > 0));
+    assert_eq!(j["node"]["runtime"]["containerFs"], *image);
+    let p = &j["pods"][0];
+    let ctr = &p["containers"][0];
+    assert_eq!(
+        (
+            ctr["rootfs"]["usedBytes"].as_u64(),
+            ctr["rootfs"]["inodesUsed"].as_u64()
+        ),
+        (Some(8192), Some(3))
+    );
+    let logs = ctr["logs"]["usedBytes"].as_u64().unwrap_or(0);
+    assert!((20_000..100_000).contains(&logs), "logs {logs}");
+    assert_eq!(ctr["logs"]["inodesUsed"], 2, "the dir and its file");
+    let names: Vec<&str> = p["volume"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(names, ["scratch", "creds"], "no hostPath, no dir yet: none");
+    let vol = |i: usize| p["volume"][i]["usedBytes"].as_u64().unwrap_or(0);
+    assert!(vol(0) >= 40_000 && vol(1) >= 10_000, "{}", p["volume"]);
+    let eph = p["ephemeral-storage"]["usedBytes"].as_u64().unwrap_or(0);
+    let hosts = fs::du(&d.path().join("pods/u1/etc-hosts")).unwrap_or_default();
+    assert_eq!(
+        eph,
+        8192 + logs + vol(0) + hosts.bytes,
+        "rootfs + logs + emptyDir + etc-hosts, no secret"
+    );
+    assert!(
+        p["ephemeral-storage"]["capacityBytes"]
+            .as_u64()
+            .is_some_and(|c| c > 0)
+    );
+    // Only cpu and memory: no filesystem figures at all.
+    let small = c
+        .summary(&[PodSource::of(&v)], true, &runtime, at(1_796_173_211))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(small.node.runtime.is_none() && small.pods[0].ephemeral_storage.is_none());
+    assert!(small.pods[0].volume.is_empty() && small.pods[0].containers[0].logs.is_none());
 }
