@@ -1,6 +1,8 @@
-//! The floor for `scripts/bench-stats`: the cgroup files a stats scrape reads (CPU time, memory
-//! usage, limit and stat of each cgroup named on stdin, one relative path per line, plus the
-//! root's), read raw with `std::fs`, `passes` times. Prints the median pass in milliseconds.
+//! The floor for `scripts/bench-stats`: the files a stats scrape reads (CPU time, memory usage,
+//! limits and stat, CFS and shares of each cgroup named on stdin, one relative path per line,
+//! plus the root's; for a line ending in ` net` also its first process and that process's
+//! `/proc/<pid>/net/dev`), read raw with `std::fs`, `passes` times. Prints the median pass in
+//! milliseconds.
 //!   cargo run --release --example cgroup_read -- /sys/fs/cgroup <passes> < cgroups.txt
 
 use std::io::BufRead;
@@ -16,25 +18,55 @@ fn main() {
     let passes: usize = passes.parse().unwrap_or(20).max(1);
     let mount = PathBuf::from(mount);
     let v2 = mount.join("cgroup.controllers").exists();
-    let mut cgroups: Vec<String> = vec!["/".into()];
+    let mut cgroups: Vec<String> = vec!["/ net".into()];
     cgroups.extend(std::io::stdin().lock().lines().map_while(Result::ok));
+    let mut procs = Vec::new();
     let files: Vec<PathBuf> = cgroups
         .iter()
-        .flat_map(|c| {
+        .flat_map(|line| {
+            let (c, net) = match line.strip_suffix(" net") {
+                Some(c) => (c, true),
+                None => (line.as_str(), false),
+            };
             let rel = c.trim_start_matches('/');
-            if v2 {
-                ["cpu.stat", "memory.current", "memory.max", "memory.stat"]
-                    .iter()
-                    .map(|f| mount.join(rel).join(f))
-                    .collect::<Vec<_>>()
+            let f: Vec<PathBuf> = if v2 {
+                [
+                    "cpu.stat",
+                    "memory.current",
+                    "memory.max",
+                    "memory.stat",
+                    "cpu.max",
+                    "cpu.weight",
+                    "memory.swap.max",
+                    "memory.low",
+                ]
+                .iter()
+                .map(|f| mount.join(rel).join(f))
+                .collect()
             } else {
+                let (cpu, mem) = (mount.join("cpu").join(rel), mount.join("memory").join(rel));
                 vec![
                     mount.join("cpuacct").join(rel).join("cpuacct.usage"),
-                    mount.join("memory").join(rel).join("memory.usage_in_bytes"),
-                    mount.join("memory").join(rel).join("memory.limit_in_bytes"),
-                    mount.join("memory").join(rel).join("memory.stat"),
+                    mem.join("memory.usage_in_bytes"),
+                    mem.join("memory.limit_in_bytes"),
+                    mem.join("memory.stat"),
+                    cpu.join("cpu.stat"),
+                    cpu.join("cpu.shares"),
+                    cpu.join("cpu.cfs_period_us"),
+                    cpu.join("cpu.cfs_quota_us"),
+                    mem.join("memory.memsw.limit_in_bytes"),
+                    mem.join("memory.soft_limit_in_bytes"),
                 ]
+            };
+            if net {
+                let procs_file = if v2 {
+                    mount.join(rel).join("cgroup.procs")
+                } else {
+                    mount.join("memory").join(rel).join("cgroup.procs")
+                };
+                procs.push(procs_file);
             }
+            f
         })
         .collect();
     let mut times = Vec::with_capacity(passes);
@@ -44,13 +76,26 @@ fn main() {
         for f in &files {
             bytes += std::fs::read_to_string(f).map_or(0, |s| s.len());
         }
+        for p in &procs {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            // The root's first process is PID 1's namespace, as the agent reads it.
+            let pid = if p.parent() == Some(mount.join("memory").as_path())
+                || p.parent() == Some(mount.as_path())
+            {
+                "1"
+            } else {
+                text.lines().next().unwrap_or("1")
+            };
+            bytes += text.len();
+            bytes += std::fs::read_to_string(format!("/proc/{pid}/net/dev")).map_or(0, |s| s.len());
+        }
         times.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
     times.sort_by(f64::total_cmp);
     println!(
         "{} cgroups, {} files, {bytes} bytes: median pass {:.2} ms",
         cgroups.len(),
-        files.len(),
+        files.len() + 2 * procs.len(),
         times[times.len() / 2]
     );
 }

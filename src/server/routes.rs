@@ -124,7 +124,7 @@ fn stats_summary(s: &State, r: &Request) -> Response {
     let only = values == ["true"];
     let pods = crate::stats::sources(&s.pods);
     let runtime = match (&s.runtime, only) {
-        (Some(rt), false) => match runtime_fs(rt) {
+        (Some(rt), false) => match stats.runtime_fs(|| runtime_fs(rt)) {
             Ok(r) => r,
             Err(e) => {
                 return Response::text(
@@ -133,7 +133,7 @@ fn stats_summary(s: &State, r: &Request) -> Response {
                 );
             }
         },
-        _ => crate::stats::fs::RuntimeFs::default(),
+        _ => Default::default(),
     };
     match stats.summary(&pods, only, &runtime, std::time::SystemTime::now()) {
         Ok(sum) => Response::bytes(

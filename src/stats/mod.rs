@@ -40,6 +40,10 @@ pub struct Collector {
     pub pod_logs_dir: PathBuf,
     /// Log and volume directory usage, walked at most every `volumeStatsAggPeriod`.
     du: fs::DuCache,
+    /// The runtime's filesystem figures, asked for at most every `volumeStatsAggPeriod` (the
+    /// runtime walks each container's writable layer to answer).
+    runtime_fs: Mutex<Option<(std::time::Instant, std::sync::Arc<fs::RuntimeFs>)>>,
+    fs_period: std::time::Duration,
 }
 
 /// The cgroup a container of a pod whose cgroup is `parent` runs in, as containerd's CRI names
@@ -216,13 +220,32 @@ impl Collector {
             rates: Mutex::new(Rates::default()),
             pod_logs_dir: PathBuf::from("/var/log/pods"),
             du: fs::DuCache::new(std::time::Duration::from_secs(60)),
+            runtime_fs: Mutex::new(None),
+            fs_period: std::time::Duration::from_secs(60),
         }
+    }
+
+    /// The runtime's filesystem figures: `fetch`ed again once older than the period.
+    pub fn runtime_fs<E>(
+        &self,
+        fetch: impl FnOnce() -> Result<fs::RuntimeFs, E>,
+    ) -> Result<std::sync::Arc<fs::RuntimeFs>, E> {
+        let now = std::time::Instant::now();
+        if let Some((at, r)) = &*self.runtime_fs.lock().unwrap_or_else(|p| p.into_inner())
+            && now.duration_since(*at) < self.fs_period
+        {
+            return Ok(r.clone());
+        }
+        let r = std::sync::Arc::new(fetch()?);
+        *self.runtime_fs.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, r.clone()));
+        Ok(r)
     }
 
     /// Where the pods' logs are, and how long a directory's usage is kept.
     pub fn with_volume_stats(mut self, pod_logs_dir: &Path, period: std::time::Duration) -> Self {
         self.pod_logs_dir = pod_logs_dir.to_path_buf();
         self.du = fs::DuCache::new(period);
+        self.fs_period = period;
         self
     }
 

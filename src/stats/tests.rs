@@ -685,3 +685,25 @@ fn filesystems_of_the_runtime_containers_logs_and_volumes() {
     assert!(small.node.runtime.is_none() && small.pods[0].ephemeral_storage.is_none());
     assert!(small.pods[0].volume.is_empty() && small.pods[0].containers[0].logs.is_none());
 }
+
+/// The runtime is asked for its filesystem figures once a period; a failure is not kept.
+#[test]
+fn runtime_filesystem_figures_are_asked_for_once_a_period() {
+    let (d, roots) = tree(&proc_files("0::/\n"));
+    let c = Collector::new("n1", roots, d.path(), CgroupDriver::Cgroupfs, "");
+    let calls = std::cell::Cell::new(0);
+    let fetch = || -> Result<fs::RuntimeFs, String> {
+        calls.set(calls.get() + 1);
+        Ok(fs::RuntimeFs::default())
+    };
+    assert!(
+        c.runtime_fs(|| Err::<fs::RuntimeFs, _>("down".to_string()))
+            .is_err()
+    );
+    assert!(c.runtime_fs(fetch).is_ok() && c.runtime_fs(fetch).is_ok());
+    assert_eq!(calls.get(), 1, "the second answer is the first one's");
+    let fresh = Collector::new("n1", c.roots.clone(), d.path(), CgroupDriver::Cgroupfs, "")
+        .with_volume_stats(d.path(), Duration::ZERO);
+    assert!(fresh.runtime_fs(fetch).is_ok() && fresh.runtime_fs(fetch).is_ok());
+    assert_eq!(calls.get(), 3, "a zero period asks every time");
+}
