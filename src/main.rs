@@ -410,6 +410,22 @@ fn start_servers(
         probes: Some(probes),
         syncloop,
     });
+    {
+        // CPU rates come from two samples: one every 10 s, as cAdvisor's housekeeping, so a
+        // scrape always has a rate (usageNanoCores) to give.
+        let state = state.clone();
+        std::thread::Builder::new()
+            .name("stats-sampler".into())
+            .spawn(move || {
+                loop {
+                    if let Some(st) = &state.stats {
+                        st.sample(&tinylet::stats::sources(&state.pods));
+                    }
+                    std::thread::sleep(std::time::Duration::from_secs(10));
+                }
+            })
+            .map_err(|e| Error::Thread("stats-sampler", e))?;
+    }
     std::thread::spawn(move || server::serve(l, tls, state));
     info!("kubelet API on https://{addr}");
     Ok(())

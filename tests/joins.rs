@@ -1,8 +1,9 @@
 //! Three joins on the real control plane (`scripts/upstream up`), each with a real containerd:
 //! (a) the seed guide's node, (b) a kubeadm node (`kubeadm init phase ...` on the cluster side,
 //! the upstream `kubeadm join` on the node, tinylet started on what it wrote), and (c) the
-//! upstream kubelet on the same kubeadm harness, the reference the other two are held to.
-//! Each node runs a pod the real scheduler places.
+//! upstream kubelet on the same kubeadm harness, the reference the other two are held to, and
+//! (d) tinylet on (c)'s node exactly (cgroupfs), whose stats `scripts/side-by-side` holds to
+//! (c)'s. Each node runs a pod the real scheduler places.
 
 mod common;
 
@@ -445,6 +446,10 @@ struct Under {
     name: &'static str,
     /// kubeadm's default cgroupDriver (systemd) kept: pods go in slices of the test's parent.
     systemd: bool,
+    /// The side-by-side figures are taken (on cgroupfs only: with the systemd driver here,
+    /// containerd's cgroupfs mode puts containers at the slice names taken as paths, so no
+    /// agent's cgroup figures are the pods').
+    measure: bool,
 }
 
 fn kubeadm_join(under: Under) {
@@ -547,6 +552,9 @@ fn kubeadm_join(under: Under) {
             "{want} not in the container's env:\n{env_out}"
         );
     }
+    if under.measure {
+        side_by_side(&kc, under.name, &mut log);
+    }
     if under.systemd {
         // Pod cgroups as the systemd driver names them, under the test's slice.
         let uid = pod["metadata"]["uid"]
@@ -564,12 +572,109 @@ fn kubeadm_join(under: Under) {
     }
 }
 
+/// Two pods of known appetite: `burn` spins under a 200m CPU limit, `hold` keeps 32 MiB in
+/// tmpfs (charged to its memory cgroup, in the working set).
+const APPETITES: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: burn}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: docker.io/library/busybox:1.36
+    command: ["sh", "-c", "while :; do :; done"]
+    resources: {limits: {cpu: 200m, memory: 64Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hold}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: docker.io/library/busybox:1.36
+    command: ["sh", "-c", "head -c 33554432 /dev/zero > /dev/shm/f && echo held && exec sleep 3600"]
+"#;
+
+/// For item 5 of the stats issue (`scripts/side-by-side`): the same two pods measured by the
+/// agent under test through the API server's node proxy (`/stats/summary`, what metrics-server
+/// and dashboards see), averaged over 5 samples 4 s apart after a 12 s settle; written to
+/// `<target>/side-by-side/<agent>.json` for the script to hold the two agents to each other.
+fn side_by_side(kc: &Path, agent: &str, log: &mut dyn FnMut() -> String) {
+    let manifest = std::env::temp_dir().join(format!("appetites-{}.yaml", std::process::id()));
+    write(&manifest, APPETITES);
+    kubectl(kc, &["apply", "-f", &manifest.display().to_string()])
+        .unwrap_or_else(|| panic!("kubectl apply the appetite pods"));
+    let _ = std::fs::remove_file(&manifest);
+    wait_until("hold to fill its tmpfs", 90, log, || {
+        kubectl(kc, &["logs", "hold"]).filter(|l| l.contains("held"))
+    });
+    wait_until("burn to run", 90, log, || {
+        get(kc, &["pod", "burn"]).filter(|p| p["status"]["phase"] == "Running")
+    });
+    std::thread::sleep(Duration::from_secs(12));
+    let mut sums = [0f64; 4];
+    let samples = 5;
+    for i in 0..samples {
+        if i > 0 {
+            std::thread::sleep(Duration::from_secs(4));
+        }
+        let raw = wait_until("the summary through the node proxy", 30, log, || {
+            kubectl(
+                kc,
+                &["get", "--raw", "/api/v1/nodes/n1/proxy/stats/summary"],
+            )
+        });
+        let s: Value = serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{e}: {raw}"));
+        let figure = |pod: &str, path: [&str; 2]| -> f64 {
+            s["pods"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["podRef"]["name"] == pod)
+                .and_then(|p| p["containers"][0][path[0]][path[1]].as_f64())
+                .unwrap_or_else(|| panic!("no {pod} {path:?} from {agent}: {raw}"))
+        };
+        sums[0] += figure("burn", ["cpu", "usageNanoCores"]);
+        sums[1] += figure("burn", ["memory", "workingSetBytes"]);
+        sums[2] += figure("hold", ["cpu", "usageNanoCores"]);
+        sums[3] += figure("hold", ["memory", "workingSetBytes"]);
+    }
+    let avg = sums.map(|v| v / samples as f64);
+    assert!(
+        avg[0] > 0.0 && avg[3] > (32 << 20) as f64,
+        "{agent}: {avg:?}"
+    );
+    let out = Path::new(bin())
+        .parent()
+        .and_then(Path::parent)
+        .map_or_else(|| repo().join("target"), Path::to_path_buf)
+        .join("side-by-side");
+    std::fs::create_dir_all(&out).unwrap_or_else(|e| panic!("{e}"));
+    let name = if agent.contains("upstream") {
+        "upstream"
+    } else {
+        "tinylet"
+    };
+    write(
+        &out.join(format!("{name}.json")),
+        &serde_json::json!({
+            "agent": agent,
+            "burn": {"cpuNanoCores": avg[0], "workingSetBytes": avg[1]},
+            "hold": {"cpuNanoCores": avg[2], "workingSetBytes": avg[3]},
+        })
+        .to_string(),
+    );
+}
+
 #[test]
 fn b_a_kubeadm_node_joins_with_tinylet() {
     kubeadm_join(Under {
         agent: PathBuf::from(bin()),
         name: "tinylet",
         systemd: true,
+        measure: false,
     });
 }
 
@@ -581,5 +686,18 @@ fn c_the_upstream_kubelet_joins_the_same_way() {
         agent: upstream::bin("kubelet"),
         name: "the upstream kubelet",
         systemd: false,
+        measure: true,
+    });
+}
+
+/// Tinylet on exactly the upstream kubelet's node of (c) (cgroupfs), for the side-by-side
+/// figures (`scripts/side-by-side`).
+#[test]
+fn d_tinylet_on_the_upstream_kubelets_node() {
+    kubeadm_join(Under {
+        agent: PathBuf::from(bin()),
+        name: "tinylet",
+        systemd: false,
+        measure: true,
     });
 }

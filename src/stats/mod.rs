@@ -336,6 +336,12 @@ impl Collector {
         })
     }
 
+    /// One CPU sample of the node and of `pods` (what the rates are computed from); a cgroup
+    /// that cannot be read is left for the next scrape to report.
+    pub fn sample(&self, pods: &[PodSource]) {
+        let _ = self.summary(pods, true, &fs::RuntimeFs::default(), SystemTime::now());
+    }
+
     /// The summary of the node and of `pods` now; `only_cpu_and_memory` leaves out the node's
     /// filesystem and process limits, as `?only_cpu_and_memory=true`.
     pub fn summary(
