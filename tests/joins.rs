@@ -628,13 +628,20 @@ fn side_by_side(kc: &Path, agent: &str, log: &mut dyn FnMut() -> String) {
         });
         let s: Value = serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{e}: {raw}"));
         let figure = |pod: &str, path: [&str; 2]| -> f64 {
-            s["pods"]
+            let c = s["pods"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .find(|p| p["podRef"]["name"] == pod)
-                .and_then(|p| p["containers"][0][path[0]][path[1]].as_f64())
-                .unwrap_or_else(|| panic!("no {pod} {path:?} from {agent}: {raw}"))
+                .map(|p| &p["containers"][0][path[0]])
+                .filter(|f| f.is_object())
+                .unwrap_or_else(|| panic!("no {pod} {} from {agent}: {raw}", path[0]));
+            // An idle container may have no CPU rate at all (omitempty): none is zero.
+            match (c[path[1]].as_f64(), path[1]) {
+                (Some(v), _) => v,
+                (None, "usageNanoCores") if pod == "hold" => 0.0,
+                _ => panic!("no {pod} {path:?} from {agent}: {raw}"),
+            }
         };
         sums[0] += figure("burn", ["cpu", "usageNanoCores"]);
         sums[1] += figure("burn", ["memory", "workingSetBytes"]);
