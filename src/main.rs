@@ -393,6 +393,10 @@ fn start_servers(
         pod_logs_dir: k.pod_logs_dir.clone().into(),
         node_log_dir: "/var/log".into(),
         system_log_handler: k.enable_system_log_handler,
+        log_query: k.enable_system_log_query.then(|| {
+            std::sync::Arc::new(server::journal::Journalctl::default())
+                as std::sync::Arc<dyn server::journal::Journal>
+        }),
         runtime: Some(runtime),
         stats: Some(
             tinylet::stats::Collector::new(

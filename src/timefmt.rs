@@ -74,15 +74,18 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
-    // Hinnant's days_from_civil.
+    u64::try_from(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se).ok()
+}
+
+/// Howard Hinnant's `days_from_civil`: (year, month, day) to days since 1970-01-01.
+pub fn days_from_civil(y: i64, mo: i64, d: i64) -> i64 {
     let y = if mo <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let mp = (mo + 9) % 12;
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + h * 3600 + mi * 60 + se).ok()
+    era * 146_097 + doe - 719_468
 }
 
 /// Nanoseconds since the epoch of an RFC 3339 time with any fraction and a `Z` or `±hh:mm`
@@ -122,7 +125,7 @@ pub fn parse_rfc3339_nanos(s: &str) -> Option<i64> {
 }
 
 /// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

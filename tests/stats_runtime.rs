@@ -212,7 +212,12 @@ fn summary_and_resource_metrics_of_real_pods() {
         mut agent,
         port,
         ..
-    } = PodNode::start(&env, tmp.path(), "", false);
+    } = PodNode::start(
+        &env,
+        tmp.path(),
+        "enableSystemLogQuery: true\nfeatureGates:\n  NodeLogQuery: true\n",
+        false,
+    );
     let manifest = tmp.path().join("pods.yaml");
     write(&manifest, PODS);
     seed.kubectl(&["apply", "-f", &manifest.display().to_string()]);
@@ -513,8 +518,59 @@ fn summary_and_resource_metrics_of_real_pods() {
             curl_at(&node_ip(), port, "/logs/../etc/passwd", &ca, &a).0
         },
     );
+    // The node log query (enableSystemLogQuery with the NodeLogQuery gate). No journald runs
+    // here, so a service is read from its file by the kubelet's heuristics.
+    let queries = [
+        format!("?query={name}"),
+        format!("?query=./{name}.log"),
+        format!("?query={name}&tailLines=1"),
+        format!("?query={name}-escape"),
+        format!("?query=/{name}.log"),
+        format!("x?query={name}"),
+        "?tailLines=x".to_string(),
+    ];
+    let answers: Vec<(String, String)> = queries
+        .iter()
+        .map(|q| curl_at(&node_ip(), port, &format!("/logs/{q}"), &ca, &admin))
+        .collect();
     let _ = std::fs::remove_file(&file);
     let _ = std::fs::remove_file(&link);
+    let line = "a line of the node's log\n";
+    let want = [
+        ("200", line.to_string()),
+        ("200", line.to_string()),
+        (
+            "200",
+            format!(
+                "\noptions present and query resolved to log files for [{name}]\ntry without specifying options\n"
+            ),
+        ),
+        (
+            "200",
+            format!(
+                "\nerror getting log for {name}-escape: openat {name}-escape: path escapes from parent\n"
+            ),
+        ),
+        (
+            "406",
+            format!(
+                "query: Invalid value: [\"/{name}.log\"]: statat /{name}.log: path escapes from parent\n"
+            ),
+        ),
+        ("406", "path not allowed in query mode\n".to_string()),
+        (
+            "400",
+            "tailLines: Invalid value: \"x\": strconv.Atoi: parsing \"x\": invalid syntax\n"
+                .to_string(),
+        ),
+    ];
+    for ((q, got), (code, body)) in queries.iter().zip(&answers).zip(&want) {
+        assert_eq!(
+            (got.0.as_str(), got.1.as_str()),
+            (*code, body.as_str()),
+            "/logs/{q}"
+        );
+    }
     assert!(
         listing.starts_with("<!doctype html>")
             && listing.contains(&format!("<a href=\"{name}.log\">")),

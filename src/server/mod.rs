@@ -10,8 +10,11 @@ mod conn;
 mod container_logs;
 pub mod healthz;
 pub mod http;
+pub mod journal;
+mod log_query;
 pub mod metrics;
 mod node_logs;
+mod re2;
 pub mod routes;
 mod slots;
 pub mod stream;
@@ -128,6 +131,8 @@ pub struct State {
     /// `/logs/` serves this directory (`/var/log`) when `enableSystemLogHandler`.
     pub node_log_dir: std::path::PathBuf,
     pub system_log_handler: bool,
+    /// The node log query (`enableSystemLogQuery` with the NodeLogQuery gate): journald.
+    pub log_query: Option<std::sync::Arc<dyn journal::Journal>>,
     /// The container runtime, for exec and the containers' log paths.
     pub runtime: Option<std::sync::Arc<crate::cri::Runtime>>,
     /// The stats readers behind /stats/summary and /metrics/resource.

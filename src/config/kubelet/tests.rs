@@ -42,3 +42,28 @@ fn cidrs() {
     assert!(Cidr::parse("172.30.0.0/33").is_err());
     assert!(Cidr::parse("172.30.0.0").is_err());
 }
+
+#[test]
+fn the_log_query_needs_its_gate_and_the_log_handler() {
+    let mut c = KubeletConfiguration {
+        enable_system_log_query: true,
+        ..KubeletConfiguration::default()
+    };
+    assert_eq!(
+        validate(&c),
+        [(
+            "enableSystemLogQuery",
+            "NodeLogQuery feature gate is required for enableSystemLogHandler".to_string()
+        )]
+    );
+    c.feature_gates.insert("NodeLogQuery".into(), true);
+    assert!(validate(&c).is_empty());
+    c.enable_system_log_handler = false;
+    assert_eq!(
+        validate(&c),
+        [(
+            "enableSystemLogQuery",
+            "enableSystemLogHandler is required for enableSystemLogQuery".to_string()
+        )]
+    );
+}

@@ -263,6 +263,17 @@ pub fn validate(c: &KubeletConfiguration) -> Vec<(&'static str, String)> {
     {
         check(false, "clusterDomain", e);
     }
+    // The kubelet's texts (the first names enableSystemLogHandler where it means the query).
+    check(
+        !c.enable_system_log_query || c.feature_gates.get("NodeLogQuery") == Some(&true),
+        "enableSystemLogQuery",
+        "NodeLogQuery feature gate is required for enableSystemLogHandler".into(),
+    );
+    check(
+        !c.enable_system_log_query || c.enable_system_log_handler,
+        "enableSystemLogQuery",
+        "enableSystemLogHandler is required for enableSystemLogQuery".into(),
+    );
     for (i, t) in c.register_with_taints.iter().enumerate() {
         if let Err(e) = t.validate() {
             check(false, "registerWithTaints", format!("[{i}]: {e}"));
