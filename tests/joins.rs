@@ -198,7 +198,10 @@ fn a_the_seed_guides_node_joins_the_real_control_plane() {
         .to_string();
     assert_eq!(pod["spec"]["nodeName"], "n1", "placed by the scheduler");
     // kubectl logs, exec and port-forward through the real API server.
-    let logs = seed.kubectl(&["logs", &name]);
+    // Running can be reported before the container's first line reaches its log file.
+    let logs = wait_until("kubectl logs", 30, &mut log, || {
+        Some(seed.kubectl(&["logs", &name])).filter(|l| !l.is_empty())
+    });
     assert_eq!(logs, format!("hello from {name}\n"));
     assert_eq!(
         seed.kubectl(&["exec", &name, "--", "echo", "exec", "works"]),
@@ -526,10 +529,12 @@ fn kubeadm_join(under: Under) {
         .unwrap_or_default()
         .to_string();
     assert_eq!(
+        // Running can be reported before the container's first line reaches its log file.
         wait_until("kubectl logs", 30, &mut log, || kubectl(
             &kc,
             &["logs", &name]
-        )),
+        )
+        .filter(|l| !l.is_empty())),
         format!("hello from {name}\n")
     );
     // The kubernetes service's environment reaches every container, as client-go's
