@@ -32,6 +32,8 @@ pub enum Strictness {
 /// Top-level config fields tinylet acts on today. Everything else in [`kubelet::FIELDS`] is
 /// accepted, kept, printed by `check-config`, and reported once at startup when set.
 pub const IMPLEMENTED_FIELDS: &[&str] = &[
+    "enableSystemLogHandler",
+    "enableSystemLogQuery",
     "apiVersion",
     "kind",
     "logging",
