@@ -29,12 +29,7 @@ impl Time {
         if !s.is_ascii() || b.len() < 20 {
             return None;
         }
-        let num = |r: std::ops::Range<usize>| -> Option<i64> {
-            let t = s.get(r)?;
-            t.bytes()
-                .all(|c| c.is_ascii_digit())
-                .then(|| t.parse().ok())?
-        };
+        let num = |r: std::ops::Range<usize>| num_in(s, r);
         let sep = |i: usize, c: u8| b.get(i) == Some(&c);
         if !(sep(4, b'-') && sep(7, b'-') && sep(10, b'T') && sep(13, b':') && sep(16, b':')) {
             return None;
@@ -466,7 +461,9 @@ impl Query {
 /// Go's `os.Root.Stat(name)` in `root`: a name never leaves it (an absolute name, a `..` above
 /// it or a symlink out "escapes from parent"); the error text as Go prints it.
 pub fn root_stat(root: &Path, name: &str) -> Result<std::fs::Metadata, String> {
-    root_resolve(root, name).map_err(|e| format!("statat {name}: {e}"))
+    root_resolve_path(root, name)
+        .and_then(|real| std::fs::metadata(&real).map_err(|e| e.to_string()))
+        .map_err(|e| format!("statat {name}: {e}"))
 }
 
 /// Where `name` lands inside `root`, symlinks followed only while they stay inside; the error
@@ -507,11 +504,6 @@ pub fn root_resolve_path(root: &Path, name: &str) -> Result<std::path::PathBuf, 
     } else {
         Err(ESCAPES.into())
     }
-}
-
-fn root_resolve(root: &Path, name: &str) -> Result<std::fs::Metadata, String> {
-    let real = root_resolve_path(root, name)?;
-    std::fs::metadata(&real).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -366,10 +366,7 @@ mod tests {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(args.to_vec());
             out(self.output.as_bytes());
-            match self.end {
-                RunEnd::Ran => RunEnd::Ran,
-                RunEnd::Failed => RunEnd::Failed,
-            }
+            self.end
         }
     }
 
