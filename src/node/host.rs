@@ -199,6 +199,8 @@ pub fn swaps(r: &Roots) -> Result<Vec<String>, HostError> {
 pub struct FsStats {
     pub capacity_bytes: u64,
     pub available_bytes: u64,
+    /// Free to root too (`f_bfree`; available is `f_bavail`).
+    pub free_bytes: u64,
     pub inodes: u64,
     pub inodes_free: u64,
 }
@@ -212,6 +214,7 @@ pub fn fs_stats(path: &Path) -> Result<FsStats, HostError> {
     Ok(FsStats {
         capacity_bytes: (s.blocks() as u64).saturating_mul(frag),
         available_bytes: (s.blocks_available() as u64).saturating_mul(frag),
+        free_bytes: (s.blocks_free() as u64).saturating_mul(frag),
         inodes: s.files() as u64,
         inodes_free: s.files_available() as u64,
     })

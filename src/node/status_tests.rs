@@ -70,6 +70,7 @@ fn facts() -> Facts {
             available_bytes: 50 << 30,
             inodes: 1000,
             inodes_free: 900,
+            ..FsStats::default()
         },
         addresses: vec![NodeAddress {
             type_: "InternalIP".into(),
@@ -129,6 +130,7 @@ fn pressure_from_thresholds() {
             available_bytes: disk_avail,
             inodes: 1000,
             inodes_free,
+            ..FsStats::default()
         },
         pid_max: 1000,
         processes: procs,
@@ -146,6 +148,7 @@ fn pressure_from_thresholds() {
         available_bytes: 1,
         inodes: 10,
         inodes_free: 10,
+        ..FsStats::default()
     };
     assert!(!pressure(&s, &o(1 << 30, 50 << 30, 900, 10), Some(&full)).disk);
     let mut with_image = spec();

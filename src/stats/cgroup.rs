@@ -67,7 +67,8 @@ pub struct CgroupFs {
 /// Values above this are "no limit" in v1 (the kernel's PAGE_COUNTER_MAX rounded), as cAdvisor.
 const UNLIMITED: u64 = 1 << 62;
 
-fn read(path: &Path) -> Result<Option<String>, StatsError> {
+/// A file's text; None when it does not exist.
+pub(super) fn read(path: &Path) -> Result<Option<String>, StatsError> {
     match std::fs::read_to_string(path) {
         Ok(t) => Ok(Some(t)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -106,7 +107,7 @@ impl CgroupFs {
         CgroupFs { mount, hierarchy }
     }
 
-    fn dir(&self, controller: &str, cgroup: &str) -> PathBuf {
+    pub(super) fn dir(&self, controller: &str, cgroup: &str) -> PathBuf {
         let rel = cgroup.trim_start_matches('/');
         match self.hierarchy {
             Hierarchy::V1 => self.mount.join(controller).join(rel),
@@ -296,10 +297,11 @@ pub fn process_cgroup(text: &str, hierarchy: Hierarchy, controller: &str) -> Opt
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    /// A tree of `(path, text)` files in a new temporary directory.
+    pub(in crate::stats) fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         for (p, c) in files {
             let path = d.path().join(p);

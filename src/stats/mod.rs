@@ -2,9 +2,11 @@
 //! kubelet's `/stats/summary` and `/metrics/resource`: CPU time and rate, memory, network (each
 //! pod's sandbox netns), the node's filesystem and process limits.
 
+pub mod blkio;
 pub mod cadvisor;
 pub mod cgroup;
 pub mod fs;
+pub mod mounts;
 pub mod network;
 pub mod resource;
 pub mod summary;
@@ -44,6 +46,16 @@ pub struct Collector {
     /// runtime walks each container's writable layer to answer).
     runtime_fs: Mutex<Option<(std::time::Instant, std::sync::Arc<fs::RuntimeFs>)>>,
     fs_period: std::time::Duration,
+    /// The root's filesystems for `/metrics/cadvisor`, listed at start as cAdvisor does.
+    partitions: Vec<mounts::Partition>,
+}
+
+/// The sizes of the filesystems a pod's figures are on (the image filesystem, the logs', the
+/// node's).
+struct PodFilesystems {
+    image: Option<host::FsStats>,
+    logs: Option<host::FsStats>,
+    node: Option<host::FsStats>,
 }
 
 /// The cgroup a container of a pod whose cgroup is `parent` runs in, as containerd's CRI names
@@ -209,6 +221,7 @@ impl Collector {
         Collector {
             node_name: node_name.to_string(),
             cg: CgroupFs::at(&roots.cgroup),
+            partitions: mounts::at_start(&roots.proc_),
             roots,
             root_dir: root_dir.to_path_buf(),
             driver,
@@ -416,10 +429,19 @@ impl Collector {
         }
         let mut out = Vec::with_capacity(pods.len());
         let mut dirs = HashSet::new();
+        // The filesystems every pod's figures are on, statfs'd once.
+        let sizes = (!only_cpu_and_memory).then(|| PodFilesystems {
+            image: runtime
+                .image_fs
+                .as_ref()
+                .and_then(|i| host::fs_stats(&i.mountpoint).ok()),
+            logs: host::fs_stats(&self.pod_logs_dir).ok(),
+            node: host::fs_stats(&self.root_dir).ok(),
+        });
         for p in pods {
             let mut stats = self.pod(&mut rates, &mut seen, p, only_cpu_and_memory, now)?;
-            if !only_cpu_and_memory {
-                self.pod_fs(&mut stats, p, runtime, &mut dirs, &time);
+            if let Some(sizes) = &sizes {
+                self.pod_fs(&mut stats, p, runtime, sizes, &mut dirs, &time);
             }
             out.push(stats);
         }
@@ -492,6 +514,7 @@ impl Collector {
         stats: &mut PodStats,
         p: &PodSource,
         runtime: &fs::RuntimeFs,
+        sizes: &PodFilesystems,
         dirs: &mut HashSet<PathBuf>,
         time: &str,
     ) {
@@ -500,12 +523,7 @@ impl Collector {
             dirs.insert(d);
             u
         };
-        let image = runtime
-            .image_fs
-            .as_ref()
-            .and_then(|i| host::fs_stats(&i.mountpoint).ok());
-        let logs_fs = host::fs_stats(&self.pod_logs_dir).ok();
-        let node_fs = host::fs_stats(&self.root_dir).ok();
+        let (image, logs_fs, node_fs) = (&sizes.image, &sizes.logs, &sizes.node);
         let mut total = fs::Usage::default();
         let mut add = |u: fs::Usage| {
             total.bytes += u.bytes;
@@ -513,11 +531,11 @@ impl Collector {
         };
         let log_dir = layout::log_dir(&self.pod_logs_dir, &p.namespace, &p.name, &p.uid);
         for (c, src) in stats.containers.iter_mut().zip(&p.containers) {
-            if let (Some(f), Some(u)) = (&image, runtime.writable.get(&src.id)) {
+            if let (Some(f), Some(u)) = (image, runtime.writable.get(&src.id)) {
                 c.rootfs = Some(FsStats::of(f, *u, time));
                 add(*u);
             }
-            if let (Some(f), Some(u)) = (&logs_fs, walk(log_dir.join(&src.name))) {
+            if let (Some(f), Some(u)) = (logs_fs, walk(log_dir.join(&src.name))) {
                 c.logs = Some(FsStats::of(f, u, time));
                 add(u);
             }
@@ -570,5 +588,7 @@ impl Collector {
     }
 }
 
+#[cfg(test)]
+mod io_tests;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use super::*;
 const MEMINFO: &str = "MemTotal:       16384000 kB\nMemFree:         8192000 kB\n\
     AnonPages:       1024000 kB\nInactive(file):  2048000 kB\n";
 
-fn tree(files: &[(String, String)]) -> (tempfile::TempDir, Roots) {
+pub(super) fn tree(files: &[(String, String)]) -> (tempfile::TempDir, Roots) {
     let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     for (p, c) in files {
         let path = d.path().join(p);
@@ -27,7 +27,7 @@ fn tree(files: &[(String, String)]) -> (tempfile::TempDir, Roots) {
     (d, roots)
 }
 
-fn proc_files(self_cgroup: &str) -> Vec<(String, String)> {
+pub(super) fn proc_files(self_cgroup: &str) -> Vec<(String, String)> {
     [
         ("proc/meminfo", MEMINFO),
         ("proc/stat", "cpu  1 2 3\nbtime 1796170000\n"),
@@ -58,11 +58,11 @@ fn pod_view() -> PodView {
     }))
 }
 
-fn pod() -> PodSource {
+pub(super) fn pod() -> PodSource {
     PodSource::of(&pod_view())
 }
 
-fn at(secs: u64) -> SystemTime {
+pub(super) fn at(secs: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
 

@@ -1,9 +1,11 @@
 //! `/metrics/cadvisor`: the cAdvisor series the kubelet serves for the root cgroup, each pod's
 //! cgroup, each sandbox's and each running container's (CPU, memory, start and last-seen times,
-//! the root's and each sandbox's network by interface, CFS throttling where a quota is set, the
-//! CPU and memory settings) with the
+//! the root's and each sandbox's network by interface, block I/O by device where the kernel
+//! accounted any, CFS throttling where a quota is set, the CPU and memory settings) with the
 //! kubelet's labels (`id` the cgroup, `name` the runtime id, `image`, `container`, `pod`,
 //! `namespace`), and the machine's cores and memory, in cAdvisor's names and HELP texts.
+
+mod io;
 
 use std::fmt::Write;
 use std::time::SystemTime;
@@ -28,22 +30,29 @@ struct Series {
 
 impl Series {
     fn labels(&self, cpu: bool) -> String {
-        self.labels_with(if cpu { "cpu=\"total\"," } else { "" }, "")
+        self.labels_with(if cpu { &[("cpu", "total")] } else { &[] })
     }
 
-    /// The labels with `extra` (`k="v",`) between container and id, and `iface` (`k="v",`)
-    /// between image and name: the order of the label names.
-    fn labels_with(&self, extra: &str, iface: &str) -> String {
-        let e = crate::prom::escape;
-        format!(
-            "{{container=\"{}\",{extra}id=\"{}\",image=\"{}\",{iface}name=\"{}\",namespace=\"{}\",pod=\"{}\"}}",
-            e(&self.container),
-            e(&self.id),
-            e(&self.image),
-            e(&self.name),
-            e(&self.namespace),
-            e(&self.pod)
-        )
+    /// The labels and `extra` ones, sorted by name as Prometheus' client writes them.
+    fn labels_with(&self, extra: &[(&str, &str)]) -> String {
+        let mut all = [
+            ("container", self.container.as_str()),
+            ("id", &self.id),
+            ("image", &self.image),
+            ("name", &self.name),
+            ("namespace", &self.namespace),
+            ("pod", &self.pod),
+        ]
+        .to_vec();
+        all.extend_from_slice(extra);
+        all.sort_by_key(|(k, _)| *k);
+        let mut out = String::from("{");
+        for (i, (k, v)) in all.iter().enumerate() {
+            let comma = if i == 0 { "" } else { "," };
+            let _ = write!(out, "{comma}{k}=\"{}\"", crate::prom::escape(v));
+        }
+        out.push('}');
+        out
     }
 }
 
@@ -108,6 +117,7 @@ struct Read<'a> {
     mem: Option<Memory>,
     net: Option<Vec<super::network::Interface>>,
     spec: Option<Spec>,
+    io: Vec<super::blkio::DeviceIo>,
 }
 
 /// cAdvisor's CFS families: (name, HELP, the figure).
@@ -272,16 +282,23 @@ impl Collector {
                     None => None,
                 };
                 let spec = self.cg.spec(&s.id)?;
+                let io = self.cg.io(&s.id)?;
                 read.push(Read {
                     s,
                     cpu,
                     mem,
                     net,
                     spec,
+                    io,
                 });
             }
         }
         let mut out = String::with_capacity(read.len() * 2048 + 4096);
+        let diskstats =
+            std::fs::read_to_string(self.roots.proc_.join("diskstats")).unwrap_or_default();
+        let fs = super::mounts::figures(&self.partitions, &diskstats);
+        let names = super::blkio::device_names(&self.roots.sys);
+        io::write(&mut out, &read, &fs, &names, ms);
         for (name, kind, help, figure, cpu_label) in FAMILIES {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for r in &read {
@@ -315,13 +332,8 @@ impl Collector {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for Read { s, net, .. } in &read {
                 for i in net.iter().flatten() {
-                    let iface = format!("interface=\"{}\",", crate::prom::escape(&i.name));
-                    let _ = writeln!(
-                        out,
-                        "{name}{} {} {ms}",
-                        s.labels_with("", &iface),
-                        figure(i)
-                    );
+                    let labels = s.labels_with(&[("interface", &i.name)]);
+                    let _ = writeln!(out, "{name}{labels} {} {ms}", figure(i));
                 }
             }
         }
