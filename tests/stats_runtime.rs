@@ -670,6 +670,11 @@ fn summary_and_resource_metrics_of_real_pods() {
         })
         .unwrap_or_else(|| panic!("no network series of idle's sandbox in\n{cadvisor}"));
     assert!(idle_rx.contains("namespace=\"default\""), "{idle_rx}");
+    // The sandbox's series carry containerd's sandbox_image (scripts/runtime-env's).
+    assert!(
+        idle_rx.contains("image=\"registry.k8s.io/pause:3.9\""),
+        "{idle_rx}"
+    );
     // The root's filesystem as cAdvisor reports it: its mount source as the device, its size
     // as `stat -f` gives it (fragment size times blocks).
     let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");

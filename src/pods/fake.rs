@@ -15,6 +15,9 @@ use crate::cri::api::*;
 use crate::cri::{CriError, grpc::Code};
 use crate::kube::PatchKind;
 
+/// The image the fake's sandboxes report in their verbose status.
+pub const FAKE_PAUSE: &str = "registry.k8s.io/pause:3.10";
+
 #[derive(Default)]
 struct Runtime {
     next: u64,
@@ -179,6 +182,15 @@ impl Cri for FakeCri {
                 }),
                 ..Default::default()
             }),
+            // containerd's verbose info, in part.
+            info: match r.verbose {
+                true => [(
+                    "info".to_string(),
+                    format!(r#"{{"pid":1,"image":"{FAKE_PAUSE}"}}"#),
+                )]
+                .into(),
+                false => Default::default(),
+            },
             ..Default::default()
         })
     }

@@ -15,7 +15,8 @@ use crate::cri::api::*;
 /// What the cache holds for one runtime object.
 #[derive(Debug, Clone)]
 enum Cached {
-    Ip(String),
+    /// A sandbox's IP and image.
+    Sandbox(String, String),
     Status(Box<ContainerStatus>),
 }
 
@@ -156,22 +157,31 @@ impl Observer {
                 obs.stale_sandboxes.push(s.id.clone());
                 continue;
             }
-            let ip = self
+            let (ip, image) = self
                 .cached(
                     &s.id,
                     s.state,
                     || {
+                        // Verbose, for the image (containerd's `info` JSON has it).
                         cri.pod_sandbox_status(&PodSandboxStatusRequest {
                             pod_sandbox_id: s.id.clone(),
-                            verbose: false,
+                            verbose: true,
                         })
                         .map_err(|e| e.to_string())
-                        .map(|r| r.status.and_then(|st| st.network).map(|n| n.ip))
-                        .map(Option::unwrap_or_default)
+                        .map(|r| {
+                            let image = r
+                                .info
+                                .get("info")
+                                .and_then(|i| serde_json::from_str::<serde_json::Value>(i).ok())
+                                .and_then(|i| i["image"].as_str().map(str::to_string))
+                                .unwrap_or_default();
+                            let ip = r.status.and_then(|st| st.network).map(|n| n.ip);
+                            (ip.unwrap_or_default(), image)
+                        })
                     },
-                    Cached::Ip,
+                    |(ip, image)| Cached::Sandbox(ip, image),
                     |c| match c {
-                        Cached::Ip(ip) => Some(ip.clone()),
+                        Cached::Sandbox(ip, image) => Some((ip.clone(), image.clone())),
                         Cached::Status(_) => None,
                     },
                 )
@@ -181,6 +191,7 @@ impl Observer {
                 ready: s.state == PodSandboxState::SandboxReady as i32,
                 ip,
                 attempt: s.metadata.as_ref().map_or(0, |m| m.attempt),
+                image,
             });
         }
         let mut by_name: BTreeMap<String, Vec<ContainerObs>> = BTreeMap::new();
@@ -216,7 +227,7 @@ impl Observer {
                 |s| Cached::Status(Box::new(s)),
                 |c| match c {
                     Cached::Status(s) => Some((**s).clone()),
-                    Cached::Ip(_) => None,
+                    Cached::Sandbox(..) => None,
                 },
             )?;
             let meta = st.metadata.clone().unwrap_or_default();

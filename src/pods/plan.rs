@@ -38,6 +38,8 @@ pub struct SandboxObs {
     pub ready: bool,
     pub ip: String,
     pub attempt: u32,
+    /// Its image (the runtime's pause image), from its verbose status; "" when not given.
+    pub image: String,
 }
 
 /// What the runtime holds for one pod.

@@ -20,6 +20,7 @@ fn sandbox(ready: bool) -> Option<SandboxObs> {
         ready,
         ip: "10.0.0.2".into(),
         attempt: 0,
+        image: String::new(),
     })
 }
 

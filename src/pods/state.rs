@@ -320,6 +320,7 @@ mod tests {
                 ready: true,
                 ip: "10.0.0.2".into(),
                 attempt: 0,
+                image: String::new(),
             }),
             containers: obs,
             ..Observed::default()

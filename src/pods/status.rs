@@ -274,6 +274,7 @@ mod tests {
                 ready: true,
                 ip: "10.88.0.5".into(),
                 attempt: 0,
+                image: String::new(),
             }),
             containers: state
                 .map(|(state, exit_code)| ContainerObs {

@@ -39,6 +39,8 @@ pub struct PodView {
     pub object: Value,
     /// The runtime id of its newest sandbox (the network stats read its netns).
     pub sandbox: Option<String>,
+    /// That sandbox's image ("" when the runtime does not say).
+    pub sandbox_image: String,
 }
 
 /// `containerd://<id>` -> `<id>`.
@@ -97,6 +99,7 @@ impl PodView {
             containers,
             object,
             sandbox: None,
+            sandbox_image: String::new(),
         }
     }
 

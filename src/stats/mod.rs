@@ -82,6 +82,8 @@ pub struct PodSource {
     pub containers: Vec<ContainerSource>,
     /// Its sandbox's runtime id (empty when none is known).
     pub sandbox: String,
+    /// Its sandbox's image (the pause image; empty when the runtime does not say).
+    pub sandbox_image: String,
     /// Its volumes that have figures (emptyDir, configMap, secret, downwardAPI, projected).
     pub volumes: Vec<VolumeSource>,
 }
@@ -162,6 +164,7 @@ impl PodSource {
             start_time: text_at(o, &["status", "startTime"]).to_string(),
             containers,
             sandbox: p.sandbox.clone().unwrap_or_default(),
+            sandbox_image: p.sandbox_image.clone(),
             volumes: o["spec"]["volumes"]
                 .as_array()
                 .into_iter()

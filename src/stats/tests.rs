@@ -437,6 +437,8 @@ fn network_of_the_node_and_of_each_sandbox() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(s.pods[0].network.is_none() && s.node.network.is_none());
 
+    // The sandbox's series carry its (pause) image, as cAdvisor's containerd handler's.
+    with_sandbox.sandbox_image = "registry.k8s.io/pause:3.9".into();
     let text = c
         .cadvisor(&[PodSource::of(&with_sandbox)], at(1_796_173_210))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -444,16 +446,16 @@ fn network_of_the_node_and_of_each_sandbox() {
     for line in [
         "# TYPE container_network_receive_bytes_total counter".to_string(),
         format!(
-            "container_network_receive_bytes_total{{container=\"\",id=\"/{pd}/sb1\",image=\"\",interface=\"eth0\",name=\"sb1\",namespace=\"default\",pod=\"web\"}} 700 {ms}"
+            "container_network_receive_bytes_total{{container=\"\",id=\"/{pd}/sb1\",image=\"registry.k8s.io/pause:3.9\",interface=\"eth0\",name=\"sb1\",namespace=\"default\",pod=\"web\"}} 700 {ms}"
         ),
         format!(
-            "container_network_transmit_packets_dropped_total{{container=\"\",id=\"/{pd}/sb1\",image=\"\",interface=\"eth0\",name=\"sb1\",namespace=\"default\",pod=\"web\"}} 4 {ms}"
+            "container_network_transmit_packets_dropped_total{{container=\"\",id=\"/{pd}/sb1\",image=\"registry.k8s.io/pause:3.9\",interface=\"eth0\",name=\"sb1\",namespace=\"default\",pod=\"web\"}} 4 {ms}"
         ),
         format!(
             "container_network_receive_bytes_total{{container=\"\",id=\"/\",image=\"\",interface=\"ens3\",name=\"\",namespace=\"\",pod=\"\"}} 5000 {ms}"
         ),
         format!(
-            "container_memory_usage_bytes{{container=\"\",id=\"/{pd}/sb1\",image=\"\",name=\"sb1\",namespace=\"default\",pod=\"web\"}} 4096 {ms}"
+            "container_memory_usage_bytes{{container=\"\",id=\"/{pd}/sb1\",image=\"registry.k8s.io/pause:3.9\",name=\"sb1\",namespace=\"default\",pod=\"web\"}} 4096 {ms}"
         ),
     ] {
         assert!(

@@ -502,6 +502,11 @@ impl Owner {
                 v["status"] = e.pod.status.clone();
                 super::view::PodView {
                     sandbox: e.obs.sandbox.as_ref().map(|s| s.id.clone()),
+                    sandbox_image: e
+                        .obs
+                        .sandbox
+                        .as_ref()
+                        .map_or_else(String::new, |s| s.image.clone()),
                     ..super::view::PodView::of(v)
                 }
             })

@@ -176,6 +176,11 @@ fn a_pod_runs_and_its_status_is_written() {
         "{st}"
     );
     assert_eq!(st["podIP"], "10.9.0.2");
+    // The published view carries the sandbox and its image (verbose status, for cAdvisor's
+    // `image` label of the sandbox).
+    let view = h.owner.snapshot();
+    assert!(view[0].sandbox.is_some(), "{:?}", view[0].sandbox);
+    assert_eq!(view[0].sandbox_image, crate::pods::fake::FAKE_PAUSE);
     // The uid is the patch's precondition.
     let (_, body) = h
         .api

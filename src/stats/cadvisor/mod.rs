@@ -247,6 +247,7 @@ impl Collector {
             if !p.sandbox.is_empty() {
                 out.push(Series {
                     network: true,
+                    image: p.sandbox_image.clone(),
                     ..of_pod(
                         container_cgroup(self.driver, &parent, &p.sandbox),
                         p.sandbox.clone(),
