@@ -669,6 +669,23 @@ fn side_by_side(kc: &Path, agent: &str, log: &mut dyn FnMut() -> String) {
     } else {
         "tinylet"
     };
+    // The cAdvisor families and their label names, as `scripts/side-by-side` compares them
+    // (the upstream kubelet's are the fixture tinylet is held to).
+    let cadvisor = wait_until("/metrics/cadvisor through the node proxy", 30, log, || {
+        kubectl(
+            kc,
+            &["get", "--raw", "/api/v1/nodes/n1/proxy/metrics/cadvisor"],
+        )
+    });
+    write(&out.join(format!("{name}-cadvisor.txt")), &cadvisor);
+    let families = prometheus_label_names(&cadvisor);
+    write(
+        &out.join(format!("{name}-cadvisor-families.txt")),
+        &(families.join("\n") + "\n"),
+    );
+    if name == "tinylet" {
+        covers_the_upstream_cadvisor_families(&families);
+    }
     write(
         &out.join(format!("{name}.json")),
         &serde_json::json!({
@@ -677,6 +694,38 @@ fn side_by_side(kc: &Path, agent: &str, log: &mut dyn FnMut() -> String) {
             "hold": {"cpuNanoCores": avg[2], "workingSetBytes": avg[3]},
         })
         .to_string(),
+    );
+}
+
+/// Families either agent serves only where the kernel accounted a cgroup's block I/O (on a v1
+/// kernel, once a throttle was set on the disk: tests/cgroup_readers.rs sets one).
+const WHEN_ACCOUNTED: &[&str] = &[
+    "container_blkio_device_usage",
+    "container_fs_reads_bytes",
+    "container_fs_writes_bytes",
+];
+
+/// Every cAdvisor family the upstream kubelet (v1.34, join (c)) served for the same two pods
+/// on this harness, with the same label names, is served by tinylet (but WHEN_ACCOUNTED ones):
+/// `tests/fixtures/upstream-cadvisor-families.txt` (`name type labels` as the Prometheus
+/// parser reads them; `scripts/side-by-side` writes the upstream kubelet's anew in
+/// `target/side-by-side/`).
+fn covers_the_upstream_cadvisor_families(ours: &[String]) {
+    let fixture = read(&repo().join("tests/fixtures/upstream-cadvisor-families.txt"));
+    let missing: Vec<&str> = fixture
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter(|l| !ours.iter().any(|o| o == l))
+        .filter(|l| {
+            let name = l.split(' ').next().unwrap_or_default();
+            !WHEN_ACCOUNTED.contains(&name)
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "upstream families tinylet does not serve (or with other labels):\n{}\ntinylet's:\n{}",
+        missing.join("\n"),
+        ours.join("\n")
     );
 }
 

@@ -39,6 +39,18 @@ pub struct Memory {
     pub major_page_faults: u64,
     /// The limit; None when unlimited (v2 `max`, v1 a value above 1<<62).
     pub limit: Option<u64>,
+    /// The rest of cAdvisor's figures: hierarchical page faults (v1 `total_pgfault`; v2 the
+    /// cgroup's own), `failcnt`, the peak (v1 `max_usage_in_bytes`, v2 `memory.peak`), kernel
+    /// memory (v1 `kmem.usage_in_bytes`), mapped files, swap, active and inactive file pages.
+    pub hierarchy_page_faults: u64,
+    pub hierarchy_major_page_faults: u64,
+    pub failcnt: u64,
+    pub max_usage: u64,
+    pub kernel: u64,
+    pub mapped_file: u64,
+    pub swap: u64,
+    pub active_file: u64,
+    pub inactive_file: u64,
 }
 
 impl Memory {
@@ -145,21 +157,10 @@ impl CgroupFs {
     /// root).
     pub fn memory(&self, cgroup: &str) -> Result<Option<Memory>, StatsError> {
         let dir = self.dir("memory", cgroup);
-        let (usage_file, limit_file, inactive, rss, cache) = match self.hierarchy {
-            Hierarchy::V1 => (
-                "memory.usage_in_bytes",
-                "memory.limit_in_bytes",
-                "total_inactive_file",
-                "total_rss",
-                "total_cache",
-            ),
-            Hierarchy::V2 => (
-                "memory.current",
-                "memory.max",
-                "inactive_file",
-                "anon",
-                "file",
-            ),
+        let v1 = self.hierarchy == Hierarchy::V1;
+        let (usage_file, limit_file, stat_prefix) = match v1 {
+            true => ("memory.usage_in_bytes", "memory.limit_in_bytes", "total_"),
+            false => ("memory.current", "memory.max", ""),
         };
         let usage_path = dir.join(usage_file);
         let Some(usage) = read(&usage_path)? else {
@@ -174,14 +175,42 @@ impl CgroupFs {
             None => None,
         };
         let get = |k: &str| flat_key(&stat, k).unwrap_or(0);
+        // v1's hierarchical keys are `total_<key>`; v2's are the cgroup's own.
+        let total = |k: &str| get(&format!("{stat_prefix}{k}"));
+        let file = |f: &str| -> Result<u64, StatsError> {
+            Ok(read(&dir.join(f))?
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0))
+        };
+        let inactive_file = total("inactive_file");
         Ok(Some(Memory {
             usage,
-            working_set: usage.saturating_sub(get(inactive)),
-            rss: get(rss),
-            cache: get(cache),
+            working_set: usage.saturating_sub(inactive_file),
+            rss: total(if v1 { "rss" } else { "anon" }),
+            cache: total(if v1 { "cache" } else { "file" }),
             page_faults: get("pgfault"),
             major_page_faults: get("pgmajfault"),
             limit,
+            hierarchy_page_faults: total("pgfault"),
+            hierarchy_major_page_faults: total("pgmajfault"),
+            failcnt: if v1 { file("memory.failcnt")? } else { 0 },
+            max_usage: file(if v1 {
+                "memory.max_usage_in_bytes"
+            } else {
+                "memory.peak"
+            })?,
+            kernel: if v1 {
+                file("memory.kmem.usage_in_bytes")?
+            } else {
+                0
+            },
+            mapped_file: total(if v1 { "mapped_file" } else { "file_mapped" }),
+            swap: match v1 {
+                true => total("swap"),
+                false => file("memory.swap.current")?,
+            },
+            active_file: total("active_file"),
+            inactive_file,
         }))
     }
 }
@@ -358,6 +387,11 @@ pub(super) mod tests {
                 page_faults: 1221,
                 major_page_faults: 3,
                 limit: None,
+                hierarchy_page_faults: 1221,
+                hierarchy_major_page_faults: 3,
+                active_file: 40960,
+                inactive_file: 94208,
+                ..Memory::default()
             }
         );
         let limited = fs.memory("/kubepods/burstable/podv").ok().flatten();

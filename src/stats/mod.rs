@@ -2,6 +2,7 @@
 //! kubelet's `/stats/summary` and `/metrics/resource`: CPU time and rate, memory, network (each
 //! pod's sandbox netns), the node's filesystem and process limits.
 
+pub mod accounting;
 pub mod blkio;
 pub mod cadvisor;
 pub mod cgroup;
@@ -315,6 +316,12 @@ impl Collector {
                     page_faults: vm("pgfault"),
                     major_page_faults: vm("pgmajfault"),
                     limit: Some(total),
+                    hierarchy_page_faults: vm("pgfault"),
+                    hierarchy_major_page_faults: vm("pgmajfault"),
+                    mapped_file: field("Mapped"),
+                    active_file: field("Active(file)"),
+                    inactive_file: field("Inactive(file)"),
+                    ..Memory::default()
                 }
             }
         };

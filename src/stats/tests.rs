@@ -310,8 +310,22 @@ fn cadvisor_series_for_the_root_a_pod_and_its_running_container() {
         ),
         cg(
             "memory/kubepods/besteffort/podu1/c1/memory.stat",
-            "total_cache 30000\ntotal_rss 50000\n",
+            "total_cache 30000\ntotal_rss 50000\ntotal_mapped_file 8192\ntotal_pgmajfault 2\n",
         ),
+        cg(
+            "cpuacct/kubepods/besteffort/podu1/c1/cpuacct.stat",
+            "user 120\nsystem 30\n",
+        ),
+        cg("memory/kubepods/besteffort/podu1/c1/memory.failcnt", "4\n"),
+        cg(
+            "memory/kubepods/besteffort/podu1/c1/memory.max_usage_in_bytes",
+            "150000\n",
+        ),
+        cg(
+            "memory/kubepods/besteffort/podu1/c1/memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+        ),
+        cg("pids/kubepods/besteffort/podu1/c1/pids.current", "3\n"),
     ]);
     let (d, roots) = tree(&files);
     let c = Collector::new("n1", roots, d.path(), CgroupDriver::Cgroupfs, "");
@@ -339,11 +353,30 @@ fn cadvisor_series_for_the_root_a_pod_and_its_running_container() {
         format!("container_memory_rss{{{ctr}}} 50000 {ms}"),
         format!("container_memory_working_set_bytes{{{ctr}}} 100000 {ms}"),
         format!("container_start_time_seconds{{{ctr}}} 1796169605"),
-        format!("machine_cpu_cores{{boot_id=\"b-1\",machine_id=\"m-1\",system_uuid=\"\"}} 2 {ms}"),
+        // Machine series carry no timestamp, as the kubelet's machine collector writes them.
+        "machine_cpu_cores{boot_id=\"b-1\",machine_id=\"m-1\",system_uuid=\"\"} 2".into(),
         format!(
-            "machine_memory_bytes{{boot_id=\"b-1\",machine_id=\"m-1\",system_uuid=\"\"}} {} {ms}",
+            "machine_memory_bytes{{boot_id=\"b-1\",machine_id=\"m-1\",system_uuid=\"\"}} {}",
             16_384_000u64 * 1024
         ),
+        "machine_nvm_capacity{boot_id=\"b-1\",machine_id=\"m-1\",mode=\"memory_mode\",system_uuid=\"\"} 0".into(),
+        "cadvisor_version_info{cadvisorRevision=\"\",cadvisorVersion=\"\",dockerVersion=\"\",kernelVersion=\"6.1.0\",osVersion=\"Linux\"} 1".into(),
+        // The rest of the container's accounting (cpuacct.stat ticks are 10 ms).
+        format!("container_cpu_user_seconds_total{{{ctr}}} 1.2 {ms}"),
+        format!("container_cpu_system_seconds_total{{{ctr}}} 0.3 {ms}"),
+        format!("container_memory_mapped_file{{{ctr}}} 8192 {ms}"),
+        format!("container_memory_failcnt{{{ctr}}} 4 {ms}"),
+        format!("container_memory_max_usage_bytes{{{ctr}}} 150000 {ms}"),
+        format!("container_oom_events_total{{{ctr}}} 1 {ms}"),
+        format!("container_threads{{{ctr}}} 3 {ms}"),
+        format!("container_pressure_io_stalled_seconds_total{{{ctr}}} 0 {ms}"),
+        format!(
+            "container_memory_failures_total{{container=\"app\",failure_type=\"pgmajfault\",id=\"/kubepods/besteffort/podu1/c1\",image=\"docker.io/library/busybox:1.36\",name=\"c1\",namespace=\"default\",pod=\"web\",scope=\"hierarchy\"}} 2 {ms}"
+        ),
+        format!(
+            "container_tasks_state{{container=\"app\",id=\"/kubepods/besteffort/podu1/c1\",image=\"docker.io/library/busybox:1.36\",name=\"c1\",namespace=\"default\",pod=\"web\",state=\"running\"}} 0 {ms}"
+        ),
+        "container_scrape_error 0".into(),
     ] {
         assert!(
             text.lines().any(|l| l == line),

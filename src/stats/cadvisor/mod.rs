@@ -5,14 +5,16 @@
 //! kubelet's labels (`id` the cgroup, `name` the runtime id, `image`, `container`, `pod`,
 //! `namespace`), and the machine's cores and memory, in cAdvisor's names and HELP texts.
 
+mod families;
 mod io;
+mod machine;
 
 use std::fmt::Write;
 use std::time::SystemTime;
 
+use super::accounting::{self, Accounting};
 use super::cgroup::{Memory, Spec, StatsError};
 use super::{Collector, PodSource, container_cgroup, nanos};
-use crate::node::host;
 
 /// One cgroup the endpoint reports, with its labels.
 struct Series {
@@ -69,47 +71,6 @@ fn root_series() -> Series {
     }
 }
 
-/// The families in the order Prometheus' registry writes them (by name): (name, type, HELP,
-/// the value of a series from its CPU time and memory, whether it carries `cpu="total"`).
-type Figure = fn(Option<u64>, Option<&Memory>) -> Option<f64>;
-const FAMILIES: &[(&str, &str, &str, Figure, bool)] = &[
-    (
-        "container_cpu_usage_seconds_total",
-        "counter",
-        "Cumulative cpu time consumed in seconds.",
-        |cpu, _| cpu.map(|n| n as f64 / 1e9),
-        true,
-    ),
-    (
-        "container_memory_cache",
-        "gauge",
-        "Number of bytes of page cache memory.",
-        |_, m| m.map(|m| m.cache as f64),
-        false,
-    ),
-    (
-        "container_memory_rss",
-        "gauge",
-        "Size of RSS in bytes.",
-        |_, m| m.map(|m| m.rss as f64),
-        false,
-    ),
-    (
-        "container_memory_usage_bytes",
-        "gauge",
-        "Current memory usage in bytes, including all memory regardless of when it was accessed",
-        |_, m| m.map(|m| m.usage as f64),
-        false,
-    ),
-    (
-        "container_memory_working_set_bytes",
-        "gauge",
-        "Current working set in bytes.",
-        |_, m| m.map(|m| m.working_set as f64),
-        false,
-    ),
-];
-
 /// What one cgroup read gave.
 struct Read<'a> {
     s: &'a Series,
@@ -118,6 +79,12 @@ struct Read<'a> {
     net: Option<Vec<super::network::Interface>>,
     spec: Option<Spec>,
     io: Vec<super::blkio::DeviceIo>,
+    acct: Accounting,
+    /// Processes directly in the cgroup, their open files and sockets, and the soft open-files
+    /// limit of its first process (the root's PID 1; none for a pod's cgroup).
+    procs: usize,
+    fds: (u64, u64),
+    max_open_files: Option<i64>,
 }
 
 /// cAdvisor's CFS families: (name, HELP, the figure).
@@ -284,6 +251,18 @@ impl Collector {
                 };
                 let spec = self.cg.spec(&s.id)?;
                 let io = self.cg.io(&s.id)?;
+                let acct = self.cg.accounting(&s.id)?;
+                let procs = self.cg.procs(&s.id);
+                let fds = accounting::fds(&self.roots.proc_, &procs);
+                let first = match s.id.as_str() {
+                    "/" => Some(1),
+                    _ if s.pod.is_empty() || !s.name.is_empty() => procs.first().copied(),
+                    _ => None,
+                };
+                let max_open_files = first.and_then(|pid| {
+                    let limits = self.roots.proc_.join(pid.to_string()).join("limits");
+                    accounting::max_open_files(&std::fs::read_to_string(limits).ok()?)
+                });
                 read.push(Read {
                     s,
                     cpu,
@@ -291,6 +270,10 @@ impl Collector {
                     net,
                     spec,
                     io,
+                    acct,
+                    procs: procs.len(),
+                    fds,
+                    max_open_files,
                 });
             }
         }
@@ -300,14 +283,15 @@ impl Collector {
         let fs = super::mounts::figures(&self.partitions, &diskstats);
         let names = super::blkio::device_names(&self.roots.sys);
         io::write(&mut out, &read, &fs, &names, ms);
-        for (name, kind, help, figure, cpu_label) in FAMILIES {
+        for (name, kind, help, figure, cpu_label) in families::FAMILIES {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for r in &read {
-                if let Some(v) = figure(r.cpu, r.mem.as_ref()) {
+                if let Some(v) = figure(r) {
                     let _ = writeln!(out, "{name}{} {v} {ms}", r.s.labels(*cpu_label));
                 }
             }
         }
+        families::labelled(&mut out, &read, ms);
         // CFS throttling, where a quota is set (cAdvisor's condition).
         for (name, help, figure) in CFS {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -355,24 +339,30 @@ impl Collector {
                 }
             }
         }
-        let m = host::Machine::read(&self.roots).map_err(super::host_err)?;
-        let e = crate::prom::escape;
-        let ids = format!(
-            "{{boot_id=\"{}\",machine_id=\"{}\",system_uuid=\"{}\"}}",
-            e(&m.boot_id),
-            e(&m.machine_id),
-            e(&m.system_uuid)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP machine_cpu_cores Number of logical CPU cores.\n# TYPE machine_cpu_cores gauge\nmachine_cpu_cores{ids} {} {ms}",
-            m.cpus
-        );
-        let _ = writeln!(
-            out,
-            "# HELP machine_memory_bytes Amount of memory installed on the machine.\n# TYPE machine_memory_bytes gauge\nmachine_memory_bytes{ids} {} {ms}",
-            m.memory_bytes
-        );
-        Ok(out)
+        machine::write(&mut out, &self.roots)?;
+        Ok(sorted(&out))
     }
+}
+
+/// The exposition with its families in name order and without empty ones, as Prometheus'
+/// registry writes them.
+fn sorted(text: &str) -> String {
+    let mut blocks: Vec<&str> = Vec::new();
+    let mut start = 0;
+    for (i, _) in text.match_indices("# HELP ") {
+        if i > start && (i == 0 || text.as_bytes()[i - 1] == b'\n') {
+            blocks.push(&text[start..i]);
+            start = i;
+        }
+    }
+    blocks.push(&text[start..]);
+    fn name(b: &str) -> &str {
+        b.strip_prefix("# HELP ")
+            .and_then(|r| r.split(' ').next())
+            .unwrap_or("")
+    }
+    blocks.sort_by(|a, b| name(a).cmp(name(b)));
+    // A family without samples (its HELP and TYPE lines only) is left out, as the registry.
+    blocks.retain(|b| b.lines().count() > 2);
+    blocks.concat()
 }
