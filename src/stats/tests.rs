@@ -326,6 +326,12 @@ fn cadvisor_series_for_the_root_a_pod_and_its_running_container() {
             "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
         ),
         cg("pids/kubepods/besteffort/podu1/c1/pids.current", "3\n"),
+        // The QoS cgroup, reported with empty labels as cAdvisor does (burstable is absent).
+        cg("cpuacct/kubepods/besteffort/cpuacct.usage", "2500000000\n"),
+        cg(
+            "memory/kubepods/besteffort/memory.usage_in_bytes",
+            "300000\n",
+        ),
     ]);
     let (d, roots) = tree(&files);
     let c = Collector::new("n1", roots, d.path(), CgroupDriver::Cgroupfs, "");
@@ -377,6 +383,9 @@ fn cadvisor_series_for_the_root_a_pod_and_its_running_container() {
             "container_tasks_state{{container=\"app\",id=\"/kubepods/besteffort/podu1/c1\",image=\"docker.io/library/busybox:1.36\",name=\"c1\",namespace=\"default\",pod=\"web\",state=\"running\"}} 0 {ms}"
         ),
         "container_scrape_error 0".into(),
+        format!(
+            "container_memory_usage_bytes{{container=\"\",id=\"/kubepods/besteffort\",image=\"\",name=\"\",namespace=\"\",pod=\"\"}} 300000 {ms}"
+        ),
     ] {
         assert!(
             text.lines().any(|l| l == line),
@@ -386,6 +395,10 @@ fn cadvisor_series_for_the_root_a_pod_and_its_running_container() {
     assert!(
         !text.contains("c2"),
         "the terminated container is not reported"
+    );
+    assert!(
+        !text.contains("/kubepods/burstable\""),
+        "a QoS cgroup that is not there is not reported"
     );
 }
 

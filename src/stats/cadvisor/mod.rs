@@ -15,6 +15,7 @@ use std::time::SystemTime;
 use super::accounting::{self, Accounting};
 use super::cgroup::{Memory, Spec, StatsError};
 use super::{Collector, PodSource, container_cgroup, nanos};
+use crate::pods::layout;
 
 /// One cgroup the endpoint reports, with its labels.
 struct Series {
@@ -190,6 +191,20 @@ const NETWORK: &[(&str, &str, NetFigure)] = &[
 impl Collector {
     fn series(&self, pods: &[PodSource]) -> Vec<Series> {
         let mut out = vec![root_series()];
+        // The pods' parent and its QoS cgroups, which cAdvisor reports with empty labels too.
+        let qos = |class: &str| {
+            let pod = layout::cgroup_parent(self.driver, &self.cgroup_root, class, "x");
+            pod.rsplit_once('/').map(|(q, _)| q.to_string())
+        };
+        let mut parents = vec![self.pods_cgroup()];
+        parents.extend(["Burstable", "BestEffort"].into_iter().filter_map(qos));
+        for id in parents {
+            out.push(Series {
+                id,
+                network: false,
+                ..root_series()
+            });
+        }
         for p in pods {
             let parent = self.pod_cgroup(p);
             let of_pod = |id: String, name: String| Series {
