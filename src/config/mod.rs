@@ -88,6 +88,8 @@ pub const IMPLEMENTED_FIELDS: &[&str] = &[
     "seccompDefault",
     "registryPullQPS",
     "registryBurst",
+    "cgroupDriver",
+    "volumeStatsAggPeriod",
 ];
 
 /// Supported flags tinylet does not act on yet (parsed and validated only).

@@ -49,6 +49,9 @@ pub struct Collector {
     fs_period: std::time::Duration,
     /// The root's filesystems for `/metrics/cadvisor`, listed at start as cAdvisor does.
     partitions: Vec<mounts::Partition>,
+    /// Volume usage is measured (`volumeStatsAggPeriod` > 0; the kubelet's fsResourceAnalyzer
+    /// is off at 0: no volume figures, none in the ephemeral storage).
+    volume_stats: bool,
 }
 
 /// The sizes of the filesystems a pod's figures are on (the image filesystem, the logs', the
@@ -226,6 +229,7 @@ impl Collector {
             node_name: node_name.to_string(),
             cg: CgroupFs::at(&roots.cgroup),
             partitions: mounts::at_start(&roots.proc_),
+            volume_stats: true,
             roots,
             root_dir: root_dir.to_path_buf(),
             driver,
@@ -263,6 +267,10 @@ impl Collector {
         self.pod_logs_dir = pod_logs_dir.to_path_buf();
         self.du = fs::DuCache::new(period);
         self.fs_period = period;
+        self.volume_stats = !period.is_zero();
+        if !self.volume_stats {
+            crate::info!("Volume stats collection disabled");
+        }
         self
     }
 
@@ -551,7 +559,7 @@ impl Collector {
             }
         }
         let volumes = layout::pod_dir(&self.root_dir, &p.uid).join("volumes");
-        for v in &p.volumes {
+        for v in p.volumes.iter().filter(|_| self.volume_stats) {
             let dir = volumes
                 .join(format!("kubernetes.io~{}", v.plugin))
                 .join(&v.name);

@@ -732,6 +732,15 @@ fn filesystems_of_the_runtime_containers_logs_and_volumes() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(small.node.runtime.is_none() && small.pods[0].ephemeral_storage.is_none());
     assert!(small.pods[0].volume.is_empty() && small.pods[0].containers[0].logs.is_none());
+    // volumeStatsAggPeriod 0: the kubelet's volume stats collection is off; no volume
+    // figures, and none counted in the ephemeral storage.
+    let off = c.with_volume_stats(&d.path().join("logs"), Duration::ZERO);
+    let s = off
+        .summary(&[PodSource::of(&v)], false, &runtime, at(1_796_173_212))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(s.pods[0].volume.is_empty(), "{:?}", s.pods[0].volume);
+    let eph_off = s.pods[0].ephemeral_storage.as_ref().map(|f| f.used_bytes);
+    assert_eq!(eph_off, Some(8192 + logs + hosts.bytes));
 }
 
 /// The runtime is asked for its filesystem figures once a period; a failure is not kept.
