@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::cgroup::{CgroupFs, Hierarchy, StatsError, flat_key, read};
+use super::cgroup::{CgroupFs, Hierarchy, flat_key, read};
 
 /// v1 `cpuacct.stat` counts in USER_HZ ticks, 100 a second on Linux (runc's clock ticks).
 const NS_PER_TICK: u64 = 10_000_000;
@@ -38,36 +38,39 @@ pub fn pressure_totals(text: &str) -> (u64, u64) {
 }
 
 impl CgroupFs {
-    /// The rest of the cgroup's accounting.
-    pub fn accounting(&self, cgroup: &str) -> Result<Accounting, StatsError> {
-        let text = |controller: &str, f: &str| read(&self.dir(controller, cgroup).join(f));
+    /// The rest of the cgroup's accounting (never an error: every file is optional).
+    pub fn accounting(&self, cgroup: &str) -> Accounting {
+        // All optional: a file this kernel lacks or refuses to read counts 0, as in cAdvisor.
+        let text = |controller: &str, f: &str| -> Option<String> {
+            read(&self.dir(controller, cgroup).join(f)).ok().flatten()
+        };
         let mut a = Accounting::default();
         let limit = |t: Option<String>| t.and_then(|t| t.trim().parse().ok()).unwrap_or(0);
-        a.threads = limit(text("pids", "pids.current")?);
-        a.threads_max = limit(text("pids", "pids.max")?);
+        a.threads = limit(text("pids", "pids.current"));
+        a.threads_max = limit(text("pids", "pids.max"));
         match self.hierarchy {
             Hierarchy::V1 => {
-                let stat = text("cpuacct", "cpuacct.stat")?.unwrap_or_default();
+                let stat = text("cpuacct", "cpuacct.stat").unwrap_or_default();
                 let ticks = |k: &str| flat_key(&stat, k).unwrap_or(0).saturating_mul(NS_PER_TICK);
                 (a.user_ns, a.system_ns) = (ticks("user"), ticks("system"));
-                let oom = text("memory", "memory.oom_control")?.unwrap_or_default();
+                let oom = text("memory", "memory.oom_control").unwrap_or_default();
                 a.oom_kills = flat_key(&oom, "oom_kill").unwrap_or(0);
             }
             Hierarchy::V2 => {
-                let stat = text("cpu", "cpu.stat")?.unwrap_or_default();
+                let stat = text("cpu", "cpu.stat").unwrap_or_default();
                 let us = |k: &str| flat_key(&stat, k).unwrap_or(0).saturating_mul(1000);
                 (a.user_ns, a.system_ns) = (us("user_usec"), us("system_usec"));
-                let events = text("memory", "memory.events")?.unwrap_or_default();
+                let events = text("memory", "memory.events").unwrap_or_default();
                 a.oom_kills = flat_key(&events, "oom_kill").unwrap_or(0);
                 for (i, f) in ["cpu.pressure", "memory.pressure", "io.pressure"]
                     .iter()
                     .enumerate()
                 {
-                    a.pressure[i] = pressure_totals(&text("", f)?.unwrap_or_default());
+                    a.pressure[i] = pressure_totals(&text("", f).unwrap_or_default());
                 }
             }
         }
-        Ok(a)
+        a
     }
 
     /// The processes directly in the cgroup (its `cgroup.procs`; v1: the cpu controller's).
@@ -127,14 +130,14 @@ mod tests {
             ("cpu/k/c/cgroup.procs", "41\n42\n"),
         ]);
         let fs = CgroupFs::at(d.path());
-        let a = fs.accounting("/k/c").unwrap_or_else(|e| panic!("{e}"));
+        let a = fs.accounting("/k/c");
         assert_eq!((a.user_ns, a.system_ns), (2_500_000_000, 310_000_000));
         assert_eq!((a.oom_kills, a.threads, a.threads_max), (2, 7, 0));
         assert_eq!(a.pressure, [(0, 0); 3], "no PSI on v1");
         assert_eq!(fs.procs("/k/c"), [41, 42]);
         assert_eq!(
-            fs.accounting("/gone").ok(),
-            Some(Accounting::default()),
+            fs.accounting("/gone"),
+            Accounting::default(),
             "absent files are zeros"
         );
 
@@ -157,9 +160,7 @@ mod tests {
                 "some avg10=0.00 avg60=0.00 avg300=0.00 total=9\n",
             ),
         ]);
-        let a = CgroupFs::at(d.path())
-            .accounting("/k/c")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let a = CgroupFs::at(d.path()).accounting("/k/c");
         assert_eq!((a.user_ns, a.system_ns, a.oom_kills), (7000, 2000, 1));
         assert_eq!((a.threads, a.threads_max), (3, 1024));
         assert_eq!(a.pressure, [(1500, 700), (0, 0), (9, 0)]);

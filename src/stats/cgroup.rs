@@ -177,10 +177,14 @@ impl CgroupFs {
         let get = |k: &str| flat_key(&stat, k).unwrap_or(0);
         // v1's hierarchical keys are `total_<key>`; v2's are the cgroup's own.
         let total = |k: &str| get(&format!("{stat_prefix}{k}"));
-        let file = |f: &str| -> Result<u64, StatsError> {
-            Ok(read(&dir.join(f))?
+        // The rest of cAdvisor's figures are optional: a file this kernel lacks or refuses to
+        // read (kmem on recent kernels) is 0, not a failed scrape.
+        let file = |f: &str| -> u64 {
+            read(&dir.join(f))
+                .ok()
+                .flatten()
                 .and_then(|t| t.trim().parse().ok())
-                .unwrap_or(0))
+                .unwrap_or(0)
         };
         let inactive_file = total("inactive_file");
         Ok(Some(Memory {
@@ -193,21 +197,21 @@ impl CgroupFs {
             limit,
             hierarchy_page_faults: total("pgfault"),
             hierarchy_major_page_faults: total("pgmajfault"),
-            failcnt: if v1 { file("memory.failcnt")? } else { 0 },
+            failcnt: if v1 { file("memory.failcnt") } else { 0 },
             max_usage: file(if v1 {
                 "memory.max_usage_in_bytes"
             } else {
                 "memory.peak"
-            })?,
+            }),
             kernel: if v1 {
-                file("memory.kmem.usage_in_bytes")?
+                file("memory.kmem.usage_in_bytes")
             } else {
                 0
             },
             mapped_file: total(if v1 { "mapped_file" } else { "file_mapped" }),
             swap: match v1 {
                 true => total("swap"),
-                false => file("memory.swap.current")?,
+                false => file("memory.swap.current"),
             },
             active_file: total("active_file"),
             inactive_file,
@@ -452,6 +456,19 @@ pub(super) mod tests {
             fs.memory("/").is_ok_and(|m| m.is_none()),
             "the v2 root has no memory.current"
         );
+    }
+
+    #[test]
+    fn an_unreadable_optional_file_is_zero_not_an_error() {
+        let d = tree(&[
+            ("memory/c/memory.usage_in_bytes", "4096\n"),
+            ("memory/c/memory.failcnt", "5\n"),
+            // Unreadable as a file (EISDIR), as kmem is refused by some kernels.
+            ("memory/c/memory.kmem.usage_in_bytes/x", ""),
+        ]);
+        let m = CgroupFs::at(d.path()).memory("/c");
+        let m = m.unwrap_or_else(|e| panic!("{e}")).unwrap_or_default();
+        assert_eq!((m.usage, m.failcnt, m.kernel), (4096, 5, 0));
     }
 
     #[test]

@@ -266,7 +266,7 @@ impl Collector {
                 };
                 let spec = self.cg.spec(&s.id)?;
                 let io = self.cg.io(&s.id)?;
-                let acct = self.cg.accounting(&s.id)?;
+                let acct = self.cg.accounting(&s.id);
                 let procs = self.cg.procs(&s.id);
                 let fds = accounting::fds(&self.roots.proc_, &procs);
                 let first = match s.id.as_str() {
