@@ -63,6 +63,8 @@ pub struct Options {
     pub since: Option<i64>,
     /// Only this stream, when set.
     pub stream: Option<Stream>,
+    /// Following: `tailLines` only picks where to start (the kubelet's limited mode is off).
+    pub follow: bool,
 }
 
 /// The longest line header (timestamp, stream, tag) accepted; a longer one is malformed.
@@ -109,6 +111,9 @@ pub struct Renderer {
     /// The last line shown was partial: the next shown message continues its line.
     mid_line: bool,
     written: usize,
+    /// Lines still to read with `tailLines` and no follow (each CRI line that parses counts,
+    /// shown or not, as the kubelet's limitedNum).
+    lines_left: Option<usize>,
 }
 
 impl Renderer {
@@ -120,12 +125,13 @@ impl Renderer {
             header_len: 0,
             mid_line: false,
             written: 0,
+            lines_left: o.tail_lines.filter(|_| !o.follow),
         }
     }
 
-    /// `limitBytes` reached: nothing more will be written.
+    /// `limitBytes` reached, or the `tailLines` read: nothing more will be written.
     pub fn is_done(&self) -> bool {
-        self.o.limit_bytes.is_some_and(|l| self.written >= l)
+        self.o.limit_bytes.is_some_and(|l| self.written >= l) || self.lines_left == Some(0)
     }
 
     /// Appends `data` to `out` within the limit.
@@ -161,6 +167,9 @@ impl Renderer {
 
     /// The end of a line's message.
     fn line_done(&mut self, out: &mut Vec<u8>) {
+        if let (State::Message { .. }, Some(n)) = (self.state, self.lines_left.as_mut()) {
+            *n = n.saturating_sub(1);
+        }
         if let State::Message {
             emit: true,
             partial,
@@ -291,71 +300,27 @@ impl<R: Read + Seek> Backwards<'_, R> {
             }
         }
     }
-
-    /// Up to HEADER_MAX bytes of the line at `[start, end)`.
-    fn header(&mut self, start: u64, end: u64) -> std::io::Result<Vec<u8>> {
-        let len = (end - start).min(HEADER_MAX as u64) as usize;
-        let buf_end = self.at + self.buf.len() as u64;
-        if start >= self.at && start + len as u64 <= buf_end {
-            let i = (start - self.at) as usize;
-            return Ok(self.buf[i..i + len].to_vec());
-        }
-        self.read_at(start, len)
-    }
 }
 
-/// The line of `header` bytes as (shown under `o`'s stream filter, partial); None if malformed.
-fn header_kind(header: &[u8], o: &Options) -> Option<(bool, bool)> {
-    let line = header.split(|b| *b == b'\n').next().unwrap_or(header);
-    // Only the header matters; a message cut at HEADER_MAX is fine.
-    let l = parse_line(line, 0).ok()?;
-    Some((o.stream.is_none_or(|s| s == l.stream), l.partial))
-}
-
-/// Where the last `n` lines (as `kubectl logs` counts them: partial entries joined into one)
-/// of a log of `len` bytes begin: the offset of a line start, found by reading from the end in
-/// blocks; memory stays at one block whatever the log's size.
-pub fn tail_start<R: Read + Seek>(
-    r: &mut R,
-    len: u64,
-    n: usize,
-    o: &Options,
-) -> std::io::Result<u64> {
+/// Where the last `n` lines of a log of `len` bytes begin, as the kubelet's
+/// findTailLineStartIndex counts them: CRI lines (each partial entry one, a malformed one too),
+/// a last line without its newline not counted; found by reading from the end in blocks, so
+/// memory stays at one block whatever the log's size. The renderer then reads `n` lines on.
+pub fn tail_start<R: Read + Seek>(r: &mut R, len: u64, n: usize) -> std::io::Result<u64> {
     let mut b = Backwards {
         r,
         buf: Vec::new(),
         at: len,
     };
-    let mut line_end = len;
-    // The newline that ends the last line belongs to it.
-    let last_nl = b.newline_before(len)?;
-    let mut search = match last_nl {
-        Some(i) if i + 1 == len => i,
-        _ => len,
-    };
-    let mut count = 0usize;
-    loop {
-        let nl = b.newline_before(search)?;
-        let start = nl.map_or(0, |i| i + 1);
-        if start < line_end {
-            let header = b.header(start, line_end)?;
-            if let Some((true, partial)) = header_kind(&header, o) {
-                if count == 0 || !partial {
-                    count += 1;
-                }
-                if count > n {
-                    return Ok(line_end);
-                }
-            }
-        }
-        match nl {
+    // Just after the newline n+1 from the end (the top when there are fewer).
+    let mut pos = len;
+    for _ in 0..=n {
+        match b.newline_before(pos)? {
+            Some(i) => pos = i,
             None => return Ok(0),
-            Some(i) => {
-                line_end = i + 1;
-                search = i;
-            }
         }
     }
+    Ok(pos + 1)
 }
 
 /// The start of the first line at or after `mid` within `[mid, hi)` and its time, looking at
@@ -430,7 +395,7 @@ impl<R: Read + Seek> LogReader<R> {
             start = since_start(&mut r, len, since)?;
         }
         if let Some(n) = o.tail_lines {
-            start = start.max(tail_start(&mut r, len, n, o)?);
+            start = start.max(tail_start(&mut r, len, n)?);
         }
         r.seek(SeekFrom::Start(start))?;
         Ok(LogReader {
@@ -487,8 +452,9 @@ pub fn render(content: &[u8], o: &Options) -> Vec<u8> {
 
 /// The invariants the fuzz target (`fuzz/fuzz_targets/logs.rs`) and the unit tests check on
 /// arbitrary log bytes: no panic; the renderer gives the same output whatever the pieces it
-/// is fed; `limitBytes` is never passed; on a well-formed log, reading the last N lines from
-/// the end gives the last N lines of a full read.
+/// is fed; `limitBytes` is never passed; on a well-formed log, `tailLines` N gives a full read
+/// of the last N CRI lines (the kubelet's count: a partial entry is a line, an unterminated
+/// last line is not).
 #[doc(hidden)]
 pub fn check_invariants(data: &[u8]) {
     let n = usize::from(data.first().copied().unwrap_or(0) % 8);
@@ -514,10 +480,7 @@ pub fn check_invariants(data: &[u8]) {
         assert_eq!(out, whole, "pieces of {step}");
     }
     // As the runtime writes a log: a partial (P) entry is never empty (containerd cuts a line
-    // only when its buffer is full), and a timestamp is RFC 3339 (35 bytes at most). The fuzzer
-    // found that an empty partial entry at the end, which renders to nothing, still counts as
-    // the last line for the tail, and that a timestamp longer than the header a reader looks at
-    // is counted differently by the tail and the renderer.
+    // only when its buffer is full), and a timestamp is RFC 3339 (35 bytes at most).
     let well_formed = data.split(|c| *c == b'\n').all(|l| {
         l.is_empty()
             || parse_line(l, 0).is_ok_and(|p| {
@@ -528,7 +491,20 @@ pub fn check_invariants(data: &[u8]) {
     if !well_formed {
         return;
     }
-    let full = render(data, &Options::default());
+    // The kubelet's tail: from just after the newline n+1 from the end, n CRI lines.
+    let newlines: Vec<usize> = (0..data.len()).filter(|i| data[*i] == b'\n').collect();
+    let start = match newlines.len().checked_sub(n + 1) {
+        Some(i) => newlines[i] + 1,
+        None => 0,
+    };
+    let after: Vec<usize> = newlines.iter().copied().filter(|i| *i >= start).collect();
+    // An unterminated last line is read only while fewer than n lines were.
+    let end = match after.get(n.wrapping_sub(1)) {
+        Some(i) if n > 0 => i + 1,
+        _ if n == 0 => start,
+        _ => data.len(),
+    };
+    let want = render(&data[start..end], &Options::default());
     let tail = render(
         data,
         &Options {
@@ -536,8 +512,6 @@ pub fn check_invariants(data: &[u8]) {
             ..Options::default()
         },
     );
-    let lines: Vec<&[u8]> = full.split_inclusive(|c| *c == b'\n').collect();
-    let want: Vec<u8> = lines[lines.len().saturating_sub(n)..].concat();
     assert_eq!(tail, want, "tail {n}");
 }
 

@@ -43,7 +43,7 @@ fn render_as_kubectl_logs_shows_it() {
     assert_eq!(all(Options::default()), "hello\noops\npartial\nlast\n");
     assert_eq!(
         all(Options {
-            tail_lines: Some(2),
+            tail_lines: Some(4),
             ..Options::default()
         }),
         "partial\nlast\n"
@@ -66,7 +66,7 @@ fn render_as_kubectl_logs_shows_it() {
     assert_eq!(
         all(Options {
             timestamps: true,
-            tail_lines: Some(2),
+            tail_lines: Some(4),
             ..Options::default()
         }),
         "2026-11-29T01:00:02.000000001Z partial\n2026-11-29T01:00:03.000000001Z last\n",
@@ -90,14 +90,20 @@ fn render_as_kubectl_logs_shows_it() {
     );
 }
 
+/// As the kubelet's (cri-client's) findTailLineStartIndex and limitedNum: CRI lines counted
+/// from the end, a partial entry and a malformed line each one; from there N lines that parse
+/// are read, so a malformed one gives its place to none and an unterminated last line is shown
+/// only while fewer than N were read.
 #[test]
-fn tail_counts_joined_lines_from_the_end() {
+fn tail_counts_cri_lines_as_the_kubelet() {
     for (n, want) in [
         (0, ""),
         (1, "last\n"),
-        (2, "partial\nlast\n"),
-        (3, "oops\npartial\nlast\n"),
-        (4, "hello\noops\npartial\nlast\n"),
+        (2, "last\n"),
+        (3, "tial\nlast\n"),
+        (4, "partial\nlast\n"),
+        (5, "oops\npartial\nlast\n"),
+        (6, "hello\noops\npartial\nlast\n"),
         (99, "hello\noops\npartial\nlast\n"),
     ] {
         let o = Options {
@@ -106,15 +112,32 @@ fn tail_counts_joined_lines_from_the_end() {
         };
         assert_eq!(all(o), want, "tail {n}");
     }
-    // A trailing partial entry counts as a line; no final newline is fine too.
-    let log = b"t stdout F one\nt stdout F two\nt stdout P thr";
     let o = Options {
         tail_lines: Some(2),
         ..Options::default()
     };
-    assert_eq!(String::from_utf8_lossy(&render(log, &o)), "two\nthr");
+    // An unterminated last line is not counted, and not read once N lines were.
+    let log = b"t stdout F one\nt stdout F two\nt stdout P thr";
+    assert_eq!(String::from_utf8_lossy(&render(log, &o)), "one\ntwo\n");
     let log = b"t stdout F one\nt stdout F two";
     assert_eq!(String::from_utf8_lossy(&render(log, &o)), "one\ntwo\n");
+    let log = b"t stdout F one\nt stdout F two\nt stdout F thr";
+    let o1 = Options {
+        tail_lines: Some(1),
+        ..o.clone()
+    };
+    assert_eq!(String::from_utf8_lossy(&render(log, &o1)), "two\n");
+    // Following, tailLines picks the start only: the rest is read on.
+    let follow = Options { follow: true, ..o1 };
+    assert_eq!(String::from_utf8_lossy(&render(log, &follow)), "two\nthr\n");
+    // A line of the other stream counts, as the kubelet writes it to nowhere.
+    let log = b"t stdout F one\nt stderr F two\nt stdout F thr\n";
+    let out = Options {
+        tail_lines: Some(2),
+        stream: Some(Stream::Stdout),
+        ..Options::default()
+    };
+    assert_eq!(String::from_utf8_lossy(&render(log, &out)), "thr\n");
 }
 
 #[test]
@@ -193,10 +216,14 @@ fn big_logs_tail_and_since_match_a_full_read() {
         tail_lines: Some(1234),
         ..Options::default()
     };
-    let tail = String::from_utf8_lossy(&render(&log, &o)).into_owned();
-    assert_eq!(
-        tail.lines().collect::<Vec<_>>(),
-        lines[lines.len() - 1234..]
+    // The last 1234 CRI lines (a partial entry is one), read whole.
+    let nl: Vec<usize> = (0..log.len()).filter(|i| log[*i] == b'\n').collect();
+    let from = nl[nl.len() - 1235] + 1;
+    let tail = render(&log, &o);
+    let want = render(&log[from..], &Options::default());
+    assert!(
+        tail == want && !tail.is_empty(),
+        "tail 1234 is not the last 1234 lines"
     );
     let since = (t0 * 1000 + 31_000) * 1_000_000;
     let o = Options {

@@ -66,6 +66,7 @@ fn options(q: &[(String, String)]) -> Result<(Options, bool, bool), Response> {
         limit_bytes: limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
         since,
         stream: None,
+        follow,
     };
     Ok((o, follow, previous))
 }
