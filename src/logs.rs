@@ -481,8 +481,10 @@ pub fn check_invariants(data: &[u8]) {
     }
     // As the runtime writes a log: a partial (P) entry is never empty (containerd cuts a line
     // only when its buffer is full), and a timestamp is RFC 3339 (35 bytes at most).
-    let well_formed = data.split(|c| *c == b'\n').all(|l| {
-        l.is_empty()
+    // An empty line is not one (the kubelet reads a line more): only after the last newline.
+    let pieces: Vec<&[u8]> = data.split(|c| *c == b'\n').collect();
+    let well_formed = pieces.iter().enumerate().all(|(i, l)| {
+        (l.is_empty() && i + 1 == pieces.len())
             || parse_line(l, 0).is_ok_and(|p| {
                 !(p.message.contains(&b'\n') || p.partial && p.message.is_empty())
                     && p.time.len() <= TIME_MAX
