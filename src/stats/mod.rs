@@ -413,6 +413,8 @@ impl Collector {
             rlimit: None,
         };
         seen.insert("/".into());
+        // The filesystems every pod's figures are on, statfs'd once with the node's.
+        let mut sizes = None;
         if !only_cpu_and_memory {
             let obs = host::Observations::read(&self.roots, &self.root_dir).map_err(host_err)?;
             let threads_max =
@@ -431,31 +433,30 @@ impl Collector {
                 inodes_used: f.inodes.saturating_sub(f.inodes_free),
             });
             node.network = self.network(1, &time)?;
-            let image_fs = runtime.image_fs.as_ref().and_then(|i| {
-                let f = host::fs_stats(&i.mountpoint).ok()?;
-                Some(FsStats::of(&f, i.used, &time))
-            });
-            node.runtime = image_fs.map(|f| summary::RuntimeStats {
-                image_fs: Some(f.clone()),
-                container_fs: Some(f),
+            let image = runtime
+                .image_fs
+                .as_ref()
+                .and_then(|i| Some((i, host::fs_stats(&i.mountpoint).ok()?)));
+            node.runtime = image.map(|(i, f)| {
+                let f = FsStats::of(&f, i.used, &time);
+                summary::RuntimeStats {
+                    image_fs: Some(f.clone()),
+                    container_fs: Some(f),
+                }
             });
             node.rlimit = Some(RlimitStats {
                 time: time.clone(),
                 maxpid: obs.pid_max.min(threads_max),
                 curproc: obs.processes,
             });
+            sizes = Some(PodFilesystems {
+                image: image.map(|(_, f)| f),
+                logs: host::fs_stats(&self.pod_logs_dir).ok(),
+                node: Some(obs.nodefs),
+            });
         }
         let mut out = Vec::with_capacity(pods.len());
         let mut dirs = HashSet::new();
-        // The filesystems every pod's figures are on, statfs'd once.
-        let sizes = (!only_cpu_and_memory).then(|| PodFilesystems {
-            image: runtime
-                .image_fs
-                .as_ref()
-                .and_then(|i| host::fs_stats(&i.mountpoint).ok()),
-            logs: host::fs_stats(&self.pod_logs_dir).ok(),
-            node: host::fs_stats(&self.root_dir).ok(),
-        });
         for p in pods {
             let mut stats = self.pod(&mut rates, &mut seen, p, only_cpu_and_memory, now)?;
             if let Some(sizes) = &sizes {
