@@ -158,9 +158,9 @@ impl CgroupFs {
     pub fn memory(&self, cgroup: &str) -> Result<Option<Memory>, StatsError> {
         let dir = self.dir("memory", cgroup);
         let v1 = self.hierarchy == Hierarchy::V1;
-        let (usage_file, limit_file, stat_prefix) = match v1 {
-            true => ("memory.usage_in_bytes", "memory.limit_in_bytes", "total_"),
-            false => ("memory.current", "memory.max", ""),
+        let (usage_file, limit_file) = match v1 {
+            true => ("memory.usage_in_bytes", "memory.limit_in_bytes"),
+            false => ("memory.current", "memory.max"),
         };
         let usage_path = dir.join(usage_file);
         let Some(usage) = read(&usage_path)? else {
@@ -175,8 +175,8 @@ impl CgroupFs {
             None => None,
         };
         let get = |k: &str| flat_key(&stat, k).unwrap_or(0);
-        // v1's hierarchical keys are `total_<key>`; v2's are the cgroup's own.
-        let total = |k: &str| get(&format!("{stat_prefix}{k}"));
+        // The hierarchical figure: v1's `total_<key>`, v2's (the cgroup's own) key.
+        let total = |v1_key: &str, v2_key: &str| get(if v1 { v1_key } else { v2_key });
         // The rest of cAdvisor's figures are optional: a file this kernel lacks or refuses to
         // read (kmem on recent kernels) is 0, not a failed scrape.
         let file = |f: &str| -> u64 {
@@ -186,17 +186,17 @@ impl CgroupFs {
                 .and_then(|t| t.trim().parse().ok())
                 .unwrap_or(0)
         };
-        let inactive_file = total("inactive_file");
+        let inactive_file = total("total_inactive_file", "inactive_file");
         Ok(Some(Memory {
             usage,
             working_set: usage.saturating_sub(inactive_file),
-            rss: total(if v1 { "rss" } else { "anon" }),
-            cache: total(if v1 { "cache" } else { "file" }),
+            rss: total("total_rss", "anon"),
+            cache: total("total_cache", "file"),
             page_faults: get("pgfault"),
             major_page_faults: get("pgmajfault"),
             limit,
-            hierarchy_page_faults: total("pgfault"),
-            hierarchy_major_page_faults: total("pgmajfault"),
+            hierarchy_page_faults: total("total_pgfault", "pgfault"),
+            hierarchy_major_page_faults: total("total_pgmajfault", "pgmajfault"),
             failcnt: if v1 { file("memory.failcnt") } else { 0 },
             max_usage: file(if v1 {
                 "memory.max_usage_in_bytes"
@@ -208,12 +208,12 @@ impl CgroupFs {
             } else {
                 0
             },
-            mapped_file: total(if v1 { "mapped_file" } else { "file_mapped" }),
+            mapped_file: total("total_mapped_file", "file_mapped"),
             swap: match v1 {
-                true => total("swap"),
+                true => get("total_swap"),
                 false => file("memory.swap.current"),
             },
-            active_file: total("active_file"),
+            active_file: total("total_active_file", "active_file"),
             inactive_file,
         }))
     }
