@@ -255,10 +255,16 @@ impl Collector {
             let cpu = self.cg.cpu_ns(&s.id)?;
             // A cgroup that is gone (a container that just exited) is not reported.
             if cpu.is_some() || mem.is_some() {
-                let pid = match s.id.as_str() {
+                let procs = self.cg.procs(&s.id);
+                // Its first process: PID 1 for the root; a pod's cgroup has none of its own.
+                let first = match s.id.as_str() {
                     "/" => Some(1),
-                    _ if s.network => self.cg.first_pid(&s.id),
+                    _ if s.pod.is_empty() || !s.name.is_empty() => procs.first().copied(),
                     _ => None,
+                };
+                let pid = match s.network {
+                    true => first.or_else(|| self.cg.first_pid(&s.id)),
+                    false => None,
                 };
                 let net = match pid {
                     Some(pid) => super::network::of_pid(&self.roots.proc_, pid)?,
@@ -267,13 +273,7 @@ impl Collector {
                 let spec = self.cg.spec(&s.id)?;
                 let io = self.cg.io(&s.id)?;
                 let acct = self.cg.accounting(&s.id);
-                let procs = self.cg.procs(&s.id);
                 let fds = accounting::fds(&self.roots.proc_, &procs);
-                let first = match s.id.as_str() {
-                    "/" => Some(1),
-                    _ if s.pod.is_empty() || !s.name.is_empty() => procs.first().copied(),
-                    _ => None,
-                };
                 let max_open_files = first.and_then(|pid| {
                     let limits = self.roots.proc_.join(pid.to_string()).join("limits");
                     accounting::max_open_files(&std::fs::read_to_string(limits).ok()?)
@@ -296,7 +296,11 @@ impl Collector {
         let diskstats =
             std::fs::read_to_string(self.roots.proc_.join("diskstats")).unwrap_or_default();
         let fs = super::mounts::figures(&self.partitions, &diskstats);
-        let names = super::blkio::device_names(&self.roots.sys);
+        // Device names are read only when some cgroup had I/O to name.
+        let names = match read.iter().any(|r| !r.io.is_empty()) {
+            true => super::blkio::device_names(&self.roots.sys),
+            false => Vec::new(),
+        };
         io::write(&mut out, &read, &fs, &names, ms);
         for (name, kind, help, figure, cpu_label) in families::FAMILIES {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -365,7 +369,7 @@ fn sorted(text: &str) -> String {
     let mut blocks: Vec<&str> = Vec::new();
     let mut start = 0;
     for (i, _) in text.match_indices("# HELP ") {
-        if i > start && (i == 0 || text.as_bytes()[i - 1] == b'\n') {
+        if i > start && text.as_bytes()[i - 1] == b'\n' {
             blocks.push(&text[start..i]);
             start = i;
         }
