@@ -12,6 +12,14 @@ use super::plan::{CState, ContainerObs, Observed, SandboxObs};
 use super::seams::Cri;
 use crate::cri::api::*;
 
+/// The part of containerd's verbose sandbox info read here (the rest, a runtime spec among it,
+/// is skipped, not built).
+#[derive(serde::Deserialize)]
+struct SandboxInfo {
+    #[serde(default)]
+    image: String,
+}
+
 /// What the cache holds for one runtime object.
 #[derive(Debug, Clone)]
 enum Cached {
@@ -172,8 +180,8 @@ impl Observer {
                             let image = r
                                 .info
                                 .get("info")
-                                .and_then(|i| serde_json::from_str::<serde_json::Value>(i).ok())
-                                .and_then(|i| i["image"].as_str().map(str::to_string))
+                                .and_then(|i| serde_json::from_str::<SandboxInfo>(i).ok())
+                                .map(|i| i.image)
                                 .unwrap_or_default();
                             let ip = r.status.and_then(|st| st.network).map(|n| n.ip);
                             (ip.unwrap_or_default(), image)
