@@ -93,3 +93,72 @@ seed_render() {
     sed -e 's/##NODE_IP##/127.0.0.1/g' -e 's/${CLUSTER_DNS_DOMAIN}/cluster.local/' \
         -e 's/${CLUSTER_DNS_SVC_IP}/10.254.0.2/' -e 's|${CLUSTER_CIDR}|172.30.0.0/16|' "$1"
 }
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# oci_image NAME LAYER_DIR CONFIG OUT_TAR: an OCI image layout tarball with one layer (file
+# modes kept: a setuid bit stays). CONFIG is the image config's members besides Env (PATH),
+# as JSON: '"Cmd":["sh"]', '"Entrypoint":["/agnhost"],"Cmd":["pause"],"User":"1234"'.
+oci_image() {
+    local name=$1 layer_dir=$2 cfg=$3 out=$4 work arch diff layer config manifest
+    work=$(mktemp -d)
+    mkdir -p "$work/blobs/sha256"
+    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$layer_dir" \
+        -cf "$work/layer.tar" .
+    diff=$(sha "$work/layer.tar")
+    gzip -n -1 "$work/layer.tar"
+    layer=$(sha "$work/layer.tar.gz")
+    mv "$work/layer.tar.gz" "$work/blobs/sha256/$layer"
+    arch=$(dpkg --print-architecture)
+    printf '{"architecture":"%s","os":"linux","config":{%s,"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+        "$arch" "$cfg" "$diff" >"$work/config.json"
+    config=$(sha "$work/config.json")
+    printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:%s","size":%s}]}' \
+        "$config" "$(stat -c %s "$work/config.json")" "$layer" \
+        "$(stat -c %s "$work/blobs/sha256/$layer")" >"$work/manifest.json"
+    manifest=$(sha "$work/manifest.json")
+    mv "$work/config.json" "$work/blobs/sha256/$config"
+    printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"%s"}}]}' \
+        "$manifest" "$(stat -c %s "$work/manifest.json")" "$name" "${name##*:}" >"$work/index.json"
+    mv "$work/manifest.json" "$work/blobs/sha256/$manifest"
+    echo '{"imageLayoutVersion":"1.0.0"}' >"$work/oci-layout"
+    tar -C "$work" -cf "$out" oci-layout index.json blobs
+    rm -rf "$work"
+}
+
+# busybox_root DIR: a root filesystem of Debian's static busybox: /bin/busybox and a symlink per
+# applet, /etc/passwd and /etc/group with root and nobody, /tmp and /root.
+busybox_root() {
+    local root=$1 applet
+    mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/root"
+    chmod 1777 "$root/tmp"
+    cp "$(command -v busybox)" "$root/bin/busybox"
+    for applet in $("$root/bin/busybox" --list); do
+        [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
+    done
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
+        >"$root/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+}
+
+# static_pause OUT: a pause binary, a static C program that sleeps until SIGTERM or SIGINT
+# and reaps children.
+static_pause() {
+    local src
+    src=$(mktemp --suffix=.c)
+    cat >"$src" <<'C'
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static void stop(int s) { (void)s; _exit(0); }
+static void reap(int s) { (void)s; while (waitpid(-1, 0, WNOHANG) > 0) {} }
+int main(void) {
+    signal(SIGINT, stop);
+    signal(SIGTERM, stop);
+    signal(SIGCHLD, reap);
+    for (;;) pause();
+}
+C
+    gcc -static -O2 -o "$1" "$src" || { rm -f "$src"; die "building the pause binary failed"; }
+    rm -f "$src"
+}

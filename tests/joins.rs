@@ -8,34 +8,18 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::https::{cert_args, curl_at, free_port};
+use common::kubeadm::{
+    KernelTunables, KubeadmNode, get, kubeadm_cluster_side, kubectl, node_patch, ready,
+};
 use common::pods::{node_ip, seed_steps};
 use common::runtime::RuntimeEnv;
 use common::upstream::ControlPlane;
 use common::*;
 use serde_json::Value;
-
-fn kubectl(kc: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("kubectl")
-        .arg(format!("--kubeconfig={}", kc.display()))
-        .args(args)
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!("kubectl {args:?}: {}", text(&out.stderr).trim());
-    }
-    out.status.success().then(|| text(&out.stdout))
-}
-
-fn get(kc: &Path, args: &[&str]) -> Option<Value> {
-    let mut a = vec!["get"];
-    a.extend_from_slice(args);
-    a.extend(["-o", "json"]);
-    serde_json::from_str(&kubectl(kc, &a)?).ok()
-}
 
 /// `key: value` in place of the top-level `key:` line of a config.
 fn set_line(cfg: &str, key: &str, value: &str) -> String {
@@ -55,13 +39,6 @@ fn set_line(cfg: &str, key: &str, value: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
         + "\n"
-}
-
-fn ready(n: &Value) -> bool {
-    n["status"]["conditions"].as_array().is_some_and(|c| {
-        c.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
 }
 
 /// A Deployment of one busybox pod, placed by the real scheduler; waits for it to run on n1
@@ -244,205 +221,6 @@ fn a_the_seed_guides_node_joins_the_real_control_plane() {
 
 // ---- (b) and (c): a kubeadm node ----
 
-/// The cluster side of a kubeadm cluster on this control plane: the bootstrap token, the
-/// cluster-info ConfigMap, the kubeadm-config and kubelet-config ConfigMaps and their RBAC,
-/// made by the upstream `kubeadm init phase ...` as `kubeadm init` makes them.
-fn kubeadm_cluster_side(cp: &ControlPlane, tmp: &Path) -> String {
-    let port = cp.server.rsplit(':').next().unwrap_or_default();
-    let token = "abcdef.0123456789abcdef";
-    let cfg = tmp.join("kubeadm.yaml");
-    write(
-        &cfg,
-        &format!(
-            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nbootstrapTokens:\n- token: {token}\n  ttl: 1h\n---\n\
-             apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.34.4\n\
-             controlPlaneEndpoint: 127.0.0.1:{port}\nnetworking:\n  serviceSubnet: 10.254.0.0/16\n"
-        ),
-    );
-    for phase in [
-        &["bootstrap-token"][..],
-        &["upload-config", "kubeadm"],
-        &["upload-config", "kubelet"],
-    ] {
-        let out = run(Command::new(upstream::bin("kubeadm"))
-            .args(["init", "phase"])
-            .args(phase)
-            .arg(format!("--config={}", cfg.display()))
-            .arg(format!("--kubeconfig={}", cp.kubeconfig().display())));
-        assert!(
-            out.status.success(),
-            "kubeadm init phase {phase:?}: {}",
-            text(&out.stderr)
-        );
-    }
-    // kubeadm's API server reaches kubelets as a cluster admin; this one's identity
-    // (kubernetes-master) gets the same rights on the kubelet API the seed guide's way.
-    kubectl(
-        &cp.kubeconfig(),
-        &[
-            "create",
-            "clusterrolebinding",
-            "kube-apiserver:kubelet-apis",
-            "--clusterrole=system:kubelet-api-admin",
-            "--user=kubernetes-master",
-        ],
-    )
-    .unwrap_or_else(|| panic!("the kubelet-apis binding"));
-    token.to_string()
-}
-
-/// sha256 of the CA's public key, as `--discovery-token-ca-cert-hash` wants it.
-fn ca_hash(ca: &Path) -> String {
-    let out = run(Command::new("sh").arg("-c").arg(format!(
-        "openssl x509 -pubkey -noout -in {} | openssl pkey -pubin -outform der | sha256sum",
-        ca.display()
-    )));
-    format!(
-        "sha256:{}",
-        text(&out.stdout)
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-    )
-}
-
-/// A kubeadm node in a private mount namespace (an overlay on /etc, /var/lib/kubelet bound to
-/// `<tmp>/varlib`: this machine's /etc and /var are untouched): the upstream `kubeadm join`
-/// writes bootstrap-kubelet.conf, /var/lib/kubelet/config.yaml and kubeadm-flags.env, and
-/// `agent` is started as kubeadm's systemd drop-in starts the kubelet:
-/// `$KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS`,
-/// with `--root-dir=<tmp>/varlib` as the extra args (so containerd, outside the namespace,
-/// sees the pod directories at the same path). `patch` is kubeadm's kubeletconfiguration
-/// patch (`--patches`): the ports, log dir and cgroup root of this test.
-struct KubeadmNode {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl KubeadmNode {
-    fn join(
-        cp: &ControlPlane,
-        env: &RuntimeEnv,
-        tmp: &Path,
-        token: &str,
-        agent: &Path,
-        patch: &str,
-    ) -> KubeadmNode {
-        let dir = tmp.join("kubeadm-node");
-        for d in ["etc-up", "etc-work", "varlib", "patches", "logs"] {
-            std::fs::create_dir_all(dir.join(d)).unwrap_or_else(|e| panic!("{e}"));
-        }
-        write(&dir.join("patches/kubeletconfiguration+merge.yaml"), patch);
-        let script = format!(
-            r#"set -eu
-mount --make-rprivate /
-mount -t overlay overlay -o lowerdir=/etc,upperdir={d}/etc-up,workdir={d}/etc-work /etc
-mkdir -p /etc/kubernetes
-mkdir -p /var/lib/kubelet
-mount --bind {d}/varlib /var/lib/kubelet
-( {kubeadm} join {server} --token {token} --discovery-token-ca-cert-hash {hash} \
-    --node-name n1 --cri-socket unix://{sock} --patches {d}/patches \
-    --ignore-preflight-errors=all >{d}/join.log 2>&1; echo $? >{d}/join.rc ) &
-while [ ! -f /var/lib/kubelet/kubeadm-flags.env ] || [ ! -f /var/lib/kubelet/config.yaml ]; do
-    [ ! -f {d}/join.rc ] || {{ cat {d}/join.log >&2; exit 1; }}
-    sleep 0.2
-done
-sleep 0.5
-cp /var/lib/kubelet/config.yaml /var/lib/kubelet/kubeadm-flags.env {d}/
-# kubeadm's 10-kubeadm.conf drop-in, with /etc/default/kubelet's KUBELET_EXTRA_ARGS.
-KUBELET_KUBECONFIG_ARGS="--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf"
-KUBELET_CONFIG_ARGS="--config=/var/lib/kubelet/config.yaml"
-. /var/lib/kubelet/kubeadm-flags.env
-KUBELET_EXTRA_ARGS="--root-dir={d}/varlib --v=2"
-exec {agent} $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
-"#,
-            d = dir.display(),
-            kubeadm = upstream::bin("kubeadm").display(),
-            server = cp.server.trim_start_matches("https://"),
-            hash = ca_hash(&cp.ca()),
-            sock = env.endpoint().path(),
-            agent = agent.display(),
-        );
-        let log = std::fs::File::create(dir.join("agent.log")).unwrap_or_else(|e| panic!("{e}"));
-        use std::os::unix::process::CommandExt;
-        let child = Command::new("unshare")
-            .args(["-m", "bash", "-c", &script])
-            // A group of its own: dropping the node kills kubeadm join and the agent with it.
-            .process_group(0)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("unshare: {e}"));
-        KubeadmNode { child, dir }
-    }
-
-    fn log(&self) -> String {
-        format!(
-            "--- kubeadm join:\n{}\n--- agent:\n{}",
-            std::fs::read_to_string(self.dir.join("join.log")).unwrap_or_default(),
-            std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
-        )
-    }
-
-    /// Waits for `kubeadm join` to end; its exit code.
-    fn joined(&self) -> i32 {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Ok(rc) = std::fs::read_to_string(self.dir.join("join.rc")) {
-                return rc.trim().parse().unwrap_or(-1);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "kubeadm join did not end:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-}
-
-impl Drop for KubeadmNode {
-    fn drop(&mut self) {
-        let group = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
-        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.child.wait();
-    }
-}
-
-/// The kernel settings the upstream kubelet sets at start (protectKernelDefaults off:
-/// vm.overcommit_memory, vm.panic_on_oom, kernel.panic, kernel.panic_on_oops and the root key
-/// quotas), put back as they were when dropped: a test must not leave the machine changed.
-struct KernelTunables(Vec<(PathBuf, String)>);
-
-impl KernelTunables {
-    fn save() -> KernelTunables {
-        KernelTunables(
-            [
-                "vm/overcommit_memory",
-                "vm/panic_on_oom",
-                "kernel/panic",
-                "kernel/panic_on_oops",
-                "kernel/keys/root_maxkeys",
-                "kernel/keys/root_maxbytes",
-            ]
-            .iter()
-            .filter_map(|k| {
-                let p = Path::new("/proc/sys").join(k);
-                std::fs::read_to_string(&p).ok().map(|v| (p, v))
-            })
-            .collect(),
-        )
-    }
-}
-
-impl Drop for KernelTunables {
-    fn drop(&mut self) {
-        for (p, v) in &self.0 {
-            let _ = std::fs::write(p, v);
-        }
-    }
-}
-
 /// How the node under test is run.
 struct Under {
     agent: PathBuf,
@@ -464,32 +242,7 @@ fn kubeadm_join(under: Under) {
     // node serves a self-signed one).
     let cp = ControlPlane::up(&tmp.path().join("cp"), &["--no-kubelet-ca"]);
     let token = kubeadm_cluster_side(&cp, tmp.path());
-    let (port, healthz) = (free_port(), free_port());
-    let cgroups = if under.systemd {
-        format!("cgroupRoot: {}\n", env.var("SYSTEMD_SLICE"))
-    } else {
-        // The kubelet wants its cgroupRoot to exist in every hierarchy already (runtime-env
-        // stop removes these with the rest).
-        for h in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if h.path().join("cgroup.procs").exists() {
-                let _ = std::fs::create_dir_all(
-                    h.path().join(env.cgroup_parent().trim_start_matches('/')),
-                );
-            }
-        }
-        format!(
-            "cgroupDriver: cgroupfs\ncgroupRoot: {}\n",
-            env.cgroup_parent()
-        )
-    };
-    let patch = format!(
-        "port: {port}\nhealthzPort: {healthz}\nfailSwapOn: false\npodLogsDir: {}\n{cgroups}",
-        tmp.path().join("kubeadm-node/logs").display(),
-    );
+    let patch = node_patch(&env, tmp.path(), under.systemd);
     let _tunables = KernelTunables::save();
     let node = KubeadmNode::join(&cp, &env, tmp.path(), &token, &under.agent, &patch);
     assert_eq!(
@@ -658,11 +411,7 @@ fn side_by_side(kc: &Path, agent: &str, log: &mut dyn FnMut() -> String) {
         avg[0] > 0.0 && avg[3] > (32 << 20) as f64,
         "{agent}: {avg:?}"
     );
-    let out = Path::new(bin())
-        .parent()
-        .and_then(Path::parent)
-        .map_or_else(|| repo().join("target"), Path::to_path_buf)
-        .join("side-by-side");
+    let out = upstream::target().join("side-by-side");
     std::fs::create_dir_all(&out).unwrap_or_else(|e| panic!("{e}"));
     let name = if agent.contains("upstream") {
         "upstream"

@@ -473,6 +473,7 @@ pub fn csr_name_in(line: &str) -> String {
         .to_string()
 }
 pub mod https;
+pub mod kubeadm;
 pub mod pods;
 pub mod proxy;
 pub mod runtime;

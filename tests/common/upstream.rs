@@ -9,18 +9,22 @@ use super::{repo, run, text};
 /// `target/upstream/bin/<name>` (beside the tinylet binary under test). Missing, the test fails:
 /// `scripts/test` builds them first.
 pub fn bin(name: &str) -> PathBuf {
-    let target = Path::new(super::bin())
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| repo().join("target"));
-    let p = target.join("upstream/bin").join(name);
+    let p = target().join("upstream/bin").join(name);
     assert!(
         p.exists(),
         "{} is missing: run scripts/upstream build (scripts/test does)",
         p.display()
     );
     p
+}
+
+/// The cargo target directory the tinylet binary under test was built in.
+pub fn target() -> PathBuf {
+    Path::new(super::bin())
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| repo().join("target"))
 }
 
 /// Which control plane the tests that can use either run against: `TINYLET_CONTROL_PLANE=sim`
