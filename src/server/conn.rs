@@ -276,11 +276,12 @@ enum Failed {
     Http(HttpError),
 }
 
-/// Passes an upgrade request (exec, attach, port-forward) on to the runtime's streaming server
-/// at `url` (plain HTTP on the node) and then copies bytes both ways until either side closes,
-/// as the kubelet's streaming proxy.
-async fn splice(c: &mut Conn, head: &RequestHead, url: &str) -> std::io::Result<()> {
-    use smol::io::{AsyncReadExt, AsyncWriteExt};
+/// How long the runtime's streaming server may take to accept a connection.
+const STREAMING_CONNECT: Duration = Duration::from_secs(30);
+
+/// Connects to the runtime's streaming server at `url` (plain HTTP on the node): the stream,
+/// the host:port and the path.
+async fn connect_streaming(url: &str) -> std::io::Result<(Async<TcpStream>, &str, &str)> {
     let invalid = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, m.to_string());
     let rest = url
         .strip_prefix("http://")
@@ -289,7 +290,34 @@ async fn splice(c: &mut Conn, head: &RequestHead, url: &str) -> std::io::Result<
     let addr = std::net::ToSocketAddrs::to_socket_addrs(hostport)?
         .next()
         .ok_or_else(|| invalid("the runtime's streaming URL has no address"))?;
-    let mut rt = Async::<TcpStream>::connect(addr).await?;
+    let timed_out = async {
+        Timer::after(STREAMING_CONNECT).await;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("not accepted in {} s", STREAMING_CONNECT.as_secs()),
+        ))
+    };
+    let rt = future::or(Async::<TcpStream>::connect(addr), timed_out).await?;
+    Ok((rt, hostport, path))
+}
+
+/// Passes an upgrade request (exec, attach, port-forward) on to the runtime's streaming server
+/// at `url` and then copies bytes both ways until either side closes, as the kubelet's
+/// streaming proxy. When the runtime cannot be reached the client is answered 502 with why.
+async fn splice(c: &mut Conn, head: &RequestHead, url: &str) -> std::io::Result<()> {
+    use smol::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut rt, hostport, path) = match connect_streaming(url).await {
+        Ok(t) => t,
+        Err(e) => {
+            // Not the path: it holds the session's token.
+            let at = url.split('/').nth(2).unwrap_or("");
+            let why = format!("connecting to the runtime's streaming server at {at}: {e}");
+            let resp = Response::text(502, why.clone());
+            let out = head_of(&resp, Framing::Length(why.len()), false);
+            write_full(c, out, why.as_bytes(), head).await;
+            return Err(e);
+        }
+    };
     let mut req = format!(
         "{} {} HTTP/1.1\r\nHost: {hostport}\r\n",
         head.method,
@@ -484,12 +512,46 @@ async fn connection(tcp: Async<TcpStream>, sh: &Shared, slot: &Slot) {
         };
         if let (Some(url), true) = (&resp.upgrade, upgrade) {
             if let Err(e) = splice(&mut c, &head, url).await {
-                crate::vinfo!(2, "streaming to {url}: {e}");
+                let at = url.split('/').nth(2).unwrap_or("");
+                crate::vinfo!(2, "streaming to the runtime at {at}: {e}");
             }
             return;
         }
         if !write_response(&mut c, sh, &head, resp).await {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The runtime's streaming URL: only plain http with an address; a port nobody serves is
+    /// refused at once (the client is then answered 502, not dropped).
+    #[test]
+    fn streaming_urls_connect_or_say_why() {
+        let nobody = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let kind = |url: String| {
+            smol::block_on(connect_streaming(&url))
+                .err()
+                .map(|e| e.kind())
+        };
+        assert_eq!(
+            kind(format!("https://{nobody}/exec/t")),
+            Some(std::io::ErrorKind::InvalidInput)
+        );
+        assert_eq!(
+            kind(format!("http://{nobody}/exec/t")),
+            Some(std::io::ErrorKind::ConnectionRefused)
+        );
+        let l = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let at = l.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let url = format!("http://{at}/exec/t");
+        let (_, hostport, path) =
+            smol::block_on(connect_streaming(&url)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((hostport, path), (at.to_string().as_str(), "/exec/t"));
     }
 }
