@@ -428,6 +428,17 @@ impl<R: Read + Seek> LogReader<R> {
         })
     }
 
+    /// The file being read.
+    pub fn get_ref(&self) -> &R {
+        &self.r
+    }
+
+    /// Goes on in `r` from its start: a follower's next file after a rotation (what was
+    /// rendered so far, and the limits, carry on).
+    pub fn reopen(&mut self, r: R) {
+        self.r = r;
+    }
+
     /// The end of the log, for a reader that does not follow.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         self.renderer.finish(out);

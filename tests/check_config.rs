@@ -21,7 +21,7 @@ fn seed_flags(dir: &Path) -> Vec<String> {
 
 /// A temp dir holding the seed's config (kubeAPIOPS fixed or not) and a kubectl-written
 /// bootstrap kubeconfig, as /etc/kubernetes holds them on a seed node.
-fn seed_node(fix_typo: bool) -> tempfile::TempDir {
+fn seed_node(fix_typo: bool) -> common::TempDir {
     let dir = tempdir();
     let mut cfg = seed_config();
     if fix_typo {
@@ -214,7 +214,10 @@ fn cross_field_rules_are_checked() {
             "evictionSoft: {}",
             "evictionSoft:\n  memory.available: 200Mi",
         )
-        .replace("containerLogMaxFiles: 10", "containerLogMaxFiles: 1");
+        .replace(
+            "containerLogMaxFiles: 10",
+            "containerLogMaxFiles: 1\ncontainerLogMonitorInterval: 2s",
+        );
     write(&cfg_path, &cfg);
     let out = tinylet(&[
         "check-config",
@@ -236,6 +239,10 @@ fn cross_field_rules_are_checked() {
         format!(
             "{file}:{}: containerLogMaxFiles: 1 must be greater than 1",
             line_of(&cfg, "containerLogMaxFiles")
+        ),
+        format!(
+            "{file}:{}: containerLogMonitorInterval: must be a positive time duration greater than or equal to 3s",
+            line_of(&cfg, "containerLogMonitorInterval")
         ),
     ] {
         assert!(

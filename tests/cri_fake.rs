@@ -75,7 +75,7 @@ struct Seen {
 }
 
 struct Fake {
-    _dir: tempfile::TempDir,
+    _dir: common::TempDir,
     path: PathBuf,
     seen: Arc<Mutex<Vec<Seen>>>,
     connections: Arc<Mutex<usize>>,

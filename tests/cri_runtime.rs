@@ -980,3 +980,78 @@ fn reconnects_after_a_runtime_restart_and_fails_clearly_while_it_is_down() {
         "Status after a second restart",
     );
 }
+
+/// Image GC on a real containerd: with the image filesystem past the high threshold, an image
+/// nobody uses is removed; busybox (a container's, not even started) and the pause image (the
+/// sandbox's, which containerd 1.6 does not pin) stay; the shortfall is the kubelet's error.
+#[test]
+fn image_gc_removes_what_no_container_or_sandbox_uses() {
+    use tinylet::pods::image_gc::{self, GcError, Policy, Records, Why};
+    let Some(env) = RuntimeEnv::start(false) else {
+        return;
+    };
+    let rt = env.client();
+    // A third image, made with the scripts' own OCI tooling.
+    let work = env.dir().join("junk-image");
+    std::fs::create_dir_all(work.join("root")).expect("junk root");
+    std::fs::write(work.join("root/junk"), "junk\n").expect("junk file");
+    let script = format!(
+        ". {}/scripts/lib.sh && oci_image example.com/junk:1 {root} '\"Cmd\":[\"/junk\"]' {tar} && \
+         ctr --address {sock} -n k8s.io images import {tar}",
+        common::repo().display(),
+        root = work.join("root").display(),
+        tar = work.join("junk.tar").display(),
+        sock = env.var("CONTAINERD_SOCK"),
+    );
+    let out = common::run(std::process::Command::new("bash").args(["-c", &script]));
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    let ids = |rt: &Runtime| -> Vec<(String, Vec<String>)> {
+        ok(rt.list_images(&ListImagesRequest::default()), "ListImages")
+            .images
+            .into_iter()
+            .map(|i| (i.id, i.repo_tags))
+            .collect()
+    };
+    let id_of = |tag: &str| {
+        ids(&rt)
+            .into_iter()
+            .find(|(_, tags)| tags.iter().any(|t| t == tag))
+            .map(|(id, _)| id)
+            .unwrap_or_else(|| panic!("no image {tag}"))
+    };
+    let (junk, busybox, pause) = (
+        id_of("example.com/junk:1"),
+        id_of(BUSYBOX),
+        id_of("registry.k8s.io/pause:3.9"),
+    );
+    let config = sandbox_config(&env, "gc", false);
+    let sb = run_sandbox(&rt, &config);
+    create(&rt, &sb, &config, container_config("c", &["true"], None));
+
+    let policy = Policy {
+        high_percent: 1,
+        low_percent: 0,
+        min_age: Duration::ZERO,
+        max_age: Duration::ZERO,
+    };
+    let fs = |m: &str| {
+        tinylet::node::host::fs_stats(std::path::Path::new(m))
+            .map(|s| (s.capacity_bytes, s.available_bytes))
+            .map_err(|e| e.to_string())
+    };
+    let mut records = Records::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let sandboxes = ["registry.k8s.io/pause:3.9".to_string()];
+    let (report, done) = image_gc::pass(&mut records, &rt, &sandboxes, &fs, &policy, now);
+    assert_eq!(report.removed, [(junk.clone(), Why::Space)]);
+    assert!(
+        matches!(done, Err(GcError::NotEnough { freed, .. }) if freed == report.freed && freed > 0),
+        "{done:?}"
+    );
+    let left: Vec<String> = ids(&rt).into_iter().map(|(id, _)| id).collect();
+    assert!(!left.contains(&junk), "{left:?}");
+    assert!(left.contains(&busybox) && left.contains(&pause), "{left:?}");
+    remove_sandbox(&rt, &sb);
+}

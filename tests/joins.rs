@@ -310,6 +310,40 @@ fn kubeadm_join(under: Under) {
             "{want} not in the container's env:\n{env_out}"
         );
     }
+    // The container's hash annotation, the same value from either agent (so that one taking
+    // over a node from the other keeps its containers): the upstream kubelet's is the truth.
+    let spec = &pod["spec"]["containers"][0];
+    let (c_name, c_image) = (
+        spec["name"].as_str().unwrap_or_default(),
+        spec["image"].as_str().unwrap_or_default(),
+    );
+    let rt = env.client();
+    let made = rt
+        .list_containers(&tinylet::cri::api::ListContainersRequest {
+            filter: Some(tinylet::cri::api::ContainerFilter {
+                label_selector: [("io.kubernetes.pod.name".to_string(), name.clone())].into(),
+                ..Default::default()
+            }),
+        })
+        .unwrap_or_else(|e| panic!("ListContainers: {e}"))
+        .containers;
+    let status = rt
+        .container_status(&tinylet::cri::api::ContainerStatusRequest {
+            container_id: made.first().map(|c| c.id.clone()).unwrap_or_default(),
+            verbose: false,
+        })
+        .unwrap_or_else(|e| panic!("ContainerStatus: {e}"))
+        .status
+        .unwrap_or_default();
+    assert_eq!(
+        status
+            .annotations
+            .get("io.kubernetes.container.hash")
+            .map(String::as_str),
+        Some(tinylet::pods::layout::container_hash(c_name, c_image).as_str()),
+        "{} wrote another hash for {c_name} ({c_image})",
+        under.name
+    );
     if under.measure {
         side_by_side(&kc, under.name, &mut log);
     }

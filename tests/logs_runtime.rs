@@ -74,7 +74,13 @@ fn huge_logs_and_big_answers_in_bounded_memory() {
         logs,
         port,
         ..
-    } = PodNode::start(&env, tmp.path(), "", false);
+    } = PodNode::start(
+        &env,
+        tmp.path(),
+        // The 190 MB log is read whole: not rotated (at the default 10Mi it would be).
+        "containerLogMaxSize: 1Gi\n",
+        false,
+    );
     let manifest = tmp.path().join("pods.yaml");
     write(
         &manifest,
@@ -214,6 +220,185 @@ fn huge_logs_and_big_answers_in_bounded_memory() {
     assert!(
         peak.saturating_sub(peak_before) < 48 * 1024,
         "memory while serving a {disk}-byte log: peak {peak_before} -> {peak} KiB (RSS before {rss_before} KiB)"
+    );
+    let (code, _) = agent.stop();
+    assert_eq!(code, Some(0));
+}
+
+const CHATTY: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: chatty
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: docker.io/library/busybox:1.36
+    command: ["sh", "-c", "sleep 5; i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo \"n $i LINE\"; [ $((i % 100)) -eq 0 ] && sleep 0.5; done; echo END; sleep 3600"]
+"#;
+
+/// Container log rotation against containerd, as the kubelet's: a log past
+/// `containerLogMaxSize` is renamed to `0.log.<YYYYMMDD-hhmmss>` and reopened by the runtime,
+/// the rotated file before it gzipped, at most `containerLogMaxFiles` kept; no line is lost
+/// between the files, and `kubectl logs` reads the live one.
+#[test]
+fn logs_rotate_at_their_limit_and_nothing_is_lost() {
+    let Some(env) = RuntimeEnv::start(false) else {
+        return;
+    };
+    let tmp = tempdir();
+    let PodNode {
+        seed,
+        mut agent,
+        logs,
+        ..
+    } = PodNode::start(
+        &env,
+        tmp.path(),
+        "containerLogMaxSize: 64Ki\ncontainerLogMaxFiles: 3\ncontainerLogMonitorInterval: 3s\n",
+        false,
+    );
+    let manifest = tmp.path().join("chatty.yaml");
+    write(&manifest, &CHATTY.replace("LINE", LINE));
+    seed.kubectl(&["apply", "-f", &manifest.display().to_string()]);
+    let pod = wait(&mut agent, "chatty running", 60, || {
+        seed.try_get(&["pod", "chatty"])
+            .filter(|p| p["status"]["phase"] == "Running")
+    });
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    let dir = logs.join(format!("default_chatty_{uid}")).join("c");
+    // A follower from the start (the pod writes after 5 s): it reads on across every rotation
+    // (the old file to its end, then the new one), as from the kubelet.
+    let kubeconfig = format!(
+        "--kubeconfig={}",
+        seed.sim_dir.join("admin.kubeconfig").display()
+    );
+    let mut follow = Command::new("kubectl")
+        .args([&kubeconfig, "logs", "-f", "chatty"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("kubectl logs -f");
+    let out = follow.stdout.take().expect("stdout");
+    let (tx, followed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let lines: Vec<String> = BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|l| l != "END")
+            .collect();
+        let _ = tx.send(lines);
+    });
+    let listing = || {
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    // The writer done (END in the live log, or in the newest rotated one when the last
+    // rotation came after it) and the last rotation past: the live log under the limit and
+    // the listing the same a monitor interval apart.
+    let settled = |files: &[String]| {
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+        let live = read("0.log");
+        let newest = files
+            .iter()
+            .find(|f| f.starts_with("0.log.") && !f.ends_with(".gz"))
+            .map(|f| read(f));
+        files.iter().any(|f| f.ends_with(".gz"))
+            && (live.contains(" END\n") || newest.is_some_and(|n| n.contains(" END\n")))
+            && live.len() < 64 << 10
+    };
+    let files = wait(&mut agent, "the rotations to settle", 120, || {
+        let before = listing();
+        if !settled(&before) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_secs(4));
+        let after = listing();
+        (after == before).then_some(after)
+    });
+    assert_eq!(files.len(), 3, "containerLogMaxFiles: {files:?}");
+    assert_eq!(files[0], "0.log");
+    let stamp = |f: &str, gz: bool| {
+        let ts = f.strip_prefix("0.log.").unwrap_or("");
+        let ts = if gz {
+            ts.strip_suffix(".gz").unwrap_or("")
+        } else {
+            ts
+        };
+        ts.len() == 15
+            && ts.as_bytes()[8] == b'-'
+            && ts.replace('-', "").bytes().all(|b| b.is_ascii_digit())
+    };
+    let by = |gz: bool| {
+        files
+            .iter()
+            .find(|f| f.starts_with("0.log.") && f.ends_with(".gz") == gz)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (plain, gz) = (by(false), by(true));
+    assert!(stamp(&plain, false) && stamp(&gz, true), "{files:?}");
+    // The older rotated file compressed, the newer not yet.
+    assert!(gz < plain, "{files:?}");
+    let (plain, gz) = (dir.join(plain), dir.join(gz));
+    // The kept (plain, newest) rotated file was past the limit when it was rotated.
+    let size = std::fs::metadata(&plain).map(|m| m.len()).unwrap_or(0);
+    assert!(size >= 64 << 10, "{} is {size} bytes", plain.display());
+    // gzip of the older, then the newer, then the live one: one unbroken run of lines.
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&gz).expect("the .gz")),
+        &mut text,
+    )
+    .expect("a gzip file");
+    text.push_str(&std::fs::read_to_string(&plain).expect("the rotated file"));
+    let live = std::fs::read_to_string(dir.join("0.log")).expect("the live log");
+    text.push_str(&live);
+    let numbers: Vec<u64> = text
+        .lines()
+        .filter_map(|l| {
+            // `<time> stdout F n <i> <LINE>`, the runtime's log format.
+            let mut w = l.split(' ').skip(3);
+            (w.next() == Some("n")).then(|| w.next()?.parse().ok())?
+        })
+        .collect();
+    let first = numbers.first().copied().unwrap_or(0);
+    assert!(first > 1, "the oldest rotated files were removed");
+    assert_eq!(
+        numbers,
+        (first..=3000).collect::<Vec<u64>>(),
+        "lines lost or doubled between the files"
+    );
+    assert!(text.ends_with(" END\n"), "the last line");
+    let followed = followed.recv_timeout(Duration::from_secs(60));
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let followed = followed.expect("kubectl logs -f to reach END across the rotations");
+    let numbers: Vec<u64> = followed
+        .iter()
+        .filter_map(|l| l.split(' ').nth(1)?.parse().ok())
+        .collect();
+    assert_eq!(
+        numbers,
+        (1..=3000).collect::<Vec<u64>>(),
+        "kubectl logs -f lost or doubled lines across the rotations"
+    );
+    // kubectl logs reads the live file, as from the kubelet.
+    let shown = seed.kubectl(&["logs", "chatty"]);
+    let messages: Vec<&str> = live
+        .lines()
+        .filter_map(|l| l.splitn(4, ' ').nth(3))
+        .collect();
+    assert_eq!(
+        shown.lines().collect::<Vec<_>>(),
+        messages,
+        "kubectl logs shows the live log"
     );
     let (code, _) = agent.stop();
     assert_eq!(code, Some(0));

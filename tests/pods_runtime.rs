@@ -175,10 +175,21 @@ metadata:
   name: probed
 spec:
   terminationGracePeriodSeconds: 1
+  volumes:
+  - name: scratch
+    emptyDir: {}
   containers:
   - name: app
     image: docker.io/library/busybox:1.36
     command: ["sh", "-c", "sleep 2; touch /tmp/ready; sleep 3600"]
+    volumeMounts:
+    - name: scratch
+      mountPath: /scratch
+    # Run before a liveness probe's kill too, as the kubelet runs it.
+    lifecycle:
+      preStop:
+        exec:
+          command: ["sh", "-c", "echo pre-stop ran >> /scratch/prestop"]
     readinessProbe:
       exec:
         command: ["sh", "-c", "test -e /tmp/ready || { echo not ready yet; exit 1; }"]
@@ -414,6 +425,11 @@ fn pods_run_report_restart_complete_and_terminate() {
                 .filter(|p| p["status"]["containerStatuses"][0]["restartCount"].as_u64() >= Some(1))
         },
     );
+    let ran = seed.kubectl(&["exec", "probed", "--", "cat", "/scratch/prestop"]);
+    assert!(
+        !ran.is_empty() && ran.lines().all(|l| l == "pre-stop ran"),
+        "the preStop hook before the liveness kill: {ran:?}"
+    );
 
     // Volumes: configMap (an item with its mode, read-only), secret, emptyDir, downwardAPI and
     // the kube-api-access projected volume kube-sim injects (token, ca.crt, namespace).
@@ -502,6 +518,25 @@ fn pods_run_report_restart_complete_and_terminate() {
     }
     assert_eq!(after["status"]["phase"], "Running");
 
+    // A new image for a running container (the one field of it the API lets change): the
+    // container is stopped and started again from it, under a new ID, as the kubelet does.
+    let old_id = after["status"]["containerStatuses"][0]["containerID"].clone();
+    seed.kubectl(&[
+        "set",
+        "image",
+        "pod/web",
+        "app=docker.io/library/busybox:latest",
+    ]);
+    let web = wait(&mut agent, "web restarted on its new image", 60, || {
+        seed.try_get(&["pod", "web"]).filter(|p| {
+            let c = &p["status"]["containerStatuses"][0];
+            c["restartCount"] == 1 && c["ready"] == true && c["containerID"] != old_id
+        })
+    });
+    let c = &web["status"]["containerStatuses"][0];
+    assert_eq!(c["image"], "docker.io/library/busybox:latest", "{c}");
+    assert_eq!(c["lastState"]["terminated"]["containerID"], old_id, "{c}");
+
     // Deletion: the agent stops the container within the 2 s grace period, removes the
     // sandbox and deletes the object.
     seed.kubectl(&["delete", "pod", "web", "--wait=false"]);
@@ -540,6 +575,11 @@ fn pods_run_report_restart_complete_and_terminate() {
         ),
         ("web", "Created", "Created container app"),
         ("web", "Started", "Started container app"),
+        (
+            "web",
+            "Killing",
+            "Container app definition changed, will be restarted",
+        ),
         ("web", "Killing", "Stopping container app"),
         (
             "crash",

@@ -90,6 +90,13 @@ pub const IMPLEMENTED_FIELDS: &[&str] = &[
     "registryBurst",
     "cgroupDriver",
     "volumeStatsAggPeriod",
+    "containerLogMaxSize",
+    "containerLogMaxFiles",
+    "containerLogMonitorInterval",
+    "imageMinimumGCAge",
+    "imageMaximumGCAge",
+    "imageGCHighThresholdPercent",
+    "imageGCLowThresholdPercent",
 ];
 
 /// Supported flags tinylet does not act on yet (parsed and validated only).

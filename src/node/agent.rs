@@ -43,6 +43,8 @@ pub struct Config {
     pub event_burst: i32,
     /// The scheme of the runtime endpoint's name before the runtime first answers.
     pub runtime_name: String,
+    /// The pressure conditions of the last status, for pod admission.
+    pub pressure: std::sync::Arc<status::SharedPressure>,
 }
 
 impl Config {
@@ -95,6 +97,7 @@ impl Config {
             lease_seconds: k.node_lease_duration_seconds,
             register: k.register_node,
             pressure_transition: k.eviction_pressure_transition_period.as_std(),
+            pressure: Default::default(),
             event_qps: k.event_record_qps,
             event_burst: k.event_burst,
             runtime_name: "remote".into(),
@@ -219,9 +222,8 @@ impl Gatherer<'_> {
         let imagefs = rt
             .image_fs_info(&ImageFsInfoRequest::default())
             .ok()
-            .and_then(|i| i.image_filesystems.into_iter().next())
-            .and_then(|f| f.fs_id)
-            .and_then(|id| host::fs_stats(std::path::Path::new(&id.mountpoint)).ok());
+            .and_then(crate::cri::api::ImageFsInfoResponse::image_mountpoint)
+            .and_then(|m| host::fs_stats(std::path::Path::new(&m)).ok());
         (version, not_ready, images, imagefs)
     }
 
@@ -250,6 +252,7 @@ impl Gatherer<'_> {
         let pressure = self
             .held
             .update(Instant::now(), observed, self.cfg.pressure_transition);
+        self.cfg.pressure.set(pressure);
         Ok(Facts {
             machine,
             rootfs,

@@ -55,6 +55,27 @@ pub struct Pressure {
     pub pid: bool,
 }
 
+/// The node's pressure conditions as last reported, shared with pod admission (which refuses
+/// pods under pressure, as the kubelet's eviction admit handler).
+#[derive(Debug, Default)]
+pub struct SharedPressure(std::sync::atomic::AtomicU8);
+
+impl SharedPressure {
+    pub fn set(&self, p: Pressure) {
+        let bits = u8::from(p.memory) | u8::from(p.disk) << 1 | u8::from(p.pid) << 2;
+        self.0.store(bits, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Pressure {
+        let bits = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        Pressure {
+            memory: bits & 1 != 0,
+            disk: bits & 2 != 0,
+            pid: bits & 4 != 0,
+        }
+    }
+}
+
 /// An event about the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeEvent {

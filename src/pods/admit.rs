@@ -16,6 +16,8 @@ pub struct NodeLimits {
     pub max_pods: i64,
     pub cpu_millis: i64,
     pub memory: i64,
+    /// Allocatable ephemeral storage, bytes (the downward API's default limit).
+    pub ephemeral: i64,
     pub labels: BTreeMap<String, String>,
     /// The sysctls pods may set.
     pub sysctls: super::sysctls::Allowlist,
@@ -62,6 +64,58 @@ fn out_of(resource: &str, requested: i64, used: i64, capacity: i64) -> Rejection
 }
 
 /// Admits `pod` next to the `running` pods already admitted, or says why not.
+/// The kubelet's eviction admit handler: under memory pressure alone a BestEffort pod is
+/// refused unless it tolerates the memory-pressure taint; under disk or PID pressure every pod
+/// is; critical pods (static, mirror, priority of at least 2000000000) never are.
+pub fn under_pressure(pod: &Pod, p: crate::node::status::Pressure) -> Result<(), Rejection> {
+    let mut conditions = Vec::new();
+    for (on, name) in [
+        (p.memory, "MemoryPressure"),
+        (p.disk, "DiskPressure"),
+        (p.pid, "PIDPressure"),
+    ] {
+        if on {
+            conditions.push(name);
+        }
+    }
+    let critical = super::files::is_static(pod)
+        || super::files::is_mirror(pod)
+        || pod.raw["spec"]["priority"]
+            .as_i64()
+            .is_some_and(|p| p >= 2_000_000_000);
+    if conditions.is_empty() || critical {
+        return Ok(());
+    }
+    if conditions == ["MemoryPressure"]
+        && (pod.qos_class() != "BestEffort" || tolerates(pod, "node.kubernetes.io/memory-pressure"))
+    {
+        return Ok(());
+    }
+    Err((
+        "Evicted".into(),
+        format!(
+            "Pod was rejected: The node had condition: [{}]. ",
+            conditions.join(" ")
+        ),
+    ))
+}
+
+/// Whether the pod tolerates the `NoSchedule` taint `key` (with no value).
+fn tolerates(pod: &Pod, key: &str) -> bool {
+    let list = pod.raw["spec"]["tolerations"].as_array();
+    list.into_iter().flatten().any(|t| {
+        let s = |f: &str| t[f].as_str().unwrap_or("");
+        let effect = s("effect").is_empty() || s("effect") == "NoSchedule";
+        let exists = s("operator") == "Exists";
+        let key_ok = if s("key").is_empty() {
+            exists
+        } else {
+            s("key") == key
+        };
+        effect && key_ok && (exists || s("value").is_empty())
+    })
+}
+
 pub fn admit(pod: &Pod, running: &[&Pod], node: &NodeLimits) -> Result<(), Rejection> {
     node.sysctls.admit(pod)?;
     if let Some(os) = pod.raw["spec"]["os"]["name"].as_str()
@@ -132,6 +186,7 @@ mod tests {
             max_pods: 2,
             cpu_millis: 1000,
             memory: 1 << 30,
+            ephemeral: 1 << 34,
             labels: [("disk".to_string(), "ssd".to_string())].into(),
             sysctls: super::super::sysctls::Allowlist::new(&[], "6.1.0")
                 .unwrap_or_else(|e| panic!("{e}")),
@@ -180,5 +235,69 @@ mod tests {
             "SysctlForbidden",
             "sysctls first, as the kubelet's handlers run"
         );
+    }
+
+    /// The eviction admit handler's table: which pods each pressure refuses, and its text.
+    #[test]
+    fn pressure_refuses_as_the_kubelets_eviction_handler() {
+        use crate::node::status::Pressure;
+        let (mem, disk) = (
+            Pressure {
+                memory: true,
+                ..Default::default()
+            },
+            Pressure {
+                memory: true,
+                disk: true,
+                ..Default::default()
+            },
+        );
+        let best_effort = pod(json!({}));
+        let burstable = sized("10m", "1Mi");
+        let tolerant = |t: Value| pod(json!({"tolerations": [t]}));
+        let critical = pod(json!({"priority": 2_000_000_000}));
+        let mut mirror = pod(json!({}));
+        mirror
+            .metadata
+            .annotations
+            .insert(super::super::files::MIRROR_ANNOTATION.into(), "h".into());
+        let refused = |p: &Pod, pr: Pressure| under_pressure(p, pr).err().map(|(_, m)| m);
+        let said = |c: &str| Some(format!("Pod was rejected: The node had condition: [{c}]. "));
+        assert_eq!(refused(&best_effort, Pressure::default()), None);
+        assert_eq!(refused(&best_effort, mem), said("MemoryPressure"));
+        assert_eq!(
+            under_pressure(&best_effort, mem).err().map(|(r, _)| r),
+            Some("Evicted".to_string())
+        );
+        assert_eq!(refused(&burstable, mem), None);
+        assert_eq!(
+            refused(&burstable, disk),
+            said("MemoryPressure DiskPressure")
+        );
+        for t in [
+            json!({"key": "node.kubernetes.io/memory-pressure", "operator": "Exists", "effect": "NoSchedule"}),
+            json!({"key": "node.kubernetes.io/memory-pressure", "operator": "Equal"}),
+            json!({"operator": "Exists"}),
+        ] {
+            assert_eq!(refused(&tolerant(t.clone()), mem), None, "{t}");
+            assert_eq!(
+                refused(&tolerant(t.clone()), disk),
+                said("MemoryPressure DiskPressure"),
+                "{t}"
+            );
+        }
+        for t in [
+            json!({"key": "node.kubernetes.io/memory-pressure", "operator": "Exists", "effect": "NoExecute"}),
+            json!({"key": "node.kubernetes.io/disk-pressure", "operator": "Exists"}),
+            json!({"key": "node.kubernetes.io/memory-pressure", "value": "x"}),
+        ] {
+            assert_eq!(
+                refused(&tolerant(t.clone()), mem),
+                said("MemoryPressure"),
+                "{t}"
+            );
+        }
+        assert_eq!(refused(&critical, disk), None);
+        assert_eq!(refused(&mirror, disk), None);
     }
 }

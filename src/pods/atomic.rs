@@ -106,6 +106,37 @@ pub fn write_atomic(dir: &Path, files: &Files) -> Result<(), String> {
     Ok(())
 }
 
+/// The pod's `fsGroup` over a volume, as the kubelet's SetVolumeOwnership: everything under
+/// `dir` (symlinks not followed) is given group `gid`, files the group's read bits (`readonly`:
+/// 0440; else read and write, 0660), directories those and the search bits with set-group-id,
+/// so what is made in them keeps the group.
+pub fn own(dir: &Path, gid: u32, readonly: bool) -> Result<(), String> {
+    let mask = if readonly { 0o440 } else { 0o660 };
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta =
+            std::fs::symlink_metadata(&p).map_err(|e| format!("stat {}: {e}", p.display()))?;
+        std::os::unix::fs::lchown(&p, None, Some(gid))
+            .map_err(|e| format!("chgrp {gid} {}: {e}", p.display()))?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mut mode = meta.permissions().mode() & 0o7777 | mask;
+        if meta.is_dir() {
+            mode |= 0o2000 | 0o110;
+            for e in std::fs::read_dir(&p).map_err(|e| format!("reading {}: {e}", p.display()))? {
+                stack.push(
+                    e.map_err(|e| format!("reading {}: {e}", p.display()))?
+                        .path(),
+                );
+            }
+        }
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("chmod {}: {e}", p.display()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +215,42 @@ mod tests {
             .map(|m| now.duration_since(m).unwrap_or_default().as_secs())
             .unwrap_or(0);
         assert!((99..=101).contains(&age), "token age {age}");
+    }
+
+    /// fsGroup ownership: the group's read bits on files, set-group-id on directories, and a
+    /// symlink's target outside the volume left as it is.
+    #[test]
+    fn an_fs_group_owns_the_volume_without_following_links() {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let vol = d.path().join("vol");
+        let outside = d.path().join("host-file");
+        std::fs::write(&outside, "x").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let files = Files::from([("sub/key".to_string(), (b"v".to_vec(), 0o400))]);
+        write_atomic(&vol, &files).unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink(&outside, vol.join("escape")).unwrap_or_else(|e| panic!("{e}"));
+        // Our own group (the temp dir's): chgrp to it needs no privilege.
+        let gid = std::os::unix::fs::MetadataExt::gid(
+            &std::fs::metadata(d.path()).unwrap_or_else(|e| panic!("{e}")),
+        );
+        own(&vol, gid, true).unwrap_or_else(|e| panic!("{e}"));
+        let mode = |p: &Path| {
+            std::fs::symlink_metadata(p)
+                .map(|m| m.permissions().mode() & 0o7777)
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(mode(&vol.join("..data/sub/key")), 0o440);
+        assert_eq!(mode(&vol.join("..data/sub")), 0o2755);
+        assert_eq!(mode(&vol), 0o2755);
+        assert_eq!(
+            mode(&outside),
+            0o600,
+            "the link's target is not the volume's"
+        );
+        let rw = d.path().join("rw");
+        mkdir(&rw, 0o700).unwrap_or_else(|e| panic!("{e}"));
+        own(&rw, gid, false).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(mode(&rw), 0o2770);
     }
 }

@@ -52,6 +52,13 @@ pub struct Config {
     /// `syncFrequency`: how often volume contents (configMap, secret, downwardAPI, projected
     /// tokens) are brought up to date in running pods; also the sync loop's health threshold.
     pub volume_resync: Duration,
+    /// `containerLogMaxSize`, `containerLogMaxFiles`, `containerLogMonitorInterval`.
+    pub log_rotation: super::log_rotation::Policy,
+    /// `imageGCHighThresholdPercent`, `imageGCLowThresholdPercent`, `imageMinimumGCAge`,
+    /// `imageMaximumGCAge`.
+    pub image_gc: super::image_gc::Policy,
+    /// The node's pressure conditions, as the node status last reported them.
+    pub pressure: std::sync::Arc<crate::node::status::SharedPressure>,
 }
 
 /// Pods started at once, at most (stops and kills are never held back).
@@ -93,6 +100,7 @@ impl Config {
                 max_pods: node.spec.max_pods,
                 cpu_millis: allocatable.as_ref().map_or(i64::MAX, |a| a.cpu_millis),
                 memory: allocatable.as_ref().map_or(i64::MAX, |a| a.memory),
+                ephemeral: allocatable.as_ref().map_or(i64::MAX, |a| a.ephemeral),
                 labels: node.spec.labels.clone(),
                 // Checked when the configuration was loaded; only the kernel is read here.
                 sysctls: super::sysctls::Allowlist::new(
@@ -115,6 +123,19 @@ impl Config {
             },
             parallel_starts: PARALLEL_STARTS,
             volume_resync: k.sync_frequency.as_std(),
+            log_rotation: super::log_rotation::Policy {
+                max_size: u64::try_from(k.container_log_max_size.0.value()).unwrap_or(0),
+                max_files: usize::try_from(k.container_log_max_files).unwrap_or(2),
+                every: k.container_log_monitor_interval.as_std(),
+            },
+            // Checked when the configuration was loaded (0..=100, low below high).
+            image_gc: super::image_gc::Policy {
+                high_percent: u32::try_from(k.image_gc_high_threshold_percent).unwrap_or(100),
+                low_percent: u32::try_from(k.image_gc_low_threshold_percent).unwrap_or(0),
+                min_age: k.image_minimum_gc_age.as_std(),
+                max_age: k.image_maximum_gc_age.as_std(),
+            },
+            pressure: node.pressure.clone(),
         }
     }
 

@@ -48,7 +48,15 @@ pub fn made(
         }
         None => Vec::new(),
     };
-    let envs = super::env::build(pod, name, pod_ip, &cfg.host_ip, &lookup, &service_env)?;
+    let envs = super::env::build(
+        pod,
+        name,
+        pod_ip,
+        &cfg.host_ip,
+        &cfg.limits,
+        &lookup,
+        &service_env,
+    )?;
     let pod_dir = cfg.pod_dir(&pod.metadata.uid);
     let mut mounts = super::volumes::mounts(pod, name, volumes, &pod_dir, &envs)?;
     // The kubelet's managed /etc/hosts, unless the container mounts its own.

@@ -112,12 +112,7 @@ pub fn hosts_file(pod: &Pod, ips: &[String], cluster_domain: &str, host_hosts: &
             "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
              fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
         );
-        let name = if pod.spec.hostname.is_empty() {
-            &pod.metadata.name
-        } else {
-            &pod.spec.hostname
-        };
-        let name: String = name.chars().take(63).collect();
+        let name = hostname(pod);
         let sub = spec["subdomain"].as_str().unwrap_or("");
         for ip in ips {
             if sub.is_empty() {
@@ -148,6 +143,22 @@ pub fn hosts_file(pod: &Pod, ips: &[String], cluster_domain: &str, host_hosts: &
         }
     }
     out
+}
+
+/// The pod's hostname: `spec.hostname`, or its name, cut to 63 characters and then of any
+/// trailing `-` or `.`, as the kubelet's truncatePodHostnameIfNeeded (a pod's name may be
+/// 253 long; a hostname may not: runc refuses it).
+pub fn hostname(pod: &Pod) -> String {
+    let name = if pod.spec.hostname.is_empty() {
+        &pod.metadata.name
+    } else {
+        &pod.spec.hostname
+    };
+    if name.len() <= 63 {
+        return name.clone();
+    }
+    let cut: String = name.chars().take(63).collect();
+    cut.trim_end_matches(['-', '.']).to_string()
 }
 
 #[cfg(test)]
@@ -216,6 +227,23 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    /// The suite's termination-message pod is named past 63 characters: its hostname is cut.
+    #[test]
+    fn hostnames_are_cut_to_63() {
+        let mut p = pod(json!({}));
+        assert_eq!(hostname(&p), "p");
+        p.metadata.name = format!("{}-.{}", "a".repeat(61), "b".repeat(30));
+        assert_eq!(
+            hostname(&p),
+            "a".repeat(61),
+            "63 characters, then the trailing '-' gone"
+        );
+        p.metadata.name = "c".repeat(70);
+        assert_eq!(hostname(&p).len(), 63);
+        p.spec.hostname = "web-0".into();
+        assert_eq!(hostname(&p), "web-0");
     }
 
     #[test]

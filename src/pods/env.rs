@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::admit::NodeLimits;
 use super::spec::Pod;
 
 /// Expands `$(NAME)` with `vars` (unknown references stay as written; `$$` is a literal `$`).
@@ -82,23 +83,34 @@ fn field(pod: &Pod, path: &str, pod_ip: &str, host_ip: &str) -> Result<String, S
     })
 }
 
-/// `limits.memory` and friends of the container, in the divisor's units (default 1).
-fn resource_field(container: &Value, r: &Value) -> Result<String, String> {
+/// `limits.memory` and friends of `container`, in the divisor's units (default 1), rounded up
+/// as the kubelet's ExtractContainerResourceValue; a limit of cpu, memory or ephemeral-storage
+/// the container does not set is the node's allocatable (its defaultPodLimitsForDownwardAPI).
+pub fn resource_field(container: &Value, r: &Value, node: &NodeLimits) -> Result<String, String> {
     let res = r["resource"].as_str().unwrap_or("");
     let (kind, name) = res
         .split_once('.')
         .ok_or_else(|| format!("resourceFieldRef {res:?} is not <limits|requests>.<resource>"))?;
-    let q = container["resources"][kind][name].as_str().unwrap_or("0");
-    let q = crate::config::quantity::Quantity::parse(q).map_err(|e| format!("{res}: {e}"))?;
+    let nanos = match (container["resources"][kind][name].as_str(), kind, name) {
+        (Some(q), _, _) => crate::config::quantity::Quantity::parse(q)
+            .map_err(|e| format!("{res}: {e}"))?
+            .nanos(),
+        (None, "limits", "cpu") => i128::from(node.cpu_millis) * 1_000_000,
+        (None, "limits", "memory") => i128::from(node.memory) * 1_000_000_000,
+        (None, "limits", "ephemeral-storage") => i128::from(node.ephemeral) * 1_000_000_000,
+        (None, _, _) => 0,
+    };
     let divisor = r["divisor"]
         .as_str()
         .map(crate::config::quantity::Quantity::parse)
         .transpose()
         .map_err(|e| format!("{res} divisor: {e}"))?;
-    let d = divisor.map_or(1_000_000_000i128, |d| d.nanos()).max(1);
-    // Rounded up, as the kubelet's ExtractContainerResourceValue.
-    let v = (q.nanos() + d - 1).div_euclid(d);
-    Ok(v.to_string())
+    // The API server writes an unset divisor as "0": 1, as the kubelet takes it.
+    let d = divisor
+        .map(|d| d.nanos())
+        .filter(|&d| d > 0)
+        .unwrap_or(1_000_000_000);
+    Ok((nanos + d - 1).div_euclid(d).to_string())
 }
 
 /// The environment of container `name` of `pod`.
@@ -107,6 +119,7 @@ pub fn build(
     name: &str,
     pod_ip: &str,
     host_ip: &str,
+    node: &NodeLimits,
     lookup: Lookup,
     service_env: &[(String, String)],
 ) -> Result<Vec<(String, String)>, String> {
@@ -143,7 +156,7 @@ pub fn build(
             if let Some(p) = vf["fieldRef"]["fieldPath"].as_str() {
                 field(pod, p, pod_ip, host_ip)?
             } else if vf["resourceFieldRef"].is_object() {
-                resource_field(&c, &vf["resourceFieldRef"])?
+                resource_field(&c, &vf["resourceFieldRef"], node)?
             } else {
                 let (kind, r) = if vf["configMapKeyRef"].is_object() {
                     ("configmap", &vf["configMapKeyRef"])
@@ -239,8 +252,21 @@ mod tests {
             ("WEB_SERVICE_HOST".to_string(), "10.96.0.5".to_string()),
             ("CM_b".to_string(), "the container's own wins".to_string()),
         ];
-        let env = build(&pod, "c", "10.0.0.9", "192.0.2.1", &lookup, &services)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let node = NodeLimits {
+            cpu_millis: 1500,
+            memory: 1 << 30,
+            ..Default::default()
+        };
+        let env = build(
+            &pod,
+            "c",
+            "10.0.0.9",
+            "192.0.2.1",
+            &node,
+            &lookup,
+            &services,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let get = |k: &str| env.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str());
         assert_eq!(get("CM_a"), Some("overridden"));
         assert_eq!(get("CM_b"), Some("2"));
@@ -262,7 +288,52 @@ mod tests {
         let bad = |kind: &str, _: &str| -> Result<Option<BTreeMap<String, String>>, String> {
             Ok((kind == "secret").then(BTreeMap::new))
         };
-        let e = build(&pod, "c", "", "", &bad, &[]).map_or_else(|e| e, |_| String::new());
+        let e = build(&pod, "c", "", "", &node, &bad, &[]).map_or_else(|e| e, |_| String::new());
         assert_eq!(e, "configmap \"cm\" not found");
+    }
+
+    #[test]
+    fn resource_fields_default_to_the_node_allocatable() {
+        let node = NodeLimits {
+            cpu_millis: 1500,
+            memory: 1 << 30,
+            ephemeral: 10 << 30,
+            ..Default::default()
+        };
+        let field = |c: Value, resource: &str, divisor: Option<&str>| {
+            let r = json!({"resource": resource, "divisor": divisor});
+            resource_field(&c, &r, &node).unwrap_or_else(|e| e)
+        };
+        let none = json!({"name": "c"});
+        assert_eq!(
+            field(none.clone(), "limits.cpu", None),
+            "2",
+            "1500m, rounded up"
+        );
+        assert_eq!(field(none.clone(), "limits.cpu", Some("1m")), "1500");
+        assert_eq!(field(none.clone(), "limits.memory", Some("1Mi")), "1024");
+        assert_eq!(
+            field(none.clone(), "limits.ephemeral-storage", Some("1Gi")),
+            "10"
+        );
+        assert_eq!(
+            field(none.clone(), "requests.cpu", None),
+            "0",
+            "no request is 0"
+        );
+        let set = json!({"resources": {"limits": {"cpu": "1250m", "memory": "64Mi"}, "requests": {"cpu": "250m"}}});
+        assert_eq!(field(set.clone(), "limits.cpu", None), "2");
+        assert_eq!(
+            field(set.clone(), "limits.cpu", Some("0")),
+            "2",
+            "as the API writes none"
+        );
+        assert_eq!(field(set.clone(), "limits.cpu", Some("1m")), "1250");
+        assert_eq!(field(set.clone(), "requests.cpu", Some("1m")), "250");
+        assert_eq!(field(set.clone(), "limits.memory", None), "67108864");
+        assert_eq!(
+            field(set, "memory", None),
+            "resourceFieldRef \"memory\" is not <limits|requests>.<resource>"
+        );
     }
 }

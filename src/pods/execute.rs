@@ -59,6 +59,7 @@ pub struct Outcome {
     pub observed: Option<(u64, Observed)>,
     pub holds: std::collections::HashMap<String, (Backoff, Waiting)>,
     pub mount_hold: Option<Hold>,
+    pub sandbox_hold: Option<Hold>,
     pub volumes: Option<Volumes>,
     /// When the volumes' contents were last written (seconds since the epoch), if now.
     pub volumes_written: Option<u64>,
@@ -207,6 +208,7 @@ impl Executor {
             observed: None,
             holds: Default::default(),
             mount_hold: None,
+            sandbox_hold: None,
             volumes: None,
             volumes_written: None,
             deleted: false,
@@ -224,6 +226,7 @@ impl Executor {
         }
         out.holds = job.state.holds;
         out.mount_hold = job.state.mount_hold;
+        out.sandbox_hold = job.state.sandbox_hold;
         if out.volumes.is_none() {
             out.volumes = job.volumes;
         }
@@ -305,8 +308,8 @@ impl Executor {
         (acted, false)
     }
 
-    /// Stops containers at once, each with its preStop hook (when the pod is being deleted)
-    /// out of the one grace period, as the kubelet's killContainersWithSyncResult.
+    /// Stops containers at once, each with its preStop hook out of the one grace period, as
+    /// the kubelet's killContainersWithSyncResult.
     fn stop_containers(&self, pod: &Pod, obs: &Observed, stops: &[Action]) -> Result<(), PodError> {
         let results: Vec<Result<(), PodError>> = std::thread::scope(|s| {
             let handles: Vec<_> = stops
@@ -315,7 +318,7 @@ impl Executor {
                     Action::StopContainer { id, grace } => Some((id.clone(), *grace)),
                     _ => None,
                 })
-                .map(|(id, grace)| s.spawn(move || self.stop_container(pod, obs, &id, grace)))
+                .map(|(id, grace)| s.spawn(move || self.stop_container(pod, obs, &id, grace, None)))
                 .collect();
             handles
                 .into_iter()
@@ -328,27 +331,32 @@ impl Executor {
         results.into_iter().collect()
     }
 
-    fn stop_container(
+    /// Stops one container within `grace`, as the kubelet's killContainer: the Killing event
+    /// (`why`, else why the plan stops it), then its preStop hook if it is running (the hook's
+    /// time comes out of the grace period), then the runtime's stop.
+    pub(super) fn stop_container(
         &self,
         pod: &Pod,
         obs: &Observed,
         id: &str,
         grace: Duration,
+        why: Option<String>,
     ) -> Result<(), PodError> {
         let mut grace = grace;
         if let Some(c) = obs.containers.iter().find(|c| c.id == id) {
-            self.event(
-                pod,
-                Some(&c.name),
-                false,
-                Reason::Killing,
-                format!("Stopping container {}", c.name),
-            );
+            let why = why.unwrap_or_else(|| {
+                if !pod.deleting() && super::plan::definition_changed(pod, c) {
+                    format!("Container {} definition changed, will be restarted", c.name)
+                } else {
+                    format!("Stopping container {}", c.name)
+                }
+            });
+            self.event(pod, Some(&c.name), false, Reason::Killing, why);
             let hook = pod
                 .container(&c.name)
                 .and_then(|s| s.lifecycle.as_ref())
                 .and_then(|l| l.pre_stop.clone());
-            if let (Some(h), true) = (hook, pod.deleting() && c.state == CState::Running) {
+            if let (Some(h), true) = (hook, c.state == CState::Running && !grace.is_zero()) {
                 let t0 = Instant::now();
                 let ports = pod
                     .container(&c.name)
@@ -428,10 +436,18 @@ impl Executor {
                 let dir = self.cfg.log_dir(&pod);
                 std::fs::create_dir_all(&dir)
                     .map_err(|x| PodError::Node(format!("creating {}: {x}", dir.display())))?;
-                rt.run_pod_sandbox(&RunPodSandboxRequest {
+                let made = rt.run_pod_sandbox(&RunPodSandboxRequest {
                     config: Some(super::runtime_config::sandbox(&self.cfg, &pod, *attempt)),
                     runtime_handler: String::new(),
-                })?;
+                });
+                // A refusal is tried again after a back-off, not at each round.
+                if let Err(e) = made {
+                    job.state.sandbox_hold = Some(Hold::after(job.state.sandbox_hold, now_ms()));
+                    let message = format!("Failed to create pod sandbox: {e}");
+                    self.event(&pod, None, true, Reason::FailedCreatePodSandBox, message);
+                    return Err(e.into());
+                }
+                job.state.sandbox_hold = None;
             }
             Action::StartContainer { name, attempt } => {
                 return self.start_container(job, obs, name, *attempt);
@@ -441,7 +457,9 @@ impl Executor {
                     container_id: id.clone(),
                 })?;
             }
-            Action::StopContainer { id, grace } => self.stop_container(&pod, obs, id, *grace)?,
+            Action::StopContainer { id, grace } => {
+                self.stop_container(&pod, obs, id, *grace, None)?
+            }
             Action::RemoveContainer { id } => {
                 rt.remove_container(&RemoveContainerRequest {
                     container_id: id.clone(),
@@ -488,7 +506,8 @@ impl Executor {
             return Ok(v.clone());
         }
         let pod = job.pod.clone();
-        match super::volumes::prepare(&pod, &self.cfg.root_dir, Some(&*self.api)) {
+        match super::volumes::prepare(&pod, &self.cfg.root_dir, &self.cfg.limits, Some(&*self.api))
+        {
             Ok(v) => {
                 job.volumes = Some(v.clone());
                 job.state.mount_hold = None;
@@ -506,7 +525,12 @@ impl Executor {
     /// sources (changed configMaps and secrets, labels for downwardAPI, a token due for
     /// renewal), atomically; unchanged contents are left as they are.
     fn resync_volumes(&self, job: &mut Job, out: &mut Outcome) {
-        match super::volumes::prepare(&job.pod, &self.cfg.root_dir, Some(&*self.api)) {
+        match super::volumes::prepare(
+            &job.pod,
+            &self.cfg.root_dir,
+            &self.cfg.limits,
+            Some(&*self.api),
+        ) {
             Ok(v) => out.volumes = Some(v),
             Err(why) => warn!("updating volumes of pod {}: {why}", job.pod.key()),
         }
@@ -543,7 +567,23 @@ impl Executor {
         // CreateContainerConfigError (retried with a back-off; the pod stays Pending).
         let made = super::container::made(self, &pod, name, attempt, &image, &volumes, &pod_ip);
         let made = match made {
-            Ok(m) => m,
+            Ok(mut m) => {
+                // An ephemeral container's target: it joins that container's PID namespace.
+                let target = &spec.target_container_name;
+                if let (false, Some(t), Some(ns)) = (
+                    target.is_empty(),
+                    obs.container(target),
+                    m.linux
+                        .as_mut()
+                        .and_then(|l| l.security_context.as_mut())
+                        .and_then(|s| s.namespace_options.as_mut()),
+                ) && ns.pid == NamespaceMode::Container as i32
+                {
+                    ns.pid = NamespaceMode::Target as i32;
+                    ns.target_id = t.id.clone();
+                }
+                m
+            }
             Err(why) => {
                 Self::hold(
                     job,

@@ -17,6 +17,8 @@ use crate::kube::PatchKind;
 
 /// The image the fake's sandboxes report in their verbose status.
 pub const FAKE_PAUSE: &str = "registry.k8s.io/pause:3.10";
+/// The size of every image of the fake.
+pub const FAKE_IMAGE_SIZE: u64 = 100 << 20;
 
 #[derive(Default)]
 struct Runtime {
@@ -146,15 +148,23 @@ impl Cri for FakeCri {
             .as_ref()
             .map(|f| f.label_selector.clone())
             .unwrap_or_default();
+        let state = r.filter.as_ref().and_then(|f| f.state.clone());
         let containers = self
             .lock()
             .containers
             .iter()
             .filter(|(_, (_, c, _))| want.iter().all(|(k, v)| c.labels.get(k) == Some(v)))
+            .filter(|(_, (_, _, s))| state.as_ref().is_none_or(|w| w.state == s.state))
             .map(|(id, (sb, c, s))| Container {
                 id: id.clone(),
                 pod_sandbox_id: sb.clone(),
                 metadata: c.metadata.clone(),
+                image: c.image.clone(),
+                image_ref: c
+                    .image
+                    .as_ref()
+                    .map(|i| format!("sha256:{}", i.image))
+                    .unwrap_or_default(),
                 state: s.state,
                 labels: c.labels.clone(),
                 ..Default::default()
@@ -253,7 +263,15 @@ impl Cri for FakeCri {
         rt.next += 1;
         let id = format!("c{}", rt.next);
         let config = r.config.clone().unwrap_or_default();
+        // As containerd: the sandbox's log directory joined with the container's log path.
+        let log_path = rt
+            .sandboxes
+            .get(&r.pod_sandbox_id)
+            .filter(|_| !config.log_path.is_empty())
+            .map(|(sb, _, _)| format!("{}/{}", sb.log_directory, config.log_path))
+            .unwrap_or_default();
         let status = ContainerStatus {
+            log_path,
             id: id.clone(),
             metadata: config.metadata.clone(),
             state: 0,
@@ -345,6 +363,72 @@ impl Cri for FakeCri {
     fn exec_sync(&self, _: &ExecSyncRequest) -> Result<ExecSyncResponse, CriError> {
         self.call("ExecSync");
         Ok(ExecSyncResponse::default())
+    }
+
+    /// Every image, as `sha256:<name>` tagged `<name>`, of `FAKE_IMAGE_SIZE` bytes; the pause
+    /// image not pinned (as containerd 1.6).
+    fn list_images(&self, _: &ListImagesRequest) -> Result<ListImagesResponse, CriError> {
+        self.call("ListImages");
+        let images = self
+            .lock()
+            .images
+            .iter()
+            .map(|n| Image {
+                id: format!("sha256:{n}"),
+                repo_tags: vec![n.clone()],
+                size: FAKE_IMAGE_SIZE,
+                ..Default::default()
+            })
+            .collect();
+        Ok(ListImagesResponse { images })
+    }
+
+    fn remove_image(&self, r: &RemoveImageRequest) -> Result<RemoveImageResponse, CriError> {
+        self.call("RemoveImage");
+        let want = r.image.as_ref().map_or("", |i| i.image.as_str());
+        let name = want.strip_prefix("sha256:").unwrap_or(want).to_string();
+        let mut rt = self.lock();
+        let before = rt.images.len();
+        rt.images.retain(|n| *n != name);
+        if rt.images.len() == before {
+            return Err(not_found("RemoveImage", want));
+        }
+        Ok(RemoveImageResponse {})
+    }
+
+    fn image_fs_info(&self, _: &ImageFsInfoRequest) -> Result<ImageFsInfoResponse, CriError> {
+        self.call("ImageFsInfo");
+        Ok(ImageFsInfoResponse {
+            image_filesystems: vec![FilesystemUsage {
+                fs_id: Some(FilesystemIdentifier {
+                    mountpoint: "/fake/imagefs".into(),
+                }),
+                ..Default::default()
+            }],
+            container_filesystems: Vec::new(),
+        })
+    }
+
+    /// As containerd: the log file is opened again at its path (made when it is not there).
+    fn reopen_container_log(
+        &self,
+        r: &ReopenContainerLogRequest,
+    ) -> Result<ReopenContainerLogResponse, CriError> {
+        self.call("ReopenContainerLog");
+        let rt = self.lock();
+        let Some((_, _, s)) = rt.containers.get(&r.container_id) else {
+            return Err(not_found("ReopenContainerLog", &r.container_id));
+        };
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&s.log_path)
+            .map_err(|e| CriError::Status {
+                method: "ReopenContainerLog",
+                code: Code::Internal,
+                message: format!("{}: {e}", s.log_path),
+            })?;
+        Ok(ReopenContainerLogResponse {})
     }
 }
 

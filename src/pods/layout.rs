@@ -47,6 +47,33 @@ pub fn etc_hosts(root_dir: &Path, uid: &str) -> PathBuf {
 /// termination message is and how to read it.
 pub const TERMINATION_PATH_ANNOTATION: &str = "io.kubernetes.container.terminationMessagePath";
 pub const TERMINATION_POLICY_ANNOTATION: &str = "io.kubernetes.container.terminationMessagePolicy";
+/// The hash of the fields of a container that may change while it runs (its name and image),
+/// with which it was created: a running container whose hash no longer matches its spec is
+/// restarted (`container_hash`).
+pub const HASH_ANNOTATION: &str = "io.kubernetes.container.hash";
+
+/// The kubelet's `HashContainer`, to the value: FNV-1a (32 bit) over the spew dump of Go's
+/// JSON of `{"image":..,"name":..}` (`([]uint8)[123 34 ...]`, the bytes in decimal), in
+/// lower-case hex. The same value the kubelet writes, so that neither restarts the
+/// containers the other made.
+pub fn container_hash(name: &str, image: &str) -> String {
+    let json = serde_json::json!({ "image": image, "name": name }).to_string();
+    // Go's encoder escapes these in strings; serde_json leaves them.
+    let json = json
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029");
+    let bytes: Vec<String> = json.bytes().map(|b| b.to_string()).collect();
+    let dump = format!("([]uint8)[{}]", bytes.join(" "));
+    let mut h: u32 = 0x811c_9dc5;
+    for b in dump.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("{h:x}")
+}
 
 /// The pod's cgroup parent, as the kubelet's cgroup manager names it for `driver`: with
 /// cgroupfs `<cgroupRoot>/kubepods[/<qos>]/pod<uid>`; with systemd the same names as nested

@@ -259,6 +259,11 @@ impl Observer {
                     started_at: st.started_at,
                     finished_at: st.finished_at,
                     image_ref: st.image_ref,
+                    hash: st
+                        .annotations
+                        .get(layout::HASH_ANNOTATION)
+                        .cloned()
+                        .unwrap_or_default(),
                 });
         }
         for (_, mut attempts) in by_name {

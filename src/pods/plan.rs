@@ -22,6 +22,9 @@ pub struct ContainerObs {
     pub started_at: i64,
     pub finished_at: i64,
     pub image_ref: String,
+    /// Its `io.kubernetes.container.hash` annotation ("" when it has none: made by an agent
+    /// that did not write one, and then never taken for a changed definition).
+    pub hash: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,7 +266,7 @@ pub fn step(pod: &Pod, obs: &Observed, may_restart: &dyn Fn(&str) -> bool) -> Ve
                         });
                     }
                 }
-                Some(_) => {}
+                Some(o) => restart_if_changed(pod, o, &mut out),
             }
             continue;
         }
@@ -302,7 +305,7 @@ pub fn step(pod: &Pod, obs: &Observed, may_restart: &dyn Fn(&str) -> bool) -> Ve
             }),
             Some(o) => match o.state {
                 CState::Created => out.push(Action::StartCreated { id: o.id.clone() }),
-                CState::Running | CState::Unknown => {}
+                CState::Running | CState::Unknown => restart_if_changed(pod, o, &mut out),
                 CState::Exited => {
                     if should_restart(policy, o.exit_code) && may_restart(&c.name) {
                         // The exited attempt stays (lastState) until the next one replaces it.
@@ -315,7 +318,58 @@ pub fn step(pod: &Pod, obs: &Observed, may_restart: &dyn Fn(&str) -> bool) -> Ve
             },
         }
     }
+    // Ephemeral containers: started once each, never again, whatever their exit.
+    for c in &pod.spec.ephemeral_containers {
+        match obs.container(&c.name) {
+            None => out.push(Action::StartContainer {
+                name: c.name.clone(),
+                attempt: 0,
+            }),
+            Some(o) if o.state == CState::Created => {
+                out.push(Action::StartCreated { id: o.id.clone() })
+            }
+            Some(_) => {}
+        }
+    }
     out
+}
+
+/// Whether the running container `c` was made from another definition than its spec's now
+/// (its image was changed: the only field of a container the API lets change), by the hash
+/// it was created with; one without a hash is taken as unchanged.
+pub fn definition_changed(pod: &Pod, c: &ContainerObs) -> bool {
+    let is_app_or_sidecar = |s: &&super::spec::Container| s.name == c.name;
+    let spec = pod
+        .spec
+        .containers
+        .iter()
+        .find(is_app_or_sidecar)
+        .or_else(|| {
+            pod.spec
+                .init_containers
+                .iter()
+                .filter(|s| s.is_sidecar())
+                .find(is_app_or_sidecar)
+        });
+    spec.is_some_and(|s| {
+        !c.hash.is_empty() && c.hash != super::layout::container_hash(&s.name, &s.image)
+    })
+}
+
+/// A running container whose definition changed is stopped and started again (from its new
+/// image) whatever the restart policy, and with a back-off of its own, as the kubelet's
+/// computePodActions does.
+fn restart_if_changed(pod: &Pod, o: &ContainerObs, out: &mut Vec<Action>) {
+    if o.state == CState::Running && definition_changed(pod, o) {
+        out.push(Action::StopContainer {
+            id: o.id.clone(),
+            grace: Duration::from_secs(pod.grace_seconds().unsigned_abs()),
+        });
+        out.push(Action::StartContainer {
+            name: o.name.clone(),
+            attempt: o.attempt + 1,
+        });
+    }
 }
 
 /// A pod that is finished (the API says Succeeded or Failed) or failed here for good

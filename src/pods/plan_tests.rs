@@ -1,6 +1,7 @@
 //! The lifecycle step's table tests: sidecars, init containers, restarts, deletion, back-off.
 
 use super::*;
+use crate::pods::spec::Container;
 use serde_json::json;
 
 fn pod(policy: &str, deleting: bool) -> Pod {
@@ -37,6 +38,7 @@ fn c(name: &str, state: CState, exit: i32) -> ContainerObs {
         started_at: 2,
         finished_at: 3,
         image_ref: "sha256:1".into(),
+        hash: String::new(),
     }
 }
 
@@ -382,4 +384,128 @@ fn backoff_doubles_to_five_minutes_and_resets_after_ten() {
     assert_eq!(b.until, 400);
     let reset = Backoff::next(Some(b), 1000, Duration::from_secs(601));
     assert_eq!((reset.delay.as_secs(), reset.until), (10, 1010));
+}
+
+/// An ephemeral container (added to a running pod) starts once and, exited, stays exited,
+/// whatever the pod's restart policy; it holds nothing of the pod back.
+#[test]
+fn ephemeral_containers_run_once() {
+    use CState::*;
+    let mut p = pod("Always", false);
+    p.spec.ephemeral_containers = vec![Container {
+        target_container_name: "a".into(),
+        ..p.spec.containers[0].clone()
+    }];
+    p.spec.ephemeral_containers[0].name = "debugger".into();
+    let up = vec![c("a", Running, 0), c("b", Running, 0)];
+    let never = |_: &str| panic!("no back-off is asked for");
+    assert_eq!(
+        step(&p, &obs(sandbox(true), up.clone()), &never),
+        [start("debugger", 0)]
+    );
+    for (state, exit) in [(Running, 0), (Exited, 0), (Exited, 1)] {
+        let mut cs = up.clone();
+        cs.push(c("debugger", state, exit));
+        assert_eq!(
+            step(&p, &obs(sandbox(true), cs), &never),
+            [],
+            "{state:?} {exit}"
+        );
+    }
+    let mut created = up;
+    created.push(c("debugger", Created, 0));
+    assert_eq!(
+        step(&p, &obs(sandbox(true), created), &never),
+        [Action::StartCreated {
+            id: "id-debugger".into()
+        }]
+    );
+}
+
+/// A running app container or sidecar made from another image than its spec's now is stopped
+/// and started again, whatever the restart policy; an exited one follows the policy, one
+/// without a hash (an older agent's) is left, and a pod being deleted only stops.
+#[test]
+fn a_changed_image_restarts_the_running_container() {
+    use CState::*;
+    let made_from = |name: &str, image: &str, state: CState, exit: i32| ContainerObs {
+        hash: crate::pods::layout::container_hash(name, image),
+        ..c(name, state, exit)
+    };
+    let p = |policy: &str| {
+        Pod::from_value(
+            json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+            "spec": {"restartPolicy": policy, "terminationGracePeriodSeconds": 7,
+                "initContainers": [{"name": "side", "image": "x:2", "restartPolicy": "Always"}],
+                "containers": [{"name": "a", "image": "x:2"}]}}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let stop7 = |name: &str| Action::StopContainer {
+        id: format!("id-{name}"),
+        grace: Duration::from_secs(7),
+    };
+    let rows: Vec<(&str, Vec<ContainerObs>, Vec<Action>)> = vec![
+        (
+            "Never",
+            vec![
+                made_from("side", "x:2", Running, 0),
+                made_from("a", "x:2", Running, 0),
+            ],
+            vec![],
+        ),
+        (
+            "Never",
+            vec![
+                made_from("side", "x:2", Running, 0),
+                made_from("a", "x:1", Running, 0),
+            ],
+            vec![stop7("a"), start("a", 1)],
+        ),
+        (
+            "Always",
+            vec![
+                made_from("side", "x:1", Running, 0),
+                made_from("a", "x:2", Running, 0),
+            ],
+            vec![stop7("side"), start("side", 1)],
+        ),
+        // Exited under Never: not run again, whatever its image.
+        (
+            "Never",
+            vec![
+                made_from("side", "x:2", Running, 0),
+                made_from("a", "x:1", Exited, 0),
+            ],
+            vec![],
+        ),
+        // No hash: taken as unchanged.
+        (
+            "Always",
+            vec![made_from("side", "x:2", Running, 0), c("a", Running, 0)],
+            vec![],
+        ),
+    ];
+    for (i, (policy, cs, want)) in rows.into_iter().enumerate() {
+        let got = step(&p(policy), &obs(sandbox(true), cs), &|_| true);
+        assert_eq!(got, want, "row {i}");
+    }
+}
+
+/// The hash the kubelet writes for a container, to the value (from the upstream kubelet's
+/// HashContainer on the same name and image), so that a node handed over between the two
+/// keeps its containers.
+#[test]
+fn the_container_hash_is_the_kubelets() {
+    for (name, image, want) in [
+        ("app", "docker.io/library/busybox:1.36", "13385bb0"),
+        (
+            "agnhost-container",
+            "registry.k8s.io/e2e-test-images/agnhost:2.53",
+            "7fd2e315",
+        ),
+        ("a&b", "x<y>:1", "be808352"),
+    ] {
+        assert_eq!(crate::pods::layout::container_hash(name, image), want);
+    }
 }

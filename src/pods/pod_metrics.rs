@@ -1,11 +1,13 @@
 //! The pod machinery's series on `/metrics`, as the kubelet's PLEG and pod workers record them:
 //! `kubelet_running_pods` (pods with a ready sandbox) and `kubelet_running_containers` by
 //! state, both from each relist, and `kubelet_pod_start_duration_seconds` (from the agent
-//! first seeing a pod to its status first saying Running).
+//! first seeing a pod to its status first saying Running), and
+//! `kubelet_image_garbage_collected_total` by reason.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cri::api::{Container, ContainerState, PodSandbox, PodSandboxState};
 use crate::prom::{Histogram, header};
@@ -57,6 +59,8 @@ impl RuntimeCounts {
 pub struct PodMetrics {
     counts: Mutex<Option<RuntimeCounts>>,
     start: Histogram,
+    /// Images removed by the image GC: for age, for space.
+    images_collected: [AtomicU64; 2],
 }
 
 impl Default for PodMetrics {
@@ -64,6 +68,7 @@ impl Default for PodMetrics {
         PodMetrics {
             counts: Mutex::new(None),
             start: Histogram::new(START_BUCKETS.to_vec()),
+            images_collected: Default::default(),
         }
     }
 }
@@ -76,6 +81,11 @@ impl PodMetrics {
     /// A pod first reported Running `secs` after the agent first saw it.
     pub fn pod_started(&self, secs: f64) {
         self.start.observe(secs);
+    }
+
+    /// The image GC removed an image.
+    pub fn image_collected(&self, why: super::image_gc::Why) {
+        self.images_collected[why as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn render(&self, out: &mut String) {
@@ -108,6 +118,28 @@ impl PodMetrics {
         );
         self.start
             .write(out, "kubelet_pod_start_duration_seconds", "");
+        // A labelled counter shows once it has a series, as client_golang's.
+        use super::image_gc::Why;
+        let collected: Vec<(Why, u64)> = [Why::Age, Why::Space]
+            .into_iter()
+            .map(|w| (w, self.images_collected[w as usize].load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        if !collected.is_empty() {
+            header(
+                out,
+                "kubelet_image_garbage_collected_total",
+                "counter",
+                "[ALPHA] Total number of images garbage collected by the kubelet, whether through disk usage or image age.",
+            );
+            for (w, n) in collected {
+                let _ = writeln!(
+                    out,
+                    "kubelet_image_garbage_collected_total{{reason=\"{}\"}} {n}",
+                    w.label()
+                );
+            }
+        }
     }
 }
 

@@ -88,10 +88,12 @@ pub fn run(
             Err(e) => return Outcome::Failure(e),
         };
         let path = if h.path.is_empty() { "/" } else { &h.path };
-        return match http_get(a, path, timeout) {
+        let tls = h.scheme.eq_ignore_ascii_case("https");
+        let scheme = if tls { "https" } else { "http" };
+        return match http_get(a, path, tls, timeout) {
             Ok(code) if (200..400).contains(&code) => Outcome::Success,
             Ok(code) => Outcome::Failure(format!("HTTP probe failed with statuscode: {code}")),
-            Err(e) => Outcome::Failure(format!("Get \"http://{a}{path}\": {e}")),
+            Err(e) => Outcome::Failure(format!("Get \"{scheme}://{a}{path}\": {e}")),
         };
     }
     if let Some(g) = &handler.grpc {
@@ -217,11 +219,18 @@ pub fn grpc_check(a: SocketAddr, service: &str, timeout: Duration) -> Result<(),
     smol::block_on(smol::future::or(call, deadline))
 }
 
-/// A GET with the kubelet's probe headers; the status code.
-fn http_get(a: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<u16> {
-    let mut s = TcpStream::connect_timeout(&a, timeout)?;
+/// A GET with the kubelet's probe headers (over TLS with `tls`); the status code.
+fn http_get(a: SocketAddr, path: &str, tls: bool, timeout: Duration) -> std::io::Result<u16> {
+    let s = TcpStream::connect_timeout(&a, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
+    if tls {
+        return get_on(super::probe_https::connect(s, a.ip())?, a, path);
+    }
+    get_on(s, a, path)
+}
+
+fn get_on(mut s: impl Read + Write, a: SocketAddr, path: &str) -> std::io::Result<u16> {
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {a}\r\nUser-Agent: kube-probe/1.32\r\nAccept: */*\r\nConnection: close\r\n\r\n"

@@ -223,3 +223,68 @@ fn tcp_and_http_probes_against_local_listeners() {
         "no runtime"
     );
 }
+
+/// `scheme: HTTPS`: the GET goes over TLS to a pod serving a self-signed certificate, which is
+/// taken unverified, as the kubelet's prober does.
+#[test]
+fn https_probes_take_the_pods_self_signed_certificate() {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+    let params = rcgen::CertificateParams::new(vec!["pod.local".to_string()])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cert = params.self_signed(&key).unwrap_or_else(|e| panic!("{e}"));
+    let server = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap_or_else(|e| panic!("{e}"))
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let p = l.local_addr().map(|a| a.port()).unwrap_or(0);
+    let served = std::thread::spawn(move || {
+        let (tcp, _) = l.accept().unwrap_or_else(|e| panic!("{e}"));
+        let conn = rustls::ServerConnection::new(std::sync::Arc::new(server))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut s = rustls::StreamOwned::new(conn, tcp);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = write!(s, "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+        let _ = s.flush();
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    let rt = crate::cri::Runtime::new(
+        &crate::config::kubelet::RuntimeEndpoint::parse("unix:///nonexistent.sock")
+            .unwrap_or_else(|e| panic!("{e}")),
+        None,
+        crate::cri::Options::new(Duration::from_secs(1)),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let https = probe(json!({"httpGet": {"path": "/healthz", "port": p, "scheme": "HTTPS"}}));
+    assert_eq!(
+        run(
+            &https.handler,
+            Duration::from_secs(5),
+            &rt,
+            "c",
+            "127.0.0.1",
+            &[]
+        ),
+        Outcome::Success
+    );
+    let request = served.join().unwrap_or_default();
+    assert!(
+        request.starts_with("GET /healthz HTTP/1.1\r\n"),
+        "{request}"
+    );
+}

@@ -85,7 +85,7 @@ pub fn start(
         cfg.clone(),
         cri.clone(),
         api.clone(),
-        events,
+        events.clone(),
         services,
     ));
     // The observer: a relist every sync period.
@@ -140,6 +140,40 @@ pub fn start(
             }
         });
     }
+    // Container log rotation, on a thread of its own.
+    {
+        let (cri, policy, stop) = (cri.clone(), cfg.log_rotation, stop.clone());
+        spawn("pods-log-rotation", move || {
+            while !stop.sleep(policy.every) {
+                super::log_rotation::pass(&*cri, &policy);
+            }
+        });
+    }
+    // Image garbage collection, on a thread of its own; the pods' sandbox images are in use.
+    if cfg.image_gc.enabled() {
+        let (cri, policy, stop) = (cri.clone(), cfg.image_gc, stop.clone());
+        let (snapshot, health, events) = (snapshot.clone(), health.clone(), events.clone());
+        spawn("pods-image-gc", move || {
+            let sandbox_images = || {
+                snapshot
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .map(|v| v.sandbox_image.clone())
+                    .filter(|i| !i.is_empty())
+                    .collect()
+            };
+            let removed = |why| health.pods.image_collected(why);
+            super::image_gc::run(
+                &*cri,
+                &policy,
+                &sandbox_images,
+                &removed,
+                events.as_ref(),
+                &stop,
+            );
+        });
+    }
     let probes = {
         let (tx, health) = (tx.clone(), health.clone());
         super::probe::workers(PROBE_WORKERS, cri.clone(), move |d| {
@@ -181,16 +215,17 @@ impl Dispatch {
                         let _ = tx.send(Input::Done(exec.run(*job)));
                     });
                 }
-                Work::Stop { pod, id } => {
+                Work::Stop {
+                    pod,
+                    obs,
+                    id,
+                    grace,
+                    why,
+                } => {
                     let exec = self.exec.clone();
                     spawn("pod-stop", move || {
-                        if let Err(e) =
-                            exec.cri
-                                .stop_container(&crate::cri::api::StopContainerRequest {
-                                    container_id: id,
-                                    timeout: pod.grace_seconds(),
-                                })
-                        {
+                        let grace = Duration::from_secs(grace.unsigned_abs());
+                        if let Err(e) = exec.stop_container(&pod, &obs, &id, grace, Some(why)) {
                             error!(
                                 "pod {}: stopping a container that failed its probe: {e}",
                                 pod.key()

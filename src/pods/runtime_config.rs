@@ -50,10 +50,8 @@ pub fn sandbox(cfg: &Config, pod: &Pod, attempt: u32) -> PodSandboxConfig {
         }),
         hostname: if pod.spec.host_network {
             String::new()
-        } else if pod.spec.hostname.is_empty() {
-            m.name.clone()
         } else {
-            pod.spec.hostname.clone()
+            super::dns::hostname(pod)
         },
         log_directory: cfg.log_dir(pod).display().to_string(),
         dns_config: dns,
@@ -81,8 +79,8 @@ pub fn container_labels(pod: &Pod, name: &str) -> StringMap {
     .into()
 }
 
-/// A container's annotations: its restart count and where and how its termination message is
-/// read (the runtime keeps them for the agent).
+/// A container's annotations: its restart count, its hash, and where and how its termination
+/// message is read (the runtime keeps them for the agent).
 pub fn container_annotations(pod: &Pod, name: &str, attempt: u32) -> StringMap {
     let raw = pod.raw_container(name);
     let mut a: StringMap = [(
@@ -90,6 +88,12 @@ pub fn container_annotations(pod: &Pod, name: &str, attempt: u32) -> StringMap {
         attempt.to_string(),
     )]
     .into();
+    if let Some(c) = pod.container(name) {
+        a.insert(
+            layout::HASH_ANNOTATION.into(),
+            layout::container_hash(name, &c.image),
+        );
+    }
     a.insert(
         layout::TERMINATION_PATH_ANNOTATION.into(),
         termination_path(&raw).to_string(),

@@ -39,6 +39,10 @@ cri_calls! {
     image_status(ImageStatusRequest) -> ImageStatusResponse;
     pull_image(PullImageRequest) -> PullImageResponse;
     exec_sync(ExecSyncRequest) -> ExecSyncResponse;
+    reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse;
+    list_images(ListImagesRequest) -> ListImagesResponse;
+    remove_image(RemoveImageRequest) -> RemoveImageResponse;
+    image_fs_info(ImageFsInfoRequest) -> ImageFsInfoResponse;
 }
 
 /// A failed API call: the HTTP status when the server answered, and what went wrong.

@@ -43,6 +43,9 @@ pub struct PodSpec {
     pub containers: Vec<Container>,
     #[serde(default, deserialize_with = "nullable")]
     pub init_containers: Vec<Container>,
+    /// Added to a running pod (`kubectl debug`): run once each, never restarted.
+    #[serde(default, deserialize_with = "nullable")]
+    pub ephemeral_containers: Vec<Container>,
     #[serde(default)]
     pub restart_policy: RestartPolicy,
     #[serde(default)]
@@ -92,6 +95,9 @@ pub struct Container {
     /// On an init container, `Always` makes it a sidecar (restartable init container).
     #[serde(default)]
     pub restart_policy: Option<String>,
+    /// On an ephemeral container, the container whose process namespace it joins.
+    #[serde(default, deserialize_with = "nullable")]
+    pub target_container_name: String,
 }
 
 impl Container {
@@ -170,6 +176,9 @@ pub struct Probe {
     pub success_threshold: u32,
     #[serde(default = "three")]
     pub failure_threshold: u32,
+    /// The grace period of a kill this probe causes (liveness, startup), over the pod's.
+    #[serde(default)]
+    pub termination_grace_period_seconds: Option<i64>,
 }
 
 fn one() -> u32 {
@@ -192,6 +201,9 @@ pub struct ExecAction {
 pub struct HttpGetAction {
     #[serde(default, deserialize_with = "nullable")]
     pub path: String,
+    /// `HTTP` (the default) or `HTTPS`.
+    #[serde(default, deserialize_with = "nullable")]
+    pub scheme: String,
     pub port: Value,
     #[serde(default, deserialize_with = "nullable")]
     pub host: String,
@@ -255,7 +267,7 @@ impl Pod {
         if pod.spec.containers.is_empty() {
             return Err(format!("pod {name}: spec.containers is empty"));
         }
-        for c in pod.spec.containers.iter().chain(&pod.spec.init_containers) {
+        for c in pod.containers() {
             if c.image.is_empty() {
                 return Err(format!("pod {name}: container {:?} has no image", c.name));
             }
@@ -263,9 +275,9 @@ impl Pod {
         Ok(pod)
     }
 
-    /// A container's raw spec (app or init) by name.
+    /// A container's raw spec (app, init or ephemeral) by name.
     pub fn raw_container(&self, name: &str) -> Value {
-        ["containers", "initContainers"]
+        ["containers", "initContainers", "ephemeralContainers"]
             .iter()
             .filter_map(|k| self.raw["spec"][k].as_array())
             .flatten()
@@ -282,13 +294,18 @@ impl Pod {
             .flatten()
     }
 
-    /// A container's spec (app or init) by name.
+    /// A container's spec (app, init or ephemeral) by name.
     pub fn container(&self, name: &str) -> Option<&Container> {
+        self.containers().find(|c| c.name == name)
+    }
+
+    /// Every container's spec: app, init, ephemeral.
+    pub fn containers(&self) -> impl Iterator<Item = &Container> {
         self.spec
             .containers
             .iter()
             .chain(&self.spec.init_containers)
-            .find(|c| c.name == name)
+            .chain(&self.spec.ephemeral_containers)
     }
 
     pub fn key(&self) -> String {
@@ -387,6 +404,7 @@ mod tests {
             startup_probe: None,
             lifecycle: None,
             restart_policy: None,
+            target_container_name: String::new(),
         };
         assert_eq!(c("busybox").pull_policy(), PullPolicy::Always);
         assert_eq!(c("busybox:latest").pull_policy(), PullPolicy::Always);

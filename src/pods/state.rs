@@ -36,23 +36,34 @@ impl Hold {
 pub struct PodState {
     /// When the agent first saw the pod (RFC 3339; the status's startTime).
     pub start_time: String,
-    /// Crash-loop back-off per container: (the attempt it was computed for, back-off).
+    /// Crash-loop back-off per container and image (`backoff_key`): (the attempt it was
+    /// computed for, back-off).
     pub backoff: HashMap<String, (u32, Backoff)>,
     /// Image pull (and container config) holds per container, with what to show.
     pub holds: HashMap<String, (Backoff, Waiting)>,
     /// The volumes could not be set up: not tried again before this.
     pub mount_hold: Option<Hold>,
+    /// The sandbox could not be made (FailedCreatePodSandBox): not tried again before this.
+    pub sandbox_hold: Option<Hold>,
     /// Refused at admission: it never runs.
     pub rejected: Option<Rejection>,
     /// Failed here for good (activeDeadlineSeconds): reason and message for the status.
     pub failed: Option<(Reason, String)>,
 }
 
+/// The key of a container's crash-loop back-off: its name and image, so that a new image starts
+/// afresh (the kubelet keys it by the container's spec hash).
+pub fn backoff_key(pod: &Pod, name: &str) -> String {
+    let image = pod.container(name).map_or("", |c| c.image.as_str());
+    format!("{name}@{image}")
+}
+
 /// A change to remember, decided by a step.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     Backoff {
-        container: String,
+        /// The container's `backoff_key`.
+        key: String,
         attempt: u32,
         backoff: Backoff,
     },
@@ -113,11 +124,11 @@ impl PodState {
         for c in changes {
             match c {
                 Change::Backoff {
-                    container,
+                    key,
                     attempt,
                     backoff,
                 } => {
-                    self.backoff.insert(container.clone(), (*attempt, *backoff));
+                    self.backoff.insert(key.clone(), (*attempt, *backoff));
                 }
                 Change::Failed { reason, message } => {
                     self.failed = Some((*reason, message.clone()));
@@ -185,16 +196,17 @@ pub fn step(pod: &Pod, state: &PodState, obs: &Observed, now_ms: u64) -> Step {
         {
             continue;
         }
-        let prev = backoff.get(&c.name).copied();
+        let key = backoff_key(pod, &c.name);
+        let prev = backoff.get(&key).copied();
         if prev.is_some_and(|(attempt, _)| attempt == c.attempt) {
             continue;
         }
         let ended = (c.finished_at.max(0) / 1_000_000_000) as u64;
         let ran = Duration::from_nanos((c.finished_at - c.started_at).max(0).unsigned_abs());
         let b = Backoff::next(prev.map(|(_, b)| b), ended.max(1), ran);
-        backoff.insert(c.name.clone(), (c.attempt, b));
+        backoff.insert(key.clone(), (c.attempt, b));
         out.changes.push(Change::Backoff {
-            container: c.name.clone(),
+            key,
             attempt: c.attempt,
             backoff: b,
         });
@@ -209,7 +221,11 @@ pub fn step(pod: &Pod, state: &PodState, obs: &Observed, now_ms: u64) -> Step {
             ),
         });
     }
-    let may_restart = |name: &str| backoff.get(name).is_none_or(|(_, b)| now >= b.until);
+    let may_restart = |name: &str| {
+        backoff
+            .get(&backoff_key(pod, name))
+            .is_none_or(|(_, b)| now >= b.until)
+    };
     let mut actions = if finished {
         plan::stop_all(pod, obs)
     } else {
@@ -217,7 +233,9 @@ pub fn step(pod: &Pod, state: &PodState, obs: &Observed, now_ms: u64) -> Step {
     };
     // Held containers (an image pull or config back-off) and a held volume setup wait.
     let mount_held = state.mount_hold.is_some_and(|h| now_ms < h.until_ms);
+    let sandbox_held = state.sandbox_hold.is_some_and(|h| now_ms < h.until_ms);
     actions.retain(|a| match a {
+        Action::RunSandbox { .. } => !sandbox_held,
         Action::StartContainer { name, .. } => !mount_held && !state.held(name, now_ms),
         _ => true,
     });
@@ -249,7 +267,7 @@ pub fn waiting(
     if state.failed.is_some() || terminal(pod) {
         return None;
     }
-    let (_, b) = state.backoff.get(name)?;
+    let (_, b) = state.backoff.get(&backoff_key(pod, name))?;
     let c = obs.container(name)?;
     (c.state == CState::Exited && now < b.until).then(|| Waiting {
         reason: Reason::CrashLoopBackOff,
@@ -310,6 +328,7 @@ mod tests {
             started_at: (started * 1_000_000_000) as i64,
             finished_at: (finished * 1_000_000_000) as i64,
             image_ref: String::new(),
+            hash: String::new(),
         }
     }
 
@@ -391,6 +410,15 @@ mod tests {
             panic!("{second:?}")
         };
         assert_eq!(backoff.delay.as_secs(), 20);
+        // A new image starts afresh (kubectl set image on a crash-looping pod): 10 s again.
+        s.apply(&second.changes);
+        let mut updated = p.clone();
+        updated.spec.containers[0].image = "busybox:2".into();
+        let fresh = step(&updated, &s, &obs, ms(T0 + 12));
+        let Change::Backoff { backoff, .. } = fresh.changes[0].clone() else {
+            panic!("{fresh:?}")
+        };
+        assert_eq!(backoff.delay.as_secs(), 10, "not 40");
         // OnFailure does not restart a success: no back-off at all.
         let ok = step(
             &app("OnFailure"),
@@ -490,6 +518,15 @@ mod tests {
         assert_eq!(step(&p, &s, &obs, ms(T0) + 500).actions.len(), 1);
         let h = Hold::after(s.mount_hold, ms(T0));
         assert_eq!(h.delay_ms, 1000);
+        // A sandbox the runtime refused is not asked for again before its hold runs out.
+        s.mount_hold = None;
+        s.sandbox_hold = Some(Hold::after(None, ms(T0)));
+        let none = Observed::default();
+        assert_eq!(step(&p, &s, &none, ms(T0) + 499).actions, []);
+        assert!(matches!(
+            step(&p, &s, &none, ms(T0) + 500).actions[..],
+            [Action::RunSandbox { .. }]
+        ));
         let mut h = h;
         for _ in 0..20 {
             h = Hold::after(Some(h), ms(T0));

@@ -124,6 +124,7 @@ pub fn build(
     // Init containers: each done once it exited 0; app containers wait for all of them.
     let mut init_statuses = Vec::new();
     let mut initialized = true;
+    let mut incomplete: Vec<&str> = Vec::new();
     for spec in &pod.spec.init_containers {
         let o = obs.container(&spec.name);
         let sidecar = spec.is_sidecar();
@@ -134,6 +135,9 @@ pub fn build(
             o.is_some_and(|o| o.state == CState::Exited && o.exit_code == 0)
         };
         initialized &= ok;
+        if !ok {
+            incomplete.push(spec.name.as_str());
+        }
         let ready = if sidecar {
             o.is_some_and(|o| o.state == CState::Running) && probed(&spec.name).1
         } else {
@@ -203,6 +207,26 @@ pub fn build(
         _ => phase,
     };
     let all_ready = statuses.iter().all(|s| s["ready"] == json!(true));
+    // Readiness gates: conditions others set in the API; Ready waits for each to be True.
+    let api_conditions = pod.status["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let gate_not_ready = pod.raw["spec"]["readinessGates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g["conditionType"].as_str())
+        .find_map(|t| match api_conditions.iter().find(|c| c["type"] == t) {
+            None => Some(format!(
+                "corresponding condition of pod readiness gate \"{t}\" does not exist."
+            )),
+            Some(c) if c["status"] != "True" => Some(format!(
+                "the status of pod readiness gate \"{t}\" is not \"True\", but {}",
+                c["status"].as_str().unwrap_or("")
+            )),
+            Some(_) => None,
+        });
     let cond = |t: &str, ok: bool, reason: Option<&str>| {
         let mut c = json!({"type": t, "status": if ok { "True" } else { "False" }});
         if let (false, Some(r)) = (ok, reason) {
@@ -210,12 +234,21 @@ pub fn build(
         }
         c
     };
+    // The kubelet's messages name the containers, as Go prints a list.
+    let unready: Vec<&str> = statuses
+        .iter()
+        .filter(|s| s["ready"] != json!(true))
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    let named = |what: &str, names: &[&str]| {
+        format!("containers with {what} status: [{}]", names.join(" "))
+    };
     let mut status = json!({
         "phase": phase,
         "conditions": [
             cond("PodReadyToStartContainers", sandbox_ready, None),
             cond("Initialized", initialized, Some("ContainersNotInitialized")),
-            cond("Ready", all_ready, Some(if phase == "Succeeded" || phase == "Failed" { "PodCompleted" } else { "ContainersNotReady" })),
+            cond("Ready", all_ready && gate_not_ready.is_none(), Some(if phase == "Succeeded" || phase == "Failed" { "PodCompleted" } else if all_ready { "ReadinessGatesNotReady" } else { "ContainersNotReady" })),
             cond("ContainersReady", all_ready, Some(if phase == "Succeeded" || phase == "Failed" { "PodCompleted" } else { "ContainersNotReady" })),
             cond("PodScheduled", true, None),
         ],
@@ -228,11 +261,46 @@ pub fn build(
     if !init_statuses.is_empty() {
         status["initContainerStatuses"] = json!(init_statuses);
     }
+    // Ephemeral containers: run once, never ready, not in the pod's phase or conditions.
+    let ephemeral: Vec<Value> = pod
+        .spec
+        .ephemeral_containers
+        .iter()
+        .map(|spec| {
+            let mut st = json!({
+                "name": spec.name, "image": spec.image, "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}},
+            });
+            if let Some(o) = obs.container(&spec.name) {
+                st["containerID"] = json!(format!("containerd://{}", o.id));
+                st["imageID"] = json!(o.image_ref);
+                st["state"] = state_of(o);
+            }
+            if let Some(w) = waiting(&spec.name) {
+                st["state"] =
+                    json!({"waiting": {"reason": w.reason.as_str(), "message": w.message}});
+            }
+            st
+        })
+        .collect();
+    if !ephemeral.is_empty() {
+        status["ephemeralContainerStatuses"] = json!(ephemeral);
+    }
+    let done = phase == "Succeeded" || phase == "Failed";
+    for c in status["conditions"].as_array_mut().into_iter().flatten() {
+        let message = match c["type"].as_str() {
+            Some("Initialized") if !initialized => named("incomplete", &incomplete),
+            Some("Ready") if all_ready => match &gate_not_ready {
+                Some(why) => why.clone(),
+                None => continue,
+            },
+            Some("Ready" | "ContainersReady") if !all_ready && !done => named("unready", &unready),
+            _ => continue,
+        };
+        c["message"] = json!(message);
+    }
     // Transition times move only when a condition's status does.
-    let old = pod.status["conditions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let old = api_conditions;
     if let Some(list) = status["conditions"].as_array_mut() {
         for c in list.iter_mut() {
             let prev = old.iter().find(|o| o["type"] == c["type"]);
@@ -243,6 +311,20 @@ pub fn build(
                 }
                 _ => json!(now),
             };
+        }
+        // Conditions the kubelet does not own (readiness gates, DisruptionTarget) are kept
+        // as the API has them.
+        const OWN: [&str; 5] = [
+            "PodReadyToStartContainers",
+            "Initialized",
+            "Ready",
+            "ContainersReady",
+            "PodScheduled",
+        ];
+        for c in &old {
+            if !c["type"].as_str().is_some_and(|t| OWN.contains(&t)) {
+                list.push(c.clone());
+            }
         }
     }
     if let Some(s) = obs.sandbox.as_ref().filter(|s| !s.ip.is_empty()) {
@@ -289,6 +371,7 @@ mod tests {
                     started_at: 1_795_910_399_000_000_000,
                     finished_at: 1_795_910_400_000_000_000,
                     image_ref: "sha256:beef".into(),
+                    hash: String::new(),
                 })
                 .into_iter()
                 .collect(),
@@ -321,6 +404,35 @@ mod tests {
         assert_eq!(s["containerStatuses"][0]["started"], true);
         assert_eq!(cond(&s, "Ready")["status"], "False");
         assert_eq!(cond(&s, "Ready")["reason"], "ContainersNotReady");
+    }
+
+    /// Readiness gates: Ready waits for each gate's condition (set by others) to be True, and
+    /// those conditions are kept in the status written.
+    #[test]
+    fn readiness_gates_hold_ready_and_their_conditions_stay() {
+        let mut p = pod("Always");
+        p.raw["spec"]["readinessGates"] = json!([{"conditionType": "k8s.io/gate"}]);
+        let running = obs(Some((CState::Running, 0)), 0);
+        let s = build(&p, &running, "h", "t1", "t2", &none, &yes);
+        assert_eq!(cond(&s, "ContainersReady")["status"], "True");
+        assert_eq!(cond(&s, "Ready")["status"], "False");
+        assert_eq!(cond(&s, "Ready")["reason"], "ReadinessGatesNotReady");
+        assert_eq!(
+            cond(&s, "Ready")["message"],
+            "corresponding condition of pod readiness gate \"k8s.io/gate\" does not exist."
+        );
+        for (gate, ready) in [("False", "False"), ("True", "True")] {
+            p.status["conditions"] = json!([
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": "t0"},
+                {"type": "k8s.io/gate", "status": gate, "lastTransitionTime": "t0"}]);
+            let s = build(&p, &running, "h", "t1", "t2", &none, &yes);
+            assert_eq!(cond(&s, "Ready")["status"], ready, "gate {gate}");
+            assert_eq!(
+                cond(&s, "k8s.io/gate")["status"],
+                gate,
+                "the gate's condition is kept"
+            );
+        }
     }
 
     #[test]
@@ -494,6 +606,14 @@ mod tests {
             "ContainersNotInitialized"
         );
         assert_eq!(
+            cond(&s, "Initialized")["message"],
+            "containers with incomplete status: [init]"
+        );
+        assert_eq!(
+            cond(&s, "ContainersReady")["message"],
+            "containers with unready status: [a]"
+        );
+        assert_eq!(
             s["containerStatuses"][0]["state"]["waiting"]["reason"],
             "PodInitializing"
         );
@@ -509,6 +629,7 @@ mod tests {
             started_at: 1,
             finished_at: 2,
             image_ref: "sha256:1".into(),
+            hash: String::new(),
         };
         o.containers = vec![done(CState::Exited, 0)];
         let s = build(&p, &o, "h", "t1", "t2", &none, &yes);

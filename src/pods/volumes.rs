@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use serde_json::{Value, json};
 
+use super::admit::NodeLimits;
 use super::seams::Api;
 use super::spec::Pod;
 
@@ -123,18 +124,37 @@ fn field(pod: &Pod, path: &str) -> Result<Vec<u8>, String> {
     .into_bytes())
 }
 
-fn downward(pod: &Pod, items: &Value, default_mode: u32) -> Result<Files, String> {
+fn downward(
+    pod: &Pod,
+    items: &Value,
+    default_mode: u32,
+    node: &NodeLimits,
+) -> Result<Files, String> {
     let mut out = Files::new();
     for it in items.as_array().into_iter().flatten() {
         let path = it["path"].as_str().unwrap_or("");
-        let Some(fp) = it["fieldRef"]["fieldPath"].as_str() else {
+        let value = if let Some(fp) = it["fieldRef"]["fieldPath"].as_str() {
+            field(pod, fp)?
+        } else if let Some(r) = it["resourceFieldRef"].as_object() {
+            // A volume names its container (the API requires it).
+            let name = r.get("containerName").and_then(Value::as_str).unwrap_or("");
+            let c = pod.raw_container(name);
+            if c.is_null() {
+                return Err(format!(
+                    "downwardAPI item {path:?}: no container {name:?} in the pod"
+                ));
+            }
+            super::env::resource_field(&c, &it["resourceFieldRef"], node)
+                .map_err(|e| format!("downwardAPI item {path:?}: {e}"))?
+                .into_bytes()
+        } else {
             return Err(format!(
-                "downwardAPI item {path:?}: only fieldRef is supported"
+                "downwardAPI item {path:?}: neither fieldRef nor resourceFieldRef"
             ));
         };
         out.insert(
             path.to_string(),
-            (field(pod, fp)?, mode_of(&it["mode"], default_mode)),
+            (value, mode_of(&it["mode"], default_mode)),
         );
     }
     Ok(out)
@@ -270,6 +290,19 @@ fn token(c: &dyn Api, pod: &Pod, src: &Value, now: u64) -> Result<(Vec<u8>, Issu
 /// Writes `files` (when they could be made) into `d`. When the API server could not give them
 /// and `d` holds what an earlier run wrote (after a reboot with the API server away), that is
 /// kept: the pod runs with its last known configuration, as it did before.
+/// Writes `files` into `d` atomically; with the pod's `fsGroup`, readable by that group, which
+/// owns them (the kubelet's SetVolumeOwnership over its read-only volumes).
+fn write_owned(d: &Path, mut files: Files, fs_group: Option<u32>) -> Result<(), String> {
+    if let Some(gid) = fs_group {
+        for (_, mode) in files.values_mut() {
+            *mode |= 0o440;
+        }
+        write_atomic(d, &files)?;
+        return super::atomic::own(d, gid, true);
+    }
+    write_atomic(d, &files)
+}
+
 fn write_or_keep(
     pod: &Pod,
     name: &str,
@@ -277,7 +310,7 @@ fn write_or_keep(
     files: Result<Files, String>,
 ) -> Result<PathBuf, String> {
     match files {
-        Ok(files) => write_atomic(&d, &files).map_err(|e| err(pod, name, e))?,
+        Ok(files) => write_owned(&d, files, fs_group(pod)).map_err(|e| err(pod, name, e))?,
         Err(e) if d.join("..data").exists() => {
             crate::warn!(
                 "{}; keeping the content written before in {}",
@@ -290,12 +323,20 @@ fn write_or_keep(
     Ok(d)
 }
 
+/// The pod's `securityContext.fsGroup`.
+fn fs_group(pod: &Pod) -> Option<u32> {
+    pod.raw["spec"]["securityContext"]["fsGroup"]
+        .as_u64()
+        .and_then(|g| u32::try_from(g).ok())
+}
+
 /// The host path of every volume of `pod`, its content written. Without an API client
 /// (standalone, or the API server away) only volumes that need no API object can be made
 /// afresh.
 pub fn prepare(
     pod: &Pod,
     root_dir: &Path,
+    node: &NodeLimits,
     c: Option<&dyn Api>,
 ) -> Result<BTreeMap<String, PathBuf>, String> {
     let api = || c.ok_or_else(|| "no API server to read it from".to_string());
@@ -310,8 +351,12 @@ pub fn prepare(
         let dir = |plugin: &str| base.join(format!("kubernetes.io~{plugin}")).join(&name);
         let path = if v["emptyDir"].is_object() {
             let d = dir("empty-dir");
+            // Set up once (again after a reboot took its tmpfs): what the pod then does to it,
+            // a chmod included, stays, as with the kubelet's ready marker.
+            let memory = v["emptyDir"]["medium"] == "Memory";
+            let fresh = !d.exists() || (memory && !is_mount_point(&d));
             mkdir(&d, 0o777).map_err(|e| err(pod, &name, e))?;
-            if v["emptyDir"]["medium"] == "Memory" {
+            if memory {
                 let size = v["emptyDir"]["sizeLimit"]
                     .as_str()
                     .map(|q| {
@@ -322,9 +367,18 @@ pub fn prepare(
                     .transpose()?;
                 mount_tmpfs(&d, size).map_err(|e| err(pod, &name, e))?;
             }
-            // mkdir's mode is cut by the umask; emptyDir is world-writable, as the kubelet's.
-            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777))
-                .map_err(|e| err(pod, &name, e))?;
+            // mkdir's mode is cut by the umask; emptyDir is world-writable, as the kubelet's,
+            // and with an fsGroup the group's, set-group-id (its content is the pod's own).
+            if fresh {
+                let mut mode = 0o777;
+                if let Some(gid) = fs_group(pod) {
+                    std::os::unix::fs::lchown(&d, None, Some(gid))
+                        .map_err(|e| err(pod, &name, e))?;
+                    mode |= 0o2000;
+                }
+                std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode))
+                    .map_err(|e| err(pod, &name, e))?;
+            }
             d
         } else if let Some(hp) = v["hostPath"].as_object() {
             let p = PathBuf::from(hp.get("path").and_then(Value::as_str).unwrap_or(""));
@@ -347,10 +401,10 @@ pub fn prepare(
             write_or_keep(pod, &name, d, files)?
         } else if v["downwardAPI"].is_object() {
             let dv = &v["downwardAPI"];
-            let files = downward(pod, &dv["items"], mode_of(&dv["defaultMode"], 0o644))
+            let files = downward(pod, &dv["items"], mode_of(&dv["defaultMode"], 0o644), node)
                 .map_err(|e| err(pod, &name, e))?;
             let d = dir("downward-api");
-            write_atomic(&d, &files).map_err(|e| err(pod, &name, e))?;
+            write_owned(&d, files, fs_group(pod)).map_err(|e| err(pod, &name, e))?;
             d
         } else if v["projected"].is_object() {
             let pv = &v["projected"];
@@ -383,7 +437,7 @@ pub fn prepare(
                         let obj = r["name"].as_str().unwrap_or("");
                         object_files(api()?, ns, kind, obj, r, mode)?
                     } else if src["downwardAPI"].is_object() {
-                        downward(pod, &src["downwardAPI"]["items"], mode)?
+                        downward(pod, &src["downwardAPI"]["items"], mode, node)?
                     } else {
                         return Err("unsupported projected source".to_string());
                     };
@@ -524,60 +578,5 @@ pub fn mounts(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Renewal follows what the API server granted: 80% into its lifetime, or after a day.
-    #[test]
-    fn tokens_are_renewed_by_their_granted_lifetime() {
-        let i = |expires, ttl| Some(Issued { expires, ttl });
-        assert!(due(None, 1000));
-        // Asked for 3607 s, granted 600: due at 480 s, not at 80% of 3607.
-        assert!(!due(i(10_600, 600), 10_479));
-        assert!(due(i(10_600, 600), 10_480));
-        // Granted a year (extended tokens): renewed after 24 hours.
-        let year = 365 * 86_400;
-        assert!(!due(i(10_000 + year, year), 10_000 + 86_399));
-        assert!(due(i(10_000 + year, year), 10_000 + 86_400));
-    }
-
-    #[test]
-    fn items_pick_keys_with_their_modes() {
-        let data = BTreeMap::from([
-            ("k1".to_string(), b"v1".to_vec()),
-            ("k2".to_string(), b"v2".to_vec()),
-        ]);
-        let all = from_data(&data, &Value::Null, 0o644, "cm").unwrap_or_default();
-        assert_eq!(all.len(), 2);
-        let some = from_data(
-            &data,
-            &json!([{"key": "k2", "path": "dir/two", "mode": 0o400}]),
-            0o644,
-            "cm",
-        )
-        .unwrap_or_default();
-        assert_eq!(some.get("dir/two"), Some(&(b"v2".to_vec(), 0o400)));
-        let e = from_data(
-            &data,
-            &json!([{"key": "k3", "path": "x"}]),
-            0o644,
-            "configmap \"c\"",
-        )
-        .map_or_else(|e| e, |_| String::new());
-        assert_eq!(e, "configmap \"c\": key \"k3\" not found");
-    }
-
-    #[test]
-    fn host_path_types() {
-        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let p = d.path().join("new");
-        assert!(check_host_path(&p, "DirectoryOrCreate").is_ok() && p.is_dir());
-        assert!(check_host_path(&p, "Directory").is_ok());
-        let e = check_host_path(&p, "File").map_or_else(|e| e, |_| String::new());
-        assert!(e.ends_with("new is not a file"), "{e}");
-        let f = d.path().join("f");
-        assert!(check_host_path(&f, "FileOrCreate").is_ok() && f.is_file());
-        assert!(check_host_path(&f, "Socket").is_err());
-        assert!(check_host_path(&f, "Sideways").is_err());
-    }
-}
+#[path = "volumes_tests.rs"]
+mod tests;

@@ -122,11 +122,29 @@ fn running(pods: &crate::pods::Snapshot, uid: &str, id: &str) -> bool {
         .any(|c| c.state == view::State::Running && c.id.as_deref() == Some(id))
 }
 
+/// Whether the log at `path` is another file than `open` now: rotated (renamed away, and
+/// the runtime writes a new one there). Not while the new one is not there yet.
+fn rotated(path: &std::path::Path, open: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(path), open.metadata()) {
+        (Ok(now), Ok(was)) => (now.dev(), now.ino()) != (was.dev(), was.ino()),
+        _ => false,
+    }
+}
+
 /// Sends what `reader` renders until the end (or, following, until the container stops and
-/// its log is read to the end, or the client goes).
-fn pump(mut reader: LogReader<std::fs::File>, sink: &mut Sink, follow: Option<&dyn Fn() -> bool>) {
+/// its log is read to the end, or the client goes). A follower whose log is rotated reads
+/// the old file to its end, then goes on in the new one at `path`, as the kubelet's.
+fn pump(
+    mut reader: LogReader<std::fs::File>,
+    path: &std::path::Path,
+    sink: &mut Sink,
+    follow: Option<&dyn Fn() -> bool>,
+) {
     let mut out = Vec::with_capacity(crate::logs::CHUNK);
     let mut last_pass = follow.is_none();
+    // The log was seen rotated: at the old file's end, the new one.
+    let mut switch = false;
     loop {
         let progress = match reader.read_chunk(&mut out) {
             Ok(p) => p,
@@ -149,10 +167,25 @@ fn pump(mut reader: LogReader<std::fs::File>, sink: &mut Sink, follow: Option<&d
                 sink.send(out);
                 return;
             }
+            Progress::Eof if switch => {
+                switch = false;
+                match std::fs::File::open(path) {
+                    Ok(f) => reader.reopen(f),
+                    Err(e) => {
+                        crate::vinfo!(2, "reopening a rotated log {}: {e}", path.display());
+                        return;
+                    }
+                }
+            }
             Progress::Eof => {
                 std::thread::sleep(FOLLOW_POLL);
                 if sink.is_closed() {
                     return;
+                }
+                if rotated(path, reader.get_ref()) {
+                    // What the runtime wrote to the old file before it reopened is read first.
+                    switch = true;
+                    continue;
                 }
                 // Once the container has stopped, what it wrote is read to the end, once.
                 last_pass = follow.is_some_and(|still| !still());
@@ -238,6 +271,7 @@ pub fn container_logs(s: &State, r: &Request) -> Response {
             let still_running = move || running(&pods, &uid, &id);
             pump(
                 reader,
+                &path,
                 sink,
                 follow.then_some(&still_running as &dyn Fn() -> bool),
             );

@@ -129,9 +129,31 @@ impl KubeadmNode {
             std::fs::create_dir_all(dir.join(d)).unwrap_or_else(|e| panic!("{e}"));
         }
         write(&dir.join("patches/kubeletconfiguration+merge.yaml"), patch);
+        // The pod directories' own mounts (emptyDir `medium: Memory`, subPath binds) must reach
+        // containerd, outside the namespace: `varlib` is a shared mount of its own, the one
+        // mount the namespace shares; every other is private in it (/etc and /var/lib/kubelet
+        // stay the namespace's).
+        let varlib = dir.join("varlib");
+        let v = varlib.display().to_string();
+        for args in [vec!["--bind", &v, &v], vec!["--make-shared", &v]] {
+            let out = run(Command::new("mount").args(&args));
+            assert!(
+                out.status.success(),
+                "mount {args:?}: {}",
+                text(&out.stderr)
+            );
+        }
         let script = format!(
             r#"set -eu
-mount --make-rprivate /
+# (A mount that goes meanwhile, another test's, cannot be made private: what is left is checked.)
+findmnt -rn -o TARGET | while read -r m; do
+    [ "$m" = {d}/varlib ] || mount --make-private "$m" 2>/dev/null || true
+done
+if findmnt -rn -o TARGET,PROPAGATION | grep -v '^{d}/varlib ' | grep -q ' shared'; then
+    echo "mounts still shared in the node's namespace:" >&2
+    findmnt -rn -o TARGET,PROPAGATION | grep ' shared' >&2
+    exit 1
+fi
 mount -t overlay overlay -o lowerdir=/etc,upperdir={d}/etc-up,workdir={d}/etc-work /etc
 mkdir -p /etc/kubernetes
 mkdir -p /var/lib/kubelet
@@ -162,7 +184,7 @@ exec {agent} $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS
         let log = std::fs::File::create(dir.join("agent.log")).unwrap_or_else(|e| panic!("{e}"));
         use std::os::unix::process::CommandExt;
         let child = Command::new("unshare")
-            .args(["-m", "bash", "-c", &script])
+            .args(["-m", "--propagation", "unchanged", "bash", "-c", &script])
             // A group of its own: dropping the node kills kubeadm join and the agent with it.
             .process_group(0)
             .stdout(Stdio::null())
@@ -202,6 +224,7 @@ impl Drop for KubeadmNode {
         let group = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
         let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
         let _ = self.child.wait();
+        let _ = nix::mount::umount2(&self.dir.join("varlib"), nix::mount::MntFlags::MNT_DETACH);
     }
 }
 

@@ -147,8 +147,36 @@ pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
-pub fn tempdir() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"))
+/// A test's temporary directory. Dropped, it unmounts what is mounted under it first (the
+/// subPath binds and tmpfs of an agent's pods, when the test ends with pods still there), so a
+/// test leaves no mount on the machine and the directory goes with everything in it.
+pub struct TempDir(tempfile::TempDir);
+
+impl TempDir {
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let prefix = format!("{}/", self.0.path().display());
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut under: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&prefix))
+            .collect();
+        // The deepest first; a detach takes what is mounted below with it.
+        under.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in under {
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+pub fn tempdir() -> TempDir {
+    TempDir(tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")))
 }
 
 /// The seed's config template with its variables filled as the guide's environment.sh would.
@@ -338,12 +366,12 @@ pub struct Agent {
     child: Child,
     lines: mpsc::Receiver<String>,
     log: Vec<String>,
-    _root: Option<tempfile::TempDir>,
+    _root: Option<TempDir>,
 }
 
 /// `args` plus `--root-dir` in a fresh temporary directory unless the args name one, so test
 /// agents never write under /var/lib/kubelet.
-pub fn with_root_dir(args: &[String]) -> (Vec<String>, Option<tempfile::TempDir>) {
+pub fn with_root_dir(args: &[String]) -> (Vec<String>, Option<TempDir>) {
     let mut a = args.to_vec();
     if a.iter().any(|x| x.starts_with("--root-dir")) {
         return (a, None);

@@ -12,7 +12,7 @@ use tinylet::cri::{Options, Runtime};
 use super::{repo, run, tempdir, text};
 
 pub struct RuntimeEnv {
-    dir: tempfile::TempDir,
+    dir: super::TempDir,
     vars: BTreeMap<String, String>,
 }
 

@@ -108,6 +108,11 @@ pub fn validate(c: &KubeletConfiguration) -> Vec<(&'static str, String)> {
         format!("{} must be greater than 0", c.container_log_max_size.0),
     );
     check(
+        c.container_log_monitor_interval.as_std() >= std::time::Duration::from_secs(3),
+        "containerLogMonitorInterval",
+        "must be a positive time duration greater than or equal to 3s".into(),
+    );
+    check(
         c.container_log_max_workers >= 1,
         "containerLogMaxWorkers",
         "must be 1 or greater".into(),

@@ -31,6 +31,17 @@ pub struct ImageFsInfoResponse {
     pub container_filesystems: Vec<FilesystemUsage>,
 }
 
+impl ImageFsInfoResponse {
+    /// Where the runtime's (first) image filesystem is mounted.
+    pub fn image_mountpoint(self) -> Option<String> {
+        self.image_filesystems
+            .into_iter()
+            .next()
+            .and_then(|f| f.fs_id)
+            .map(|id| id.mountpoint)
+    }
+}
+
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ContainerStatsRequest {
     #[prost(string, tag = "1")]

@@ -6,7 +6,7 @@
 //! makes no CRI or API call; the only files it writes are the checkpoints. The `runner` carries
 //! its work out on threads and brings the outcomes back.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -40,10 +40,14 @@ pub enum Input {
 /// What the owner wants done.
 pub enum Work {
     Pod(Box<Job>),
-    /// Stop a container whose liveness or startup probe failed (the restart policy decides).
+    /// Stop a container that failed its liveness or startup probe (its preStop hook first),
+    /// within `grace` seconds; the restart policy then decides. `why` is the Killing event's.
     Stop {
         pod: Box<Pod>,
+        obs: Box<Observed>,
         id: String,
+        grace: i64,
+        why: String,
     },
     Probe(Box<probe::Job>),
     Api(ApiJob),
@@ -94,6 +98,10 @@ pub struct Owner {
     changed: bool,
     /// Where pod start durations are recorded.
     health: Arc<super::runner::Health>,
+    /// The uids of the pods this agent deleted from the API, until the API says they are gone
+    /// (their `DELETED` event, or a list without them): a watch event that was already on its
+    /// way is not taken for a new pod, nor checkpointed again (a restore would run it).
+    finished: HashSet<String>,
 }
 
 impl Owner {
@@ -108,6 +116,7 @@ impl Owner {
             known,
             changed: true,
             health: Arc::default(),
+            finished: HashSet::new(),
         }
     }
 
@@ -195,6 +204,7 @@ impl Owner {
                 let keep: Vec<String> = pods.iter().map(|p| p.metadata.uid.clone()).collect();
                 self.pods
                     .retain(|uid, e| files::is_static(&e.pod) || keep.contains(uid));
+                self.finished.retain(|uid| keep.contains(uid));
                 for p in pods {
                     self.upsert(p, now_ms);
                 }
@@ -219,6 +229,7 @@ impl Owner {
                 Vec::new()
             }
             Msg::Removed { uid } => {
+                self.finished.remove(&uid);
                 let mirrors = self.mirrors.len();
                 self.mirrors.retain(|_, m| m.metadata.uid != uid);
                 // Deleted from the API without us (grace 0 by someone else): clean up now.
@@ -256,6 +267,10 @@ impl Owner {
 
     fn upsert(&mut self, pod: Pod, now_ms: u64) {
         let uid = pod.metadata.uid.clone();
+        if self.finished.contains(&uid) {
+            vinfo!(4, "pod {:?} (uid {uid}): deleted already", pod.key());
+            return;
+        }
         // Written when the pod changed in what a restore needs, not on every status echo (each
         // status write comes back through the watch; the node's storage may be flash).
         if !files::is_static(&pod)
@@ -295,7 +310,9 @@ impl Owner {
                 .filter(|e| e.state.rejected.is_none() && !state::terminal(&e.pod))
                 .map(|e| &e.pod)
                 .collect();
-            super::admit::admit(&pod, &running, &self.cfg.limits).err()
+            super::admit::under_pressure(&pod, self.cfg.pressure.get())
+                .and_then(|()| super::admit::admit(&pod, &running, &self.cfg.limits))
+                .err()
         } else {
             None
         };
@@ -350,6 +367,7 @@ impl Owner {
                 e.sync = None;
                 e.state.holds = out.holds;
                 e.state.mount_hold = out.mount_hold;
+                e.state.sandbox_hold = out.sandbox_hold;
                 if out.volumes.is_some() {
                     e.volumes = out.volumes;
                 }
@@ -369,7 +387,13 @@ impl Owner {
         if out.deleted {
             let pod = e.pod.clone();
             self.pods.remove(&out.uid);
+            if !files::is_static(&pod) {
+                self.finished.insert(out.uid.clone());
+            }
             self.set_known();
+            // A checkpoint written by a watch event that crossed the pod directory's removal
+            // is gone with the clean-up's next pass.
+            let mut work = self.gc();
             // The mirror goes with the static pod, unless another static pod of the same name
             // (an edited manifest) is there now: that mirror is, or becomes, the new pod's.
             let replaced = self
@@ -380,11 +404,11 @@ impl Owner {
                 && !replaced
                 && let Some(m) = self.mirrors.remove(&pod.key())
             {
-                return vec![Work::Api(ApiJob::DeleteMirror {
+                work.push(Work::Api(ApiJob::DeleteMirror {
                     mirror: Box::new(m),
-                })];
+                }));
             }
-            return Vec::new();
+            return work;
         }
         // What the work left behind is acted on at once (a stopped pod is removed, ...).
         self.step_pod(&out.uid, now_ms)

@@ -87,6 +87,12 @@ impl Owner {
         let failed_for_good = changed && t.result == Some(false);
         let succeeded = t.result == Some(true);
         let pod = e.pod.clone();
+        // What the runtime showed of the pod, for the stop (its preStop hook's pod IP).
+        let obs = if failed_for_good {
+            e.obs.clone()
+        } else {
+            Observed::default()
+        };
         let key = pod.key();
         self.changed |= changed;
         if let probe::Outcome::Failure(why) = &outcome {
@@ -115,10 +121,17 @@ impl Owner {
             kind.name()
         );
         info!("{what}");
-        self.event(&pod, Some(name), false, Reason::Killing, what);
+        // The probe's own grace period, when it names one, else the pod's.
+        let grace = job
+            .probe
+            .termination_grace_period_seconds
+            .map_or_else(|| pod.grace_seconds(), |g| g.max(0));
         vec![Work::Stop {
             pod: Box::new(pod),
+            obs: Box::new(obs),
             id: job.container_id,
+            grace,
+            why: what,
         }]
     }
 }

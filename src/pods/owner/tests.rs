@@ -30,6 +30,7 @@ fn config(root: &std::path::Path) -> Config {
             max_pods: 10,
             cpu_millis: 2000,
             memory: 1 << 30,
+            ephemeral: 1 << 34,
             labels: Default::default(),
             sysctls: super::super::sysctls::Allowlist::new(&[], "6.1.0")
                 .unwrap_or_else(|e| panic!("{e}")),
@@ -45,6 +46,18 @@ fn config(root: &std::path::Path) -> Config {
         parallel_pulls: Some(1),
         parallel_starts: 10,
         volume_resync: Duration::from_secs(60),
+        log_rotation: crate::pods::log_rotation::Policy {
+            max_size: 10 << 20,
+            max_files: 5,
+            every: Duration::from_secs(10),
+        },
+        image_gc: crate::pods::image_gc::Policy {
+            high_percent: 85,
+            low_percent: 80,
+            min_age: Duration::from_secs(120),
+            max_age: Duration::ZERO,
+        },
+        pressure: Default::default(),
     }
 }
 
@@ -73,6 +86,8 @@ struct Harness {
     exec: Executor,
     observer: super::super::observe::Observer,
     api_worker: ApiWorker,
+    /// The probe jobs the owner sent out, not run.
+    probes: Vec<probe::Job>,
     _tmp: tempfile::TempDir,
 }
 
@@ -87,6 +102,7 @@ impl Harness {
             owner: Owner::new(cfg.clone(), None, Arc::default()),
             observer: super::super::observe::Observer::new(&cfg.root_dir),
             api_worker: ApiWorker::new("n1"),
+            probes: Vec::new(),
             cri,
             api,
             exec,
@@ -120,7 +136,11 @@ impl Harness {
                         });
                     Vec::new()
                 }
-                Work::Probe(_) | Work::Gc => Vec::new(),
+                Work::Probe(j) => {
+                    self.probes.push(*j);
+                    Vec::new()
+                }
+                Work::Gc => Vec::new(),
             };
             queue.extend(next);
         }
@@ -239,6 +259,17 @@ fn a_deleted_pod_stops_its_containers_at_once_then_goes() {
         json!({"gracePeriodSeconds": 0, "preconditions": {"uid": "uid-three"}})
     );
     assert!(h.owner.is_empty(), "the pod is forgotten");
+    // A watch event sent before the deletion, arriving after it: not a new pod, and no
+    // checkpoint (which a restart without the API server would run again).
+    let mut late = p.clone();
+    late.metadata.resource_version = "7".into();
+    late.status = json!({"phase": "Running", "startTime": "2026-12-01T00:00:00Z"});
+    h.send(Msg::Upsert(Box::new(late)));
+    h.settle();
+    assert!(h.owner.is_empty(), "a late event does not bring it back");
+    let dir = h.owner.cfg.root_dir.join("pods/uid-three");
+    assert!(!dir.exists(), "{} was written again", dir.display());
+    assert_eq!(h.cri.count("RunPodSandbox"), 1, "nothing is run again");
 }
 
 #[test]
@@ -420,4 +451,41 @@ fn a_slow_stop_does_not_hold_another_pods_start() {
         "the slow container has not stopped yet"
     );
     stop.stop();
+}
+
+/// A liveness failure past its threshold stops the container within the probe's own
+/// terminationGracePeriodSeconds when it names one, else the pod's.
+#[test]
+fn a_failed_liveness_probe_stops_within_its_own_grace() {
+    for (probe_grace, want) in [(Some(7), 7), (None, 5)] {
+        let mut h = Harness::new();
+        let mut probe = json!({"exec": {"command": ["false"]}, "failureThreshold": 1});
+        if let Some(g) = probe_grace {
+            probe["terminationGracePeriodSeconds"] = json!(g);
+        }
+        let mut p = pod("live", &["app"], json!({}));
+        p.raw["spec"]["containers"][0]["livenessProbe"] = probe;
+        let p = Pod::from_value(p.raw.clone()).unwrap_or_else(|e| panic!("{e}"));
+        h.send(Msg::Listed(vec![p]));
+        h.settle();
+        let job = h
+            .probes
+            .pop()
+            .unwrap_or_else(|| panic!("no liveness probe was due"));
+        let done = probe::Done {
+            job,
+            outcome: probe::Outcome::Failure("exit 1".into()),
+            took: Duration::from_millis(1),
+        };
+        let stops: Vec<i64> = h
+            .owner
+            .take(Input::Probed(done), now())
+            .into_iter()
+            .filter_map(|w| match w {
+                Work::Stop { grace, .. } => Some(grace),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stops, [want], "probe grace {probe_grace:?}");
+    }
 }
