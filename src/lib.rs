@@ -5,6 +5,7 @@ pub mod certs;
 pub mod config;
 pub mod cri;
 pub mod events;
+pub mod eviction;
 pub mod fatal;
 pub mod kube;
 pub mod log;

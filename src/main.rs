@@ -81,15 +81,31 @@ fn run(args: impl Iterator<Item = String>) -> Result<(), Error> {
         })
         .map_err(|e| Error::Thread("watchdog", e))?;
     }
+    let k = &settings.kubelet;
+    // The node's and the pods' stats, for 10250 and the eviction manager.
+    let stats = std::sync::Arc::new(
+        tinylet::stats::Collector::new(
+            &settings.node_name,
+            tinylet::node::host::Roots::host(),
+            &settings.flags.root_dir,
+            k.cgroup_driver,
+            &k.cgroup_root,
+        )
+        .with_volume_stats(
+            std::path::Path::new(&k.pod_logs_dir),
+            k.volume_stats_agg_period.as_std(),
+        ),
+    );
     start_servers(
         &settings,
         vec![("client", client_stats), ("server", server_stats)],
         pods.clone(),
         runtime.clone(),
         health.clone(),
+        stats.clone(),
     )?;
     let stop = std::sync::Arc::new(tinylet::stop::Stop::default());
-    let node_threads = start_node(&settings, stop.clone(), pods, runtime, health)?;
+    let node_threads = start_node(&settings, stop.clone(), pods, runtime, health, stats)?;
     info!("running; waiting for SIGTERM or SIGINT");
     wait_for_termination(&signals)?;
     // Heartbeats stop cleanly; containers are left running, as the kubelet leaves them.
@@ -131,6 +147,7 @@ fn start_node(
     pods: tinylet::pods::Snapshot,
     runtime: std::sync::Arc<tinylet::cri::Runtime>,
     health: std::sync::Arc<tinylet::pods::runner::Health>,
+    stats: std::sync::Arc<tinylet::stats::Collector>,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, Error> {
     use std::sync::Arc;
     use tinylet::node::agent;
@@ -143,7 +160,7 @@ fn start_node(
     if s.flags.kubeconfig.is_none() {
         notify_ready();
         // Standalone: static pods only.
-        return start_pods(s, &cfg, client, None, runtime, pods, stop, health);
+        return start_pods(s, &cfg, client, None, runtime, pods, stop, health, stats);
     }
     let uid = Arc::new(std::sync::Mutex::new(String::new()));
     let (recorder, sender) = tinylet::events::recorder(
@@ -169,6 +186,7 @@ fn start_node(
         pods,
         stop.clone(),
         health,
+        stats,
     )?);
     threads.push(spawn("node", move || {
         agent::run(
@@ -196,6 +214,7 @@ fn start_pods(
     snapshot: tinylet::pods::Snapshot,
     stop: std::sync::Arc<tinylet::stop::Stop>,
     health: std::sync::Arc<tinylet::pods::runner::Health>,
+    stats: std::sync::Arc<tinylet::stats::Collector>,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, Error> {
     let k = &s.kubelet;
     let api_source = s.flags.kubeconfig.is_some();
@@ -211,15 +230,29 @@ fn start_pods(
     let pods = tinylet::pods::runner::start(
         tinylet::pods::config::Config::from_settings(s, cfg),
         client.clone(),
-        runtime,
-        snapshot,
-        recorder,
+        runtime.clone(),
+        snapshot.clone(),
+        recorder.clone(),
         services.clone(),
         stop.clone(),
-        health,
+        health.clone(),
     )
     .map_err(|e| Error::Thread("pods", e))?;
     let mut threads = vec![pods.thread];
+    let eviction = tinylet::eviction::run::Deps {
+        cfg: tinylet::eviction::Config::from_kubelet(k),
+        stats,
+        runtime,
+        pods: snapshot,
+        inbox: pods.inbox.clone(),
+        events: recorder,
+        health,
+        image_min_age: k.image_minimum_gc_age.as_std(),
+        stop: stop.clone(),
+    };
+    threads.push(spawn("eviction", move || {
+        tinylet::eviction::run::run(&eviction)
+    })?);
     if api_source {
         let (source_client, source_stop, inbox, node) = (
             client.clone(),
@@ -345,6 +378,7 @@ fn start_servers(
     pods: tinylet::pods::Snapshot,
     runtime: std::sync::Arc<tinylet::cri::Runtime>,
     health: std::sync::Arc<tinylet::pods::runner::Health>,
+    stats: std::sync::Arc<tinylet::stats::Collector>,
 ) -> Result<(), Error> {
     use tinylet::server;
     let k = &s.kubelet;
@@ -398,19 +432,7 @@ fn start_servers(
                 as std::sync::Arc<dyn server::journal::Journal>
         }),
         runtime: Some(runtime),
-        stats: Some(
-            tinylet::stats::Collector::new(
-                &s.node_name,
-                tinylet::node::host::Roots::host(),
-                &s.flags.root_dir,
-                k.cgroup_driver,
-                &k.cgroup_root,
-            )
-            .with_volume_stats(
-                std::path::Path::new(&k.pod_logs_dir),
-                k.volume_stats_agg_period.as_std(),
-            ),
-        ),
+        stats: Some(stats),
         probes: Some(probes),
         syncloop,
     });

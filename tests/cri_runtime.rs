@@ -1034,16 +1034,10 @@ fn image_gc_removes_what_no_container_or_sandbox_uses() {
         min_age: Duration::ZERO,
         max_age: Duration::ZERO,
     };
-    let fs = |m: &str| {
-        tinylet::node::host::fs_stats(std::path::Path::new(m))
-            .map(|s| (s.capacity_bytes, s.available_bytes))
-            .map_err(|e| e.to_string())
-    };
     let mut records = Records::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now = tinylet::pods::execute::now_ms();
     let sandboxes = ["registry.k8s.io/pause:3.9".to_string()];
+    let fs = image_gc::host_fs;
     let (report, done) = image_gc::pass(&mut records, &rt, &sandboxes, &fs, &policy, now);
     assert_eq!(report.removed, [(junk.clone(), Why::Space)]);
     assert!(

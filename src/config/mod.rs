@@ -97,6 +97,13 @@ pub const IMPLEMENTED_FIELDS: &[&str] = &[
     "imageMaximumGCAge",
     "imageGCHighThresholdPercent",
     "imageGCLowThresholdPercent",
+    "evictionHard",
+    "evictionSoft",
+    "evictionSoftGracePeriod",
+    "evictionMaxPodGracePeriod",
+    "evictionMinimumReclaim",
+    "evictionPressureTransitionPeriod",
+    "localStorageCapacityIsolation",
 ];
 
 /// Supported flags tinylet does not act on yet (parsed and validated only).

@@ -180,8 +180,9 @@ pub fn allocatable_on(spec: &Spec, m: &Machine, root_dir: &std::path::Path) -> O
     Some(allocatable(spec, &capacity(spec, m, &fs)))
 }
 
-/// A threshold's amount against `capacity` (percentages truncate, as the kubelet's int64 cast).
-fn threshold_amount(t: &ThresholdValue, capacity: i64) -> Option<i64> {
+/// A threshold's amount against `capacity`: the quantity, or the percentage of it (truncated,
+/// as the kubelet's int64 cast); None when it is off.
+pub fn threshold_amount(t: &ThresholdValue, capacity: i64) -> Option<i64> {
     match t {
         ThresholdValue::Quantity(q) => Some(q.value()),
         ThresholdValue::Percentage(p) => Some((capacity as f64 * (p / 100.0)) as i64),

@@ -29,7 +29,14 @@ pub type Rejection = (String, String);
 /// Requests of a pod (cpu millis, memory bytes): the sum of its app containers, or the largest
 /// init container's when that is more, as the scheduler counts them.
 pub fn requests(pod: &Pod) -> (i64, i64) {
-    let get = |c: &Value, r: &str| -> i64 {
+    (request_of(&pod.raw, "cpu"), request_of(&pod.raw, "memory"))
+}
+
+/// A pod's (its API object's) request of resource `r` in base units (millicores for cpu): the
+/// sum of its app containers' (a limit without a request requests the limit), or the largest
+/// init container's when that is more.
+pub fn request_of(pod: &Value, r: &str) -> i64 {
+    let get = |c: &Value| -> i64 {
         let q = c["resources"]["requests"][r]
             .as_str()
             .or_else(|| c["resources"]["limits"][r].as_str());
@@ -41,17 +48,9 @@ pub fn requests(pod: &Pod) -> (i64, i64) {
             }
         })
     };
-    let list = |k: &str| pod.raw["spec"][k].as_array().cloned().unwrap_or_default();
-    let (mut cpu, mut mem) = (0, 0);
-    for c in list("containers") {
-        cpu += get(&c, "cpu");
-        mem += get(&c, "memory");
-    }
-    for c in list("initContainers") {
-        cpu = cpu.max(get(&c, "cpu"));
-        mem = mem.max(get(&c, "memory"));
-    }
-    (cpu, mem)
+    let list = |k: &str| pod["spec"][k].as_array().into_iter().flatten();
+    let apps: i64 = list("containers").map(get).sum();
+    list("initContainers").map(get).fold(apps, i64::max)
 }
 
 fn out_of(resource: &str, requested: i64, used: i64, capacity: i64) -> Rejection {

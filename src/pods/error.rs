@@ -14,6 +14,7 @@ pub enum Reason {
     CreateContainerConfigError,
     // Pod status.
     DeadlineExceeded,
+    Evicted,
     // Events.
     Pulling,
     Pulled,
@@ -40,6 +41,7 @@ impl Reason {
             Reason::ErrImageNeverPull => "ErrImageNeverPull",
             Reason::CreateContainerConfigError => "CreateContainerConfigError",
             Reason::DeadlineExceeded => "DeadlineExceeded",
+            Reason::Evicted => "Evicted",
             Reason::Pulling => "Pulling",
             Reason::Pulled => "Pulled",
             Reason::Failed => "Failed",

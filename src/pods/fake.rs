@@ -39,6 +39,8 @@ pub struct FakeCri {
     pub stops_at_once: AtomicUsize,
     /// Every call's method name, in order.
     pub calls: Mutex<Vec<String>>,
+    /// Every StopContainer's timeout (seconds), in order.
+    pub stop_timeouts: Mutex<Vec<i64>>,
 }
 
 fn not_found(method: &'static str, what: &str) -> CriError {
@@ -305,6 +307,10 @@ impl Cri for FakeCri {
 
     fn stop_container(&self, r: &StopContainerRequest) -> Result<StopContainerResponse, CriError> {
         self.call("StopContainer");
+        self.stop_timeouts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(r.timeout);
         let now = self.stops_now.fetch_add(1, Ordering::SeqCst) + 1;
         self.stops_at_once.fetch_max(now, Ordering::SeqCst);
         let takes = *self.stop_takes.lock().unwrap_or_else(|p| p.into_inner());

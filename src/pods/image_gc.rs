@@ -227,11 +227,7 @@ pub fn run(
     stop: &crate::stop::Stop,
 ) {
     use crate::node::status::NodeEvent;
-    let fs = |m: &str| {
-        crate::node::host::fs_stats(std::path::Path::new(m))
-            .map(|s| (s.capacity_bytes, s.available_bytes))
-            .map_err(|e| e.to_string())
-    };
+    let fs = host_fs;
     let mut records = Records::new(super::execute::now_ms());
     let mut failed_before = false;
     loop {
@@ -270,6 +266,23 @@ pub fn run(
 
 /// The capacity and available bytes of the filesystem mounted at a path.
 pub type FsStats = dyn Fn(&str) -> Result<(u64, u64), String>;
+
+/// The images of the pods' sandboxes (in use: containerd 1.6 does not pin the pause image).
+pub fn sandbox_images(pods: &super::Snapshot) -> Vec<String> {
+    pods.read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|v| v.sandbox_image.clone())
+        .filter(|i| !i.is_empty())
+        .collect()
+}
+
+/// [`FsStats`] of this host (statfs).
+pub fn host_fs(mountpoint: &str) -> Result<(u64, u64), String> {
+    crate::node::host::fs_stats(std::path::Path::new(mountpoint))
+        .map(|s| (s.capacity_bytes, s.available_bytes))
+        .map_err(|e| e.to_string())
+}
 
 /// One collection: images too old go, then, past the high threshold, images for space.
 /// `fs(mountpoint)` gives the image filesystem's capacity and available bytes. Removals that

@@ -25,4 +25,15 @@ impl Inbox {
     pub fn send(&self, m: Msg) -> bool {
         self.0.send(super::owner::Input::Source(m)).is_ok()
     }
+
+    /// Asks the owner to evict pod `uid` (node pressure): it fails with reason Evicted and
+    /// `message`, its containers stopped within `grace` seconds; false once the owner is gone.
+    pub fn evict(&self, uid: String, message: String, grace: i64) -> bool {
+        let e = super::owner::Input::Evict {
+            uid,
+            message,
+            grace,
+        };
+        self.0.send(e).is_ok()
+    }
 }

@@ -373,9 +373,11 @@ fn restart_if_changed(pod: &Pod, o: &ContainerObs, out: &mut Vec<Action>) {
 }
 
 /// A pod that is finished (the API says Succeeded or Failed) or failed here for good
-/// (activeDeadlineSeconds): its running containers stop, then its sandbox; nothing starts again.
-pub fn stop_all(pod: &Pod, obs: &Observed) -> Vec<Action> {
-    let grace = Duration::from_secs(pod.grace_seconds().unsigned_abs());
+/// (activeDeadlineSeconds, an eviction): its running containers stop, within `grace` seconds
+/// when given (an eviction's) or else the pod's own, then its sandbox; nothing starts again.
+pub fn stop_all(pod: &Pod, obs: &Observed, grace: Option<i64>) -> Vec<Action> {
+    let grace = grace.unwrap_or_else(|| pod.grace_seconds());
+    let grace = Duration::from_secs(grace.unsigned_abs());
     let running: Vec<Action> = obs
         .containers
         .iter()

@@ -181,8 +181,17 @@ fn stop_all_table() {
         (obs(None, vec![]), vec![]),
     ];
     for (o, want) in rows {
-        assert_eq!(stop_all(&p, &o), want, "{o:?}");
+        assert_eq!(stop_all(&p, &o, None), want, "{o:?}");
     }
+    // An eviction's grace period replaces the pod's.
+    let o = obs(sandbox(true), vec![c("a", Running, 0)]);
+    assert_eq!(
+        stop_all(&p, &o, Some(1)),
+        vec![Action::StopContainer {
+            id: "id-a".into(),
+            grace: Duration::from_secs(1),
+        }]
+    );
 }
 
 /// The graph, one row per (pod, what the runtime shows) -> actions.

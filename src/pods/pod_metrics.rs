@@ -61,6 +61,8 @@ pub struct PodMetrics {
     start: Histogram,
     /// Images removed by the image GC: for age, for space.
     images_collected: [AtomicU64; 2],
+    /// Pods evicted, by eviction signal.
+    evictions: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Default for PodMetrics {
@@ -69,6 +71,7 @@ impl Default for PodMetrics {
             counts: Mutex::new(None),
             start: Histogram::new(START_BUCKETS.to_vec()),
             images_collected: Default::default(),
+            evictions: Mutex::default(),
         }
     }
 }
@@ -86,6 +89,12 @@ impl PodMetrics {
     /// The image GC removed an image.
     pub fn image_collected(&self, why: super::image_gc::Why) {
         self.images_collected[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The eviction manager evicted a pod for `signal`.
+    pub fn evicted(&self, signal: &'static str) {
+        let mut e = self.evictions.lock().unwrap_or_else(|p| p.into_inner());
+        *e.entry(signal).or_default() += 1;
     }
 
     pub fn render(&self, out: &mut String) {
@@ -138,6 +147,18 @@ impl PodMetrics {
                     "kubelet_image_garbage_collected_total{{reason=\"{}\"}} {n}",
                     w.label()
                 );
+            }
+        }
+        let evictions = self.evictions.lock().unwrap_or_else(|p| p.into_inner());
+        if !evictions.is_empty() {
+            header(
+                out,
+                "kubelet_evictions",
+                "counter",
+                "[ALPHA] Cumulative number of pod evictions by eviction signal",
+            );
+            for (signal, n) in evictions.iter() {
+                let _ = writeln!(out, "kubelet_evictions{{eviction_signal=\"{signal}\"}} {n}");
             }
         }
     }

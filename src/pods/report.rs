@@ -61,6 +61,14 @@ pub fn desired(
         next["phase"] = json!("Failed");
         next["reason"] = json!(reason.as_str());
         next["message"] = json!(message);
+        if let (Some(e), Some(list)) = (&st.eviction, next["conditions"].as_array_mut())
+            && !list.iter().any(|c| c["type"] == "DisruptionTarget")
+        {
+            // As the kubelet's eviction manager marks the pods it evicts.
+            list.push(json!({"type": "DisruptionTarget", "status": "True",
+                "lastProbeTime": null, "lastTransitionTime": e.at,
+                "reason": "TerminationByKubelet", "message": message}));
+        }
     } else if state::terminal(pod) {
         for k in ["phase", "reason", "message"] {
             if !pod.status[k].is_null() {

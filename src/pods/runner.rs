@@ -154,15 +154,7 @@ pub fn start(
         let (cri, policy, stop) = (cri.clone(), cfg.image_gc, stop.clone());
         let (snapshot, health, events) = (snapshot.clone(), health.clone(), events.clone());
         spawn("pods-image-gc", move || {
-            let sandbox_images = || {
-                snapshot
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .iter()
-                    .map(|v| v.sandbox_image.clone())
-                    .filter(|i| !i.is_empty())
-                    .collect()
-            };
+            let sandbox_images = || super::image_gc::sandbox_images(&snapshot);
             let removed = |why| health.pods.image_collected(why);
             super::image_gc::run(
                 &*cri,

@@ -47,8 +47,19 @@ pub struct PodState {
     pub sandbox_hold: Option<Hold>,
     /// Refused at admission: it never runs.
     pub rejected: Option<Rejection>,
-    /// Failed here for good (activeDeadlineSeconds): reason and message for the status.
+    /// Failed here for good (activeDeadlineSeconds, an eviction): reason and message for the
+    /// status.
     pub failed: Option<(Reason, String)>,
+    /// Evicted for node pressure.
+    pub eviction: Option<Eviction>,
+}
+
+/// An eviction: when (RFC 3339; the DisruptionTarget condition's transition) and the grace
+/// period its containers stop within.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eviction {
+    pub at: String,
+    pub grace: i64,
 }
 
 /// The key of a container's crash-loop back-off: its name and image, so that a new image starts
@@ -227,7 +238,7 @@ pub fn step(pod: &Pod, state: &PodState, obs: &Observed, now_ms: u64) -> Step {
             .is_none_or(|(_, b)| now >= b.until)
     };
     let mut actions = if finished {
-        plan::stop_all(pod, obs)
+        plan::stop_all(pod, obs, state.eviction.as_ref().map(|e| e.grace))
     } else {
         plan::step(pod, obs, &may_restart)
     };

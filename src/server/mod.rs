@@ -136,7 +136,7 @@ pub struct State {
     /// The container runtime, for exec and the containers' log paths.
     pub runtime: Option<std::sync::Arc<crate::cri::Runtime>>,
     /// The stats readers behind /stats/summary and /metrics/resource.
-    pub stats: Option<crate::stats::Collector>,
+    pub stats: Option<std::sync::Arc<crate::stats::Collector>>,
     /// The probe counters behind /metrics/probes (the pod machinery's health record).
     pub probes: Option<std::sync::Arc<crate::pods::runner::Health>>,
     /// The pod sync loop's health, for `/healthz/syncloop`.

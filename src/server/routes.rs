@@ -124,7 +124,7 @@ fn stats_summary(s: &State, r: &Request) -> Response {
     let only = values == ["true"];
     let pods = crate::stats::sources(&s.pods);
     let runtime = match (&s.runtime, only) {
-        (Some(rt), false) => match stats.runtime_fs(|| runtime_fs(rt)) {
+        (Some(rt), false) => match stats.runtime_fs(|| crate::stats::fs::RuntimeFs::fetch(rt)) {
             Ok(r) => r,
             Err(e) => {
                 return Response::text(
@@ -146,15 +146,6 @@ fn stats_summary(s: &State, r: &Request) -> Response {
             format!("Internal Error: failed to get node info: {}\n", e.line()),
         ),
     }
-}
-
-/// The runtime's image filesystem and the containers' writable layers (two CRI calls).
-fn runtime_fs(
-    rt: &crate::cri::Runtime,
-) -> Result<crate::stats::fs::RuntimeFs, crate::cri::CriError> {
-    let image = rt.image_fs_info(&Default::default())?;
-    let layers = rt.list_container_stats(&Default::default())?;
-    Ok(crate::stats::fs::RuntimeFs::from_cri(&image, &layers))
 }
 
 /// `/metrics/resource`: the CPU and memory metrics metrics-server scrapes.

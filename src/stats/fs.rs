@@ -42,6 +42,13 @@ fn usage(u: &FilesystemUsage) -> Usage {
 }
 
 impl RuntimeFs {
+    /// The runtime's image filesystem and the containers' writable layers (two CRI calls).
+    pub fn fetch(rt: &crate::cri::Runtime) -> Result<RuntimeFs, crate::cri::CriError> {
+        let image = rt.image_fs_info(&Default::default())?;
+        let layers = rt.list_container_stats(&Default::default())?;
+        Ok(RuntimeFs::from_cri(&image, &layers))
+    }
+
     pub fn from_cri(image: &ImageFsInfoResponse, stats: &ListContainerStatsResponse) -> RuntimeFs {
         RuntimeFs {
             image_fs: image.image_filesystems.first().map(|f| ImageFs {

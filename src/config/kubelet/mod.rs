@@ -21,7 +21,7 @@ mod validate;
 mod values;
 
 pub use decode::{decode, decode_onto};
-pub use validate::{signal_name, validate};
+pub use validate::validate;
 pub use values::*;
 
 /// The kubelet's configuration file, with upstream defaults for everything not written.

@@ -135,7 +135,7 @@ pub fn validate(c: &KubeletConfiguration) -> Vec<(&'static str, String)> {
             "evictionSoft",
             format!(
                 "grace period must be specified for the soft eviction threshold {}",
-                signal_name(*signal)
+                signal.as_str()
             ),
         );
     }
@@ -285,11 +285,4 @@ pub fn validate(c: &KubeletConfiguration) -> Vec<(&'static str, String)> {
         }
     }
     errs
-}
-
-pub fn signal_name(s: Signal) -> String {
-    serde_yaml::to_value(s)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }

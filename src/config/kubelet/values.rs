@@ -63,6 +63,23 @@ pub enum Signal {
     PidAvailable,
 }
 
+impl Signal {
+    /// The signal as the configuration and the kubelet's metrics name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::MemoryAvailable => "memory.available",
+            Signal::AllocatableMemoryAvailable => "allocatableMemory.available",
+            Signal::NodefsAvailable => "nodefs.available",
+            Signal::NodefsInodesFree => "nodefs.inodesFree",
+            Signal::ImagefsAvailable => "imagefs.available",
+            Signal::ImagefsInodesFree => "imagefs.inodesFree",
+            Signal::ContainerfsAvailable => "containerfs.available",
+            Signal::ContainerfsInodesFree => "containerfs.inodesFree",
+            Signal::PidAvailable => "pid.available",
+        }
+    }
+}
+
 /// Resources that `systemReserved`/`kubeReserved` may name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]

@@ -35,6 +35,12 @@ pub enum Input {
     Done(Outcome),
     Probed(probe::Done),
     Api(ApiDone),
+    /// Evict a pod for node pressure (the eviction manager's choice).
+    Evict {
+        uid: String,
+        message: String,
+        grace: i64,
+    },
 }
 
 /// What the owner wants done.
@@ -192,7 +198,36 @@ impl Owner {
                 self.take_api(d, now_ms);
                 Vec::new()
             }
+            Input::Evict {
+                uid,
+                message,
+                grace,
+            } => self.evict(&uid, message, grace, now_ms),
         }
+    }
+
+    /// Fails pod `uid` as evicted and stops it within `grace` seconds (a sync in flight is
+    /// cancelled), unless it has finished, is being deleted, or is static (critical).
+    fn evict(&mut self, uid: &str, message: String, grace: i64, now_ms: u64) -> Vec<Work> {
+        let Some(e) = self.pods.get_mut(uid) else {
+            return Vec::new();
+        };
+        if e.state.finished(&e.pod) || e.pod.deleting() || files::is_static(&e.pod) {
+            return Vec::new();
+        }
+        info!("evicting pod {} (uid {uid}): {message}", e.pod.key());
+        let e2 = PodEvent::new(None, true, Reason::Evicted, message.clone());
+        record(self.events.as_ref(), &e.pod, &e2);
+        e.state.failed = Some((Reason::Evicted, message));
+        e.state.eviction = Some(state::Eviction {
+            at: Civil::now().rfc3339(),
+            grace,
+        });
+        if let Some(cancel) = &e.sync {
+            cancel.store(true, Ordering::SeqCst);
+        }
+        self.changed = true;
+        self.step_pod(uid, now_ms)
     }
 
     fn take_msg(&mut self, m: Msg, now_ms: u64) -> Vec<Work> {

@@ -489,3 +489,79 @@ fn a_failed_liveness_probe_stops_within_its_own_grace() {
         assert_eq!(stops, [want], "probe grace {probe_grace:?}");
     }
 }
+
+/// The eviction manager's choice: the pod fails (Evicted, the message, a DisruptionTarget
+/// condition), its container stops within the eviction's grace period, not the pod's, and
+/// nothing restarts; a static pod is never evicted.
+#[test]
+fn an_evicted_pod_fails_and_stops_within_the_evictions_grace() {
+    let mut h = Harness::new();
+    let mut static_pod = pod("static", &["s"], json!({}));
+    static_pod
+        .metadata
+        .annotations
+        .insert(files::SOURCE_ANNOTATION.into(), "file".into());
+    h.send(Msg::Listed(vec![pod(
+        "hog",
+        &["app"],
+        json!({"restartPolicy": "Always"}),
+    )]));
+    h.send(Msg::Static(vec![static_pod]));
+    h.settle();
+    assert_eq!(h.status("hog")["phase"], "Running");
+    let message = "The node was low on resource: memory. ".to_string();
+    for uid in ["uid-hog", "uid-static"] {
+        let work = h.owner.take(
+            Input::Evict {
+                uid: uid.into(),
+                message: message.clone(),
+                grace: 1,
+            },
+            now(),
+        );
+        h.carry_out(work);
+    }
+    h.settle();
+    let st = h.status("hog");
+    assert_eq!(
+        (&st["phase"], &st["reason"], &st["message"]),
+        (&json!("Failed"), &json!("Evicted"), &json!(message)),
+        "{st}"
+    );
+    let disruption: Vec<&Value> = st["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["type"] == "DisruptionTarget")
+        .collect();
+    assert_eq!(disruption.len(), 1, "{st}");
+    assert_eq!(disruption[0]["reason"], "TerminationByKubelet");
+    assert_eq!(disruption[0]["status"], "True");
+    let stops = h
+        .cri
+        .stop_timeouts
+        .lock()
+        .map(|t| t.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        stops,
+        [1],
+        "one stop, within the eviction's 1 s (the pod's is 5 s)"
+    );
+    let mut running: Vec<(String, i32)> = h.cri.containers();
+    running.sort();
+    assert_eq!(running, [("app".to_string(), 2), ("s".to_string(), 1)]);
+    // Evicted again (the manager's next round): nothing more happens.
+    let work = h.owner.take(
+        Input::Evict {
+            uid: "uid-hog".into(),
+            message: "again".into(),
+            grace: 1,
+        },
+        now(),
+    );
+    h.carry_out(work);
+    h.settle();
+    assert_eq!(h.status("hog")["message"], json!(message));
+    assert_eq!(h.cri.count("CreateContainer"), 2, "nothing restarted");
+}
