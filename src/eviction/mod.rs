@@ -372,7 +372,7 @@ pub fn candidate(pod: &Value, stats: Option<&PodStats>, dedicated_imagefs: bool)
             memory: s.memory.as_ref().map_or(0, |m| int(m.working_set_bytes)),
             nodefs,
             imagefs,
-            processes: 0,
+            processes: s.process_stats.as_ref().map_or(0, |p| int(p.process_count)),
             containers,
         }
     });

@@ -190,6 +190,9 @@ fn stats(uid: &str, ws: u64, disk: u64) -> PodStats {
             ..Default::default()
         },
         memory: c.memory.clone(),
+        process_stats: Some(crate::stats::summary::ProcessStats {
+            process_count: disk / 10,
+        }),
         containers: vec![c],
         ..Default::default()
     }
@@ -252,8 +255,17 @@ fn ranking_as_the_kubelets() {
             "ns/over-high"
         ]
     );
-    // PIDs: priority alone here (the summary has no process counts).
-    assert_eq!(order(pods, Signal::PidAvailable)[4], "ns/over-high");
+    // PIDs: priority, then more processes.
+    assert_eq!(
+        order(pods, Signal::PidAvailable),
+        [
+            "ns/unknown",
+            "ns/besteffort-big",
+            "ns/under-low",
+            "ns/besteffort",
+            "ns/over-high"
+        ]
+    );
 }
 
 #[test]

@@ -73,6 +73,24 @@ impl CgroupFs {
         a
     }
 
+    /// How many processes are in the cgroup and the cgroups below it (v1: the cpu
+    /// controller's tree).
+    pub fn procs_below(&self, cgroup: &str) -> u64 {
+        let mut n = 0;
+        let mut dirs = vec![self.dir("cpu", cgroup)];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(e.path());
+                }
+            }
+            n += std::fs::read_to_string(d.join("cgroup.procs")).map_or(0, |t| {
+                t.lines().filter(|l| !l.trim().is_empty()).count() as u64
+            });
+        }
+        n
+    }
+
     /// The processes directly in the cgroup (its `cgroup.procs`; v1: the cpu controller's).
     pub fn procs(&self, cgroup: &str) -> Vec<u32> {
         std::fs::read_to_string(self.dir("cpu", cgroup).join("cgroup.procs"))
@@ -128,6 +146,8 @@ mod tests {
             ("pids/k/c/pids.current", "7\n"),
             ("pids/k/c/pids.max", "max\n"),
             ("cpu/k/c/cgroup.procs", "41\n42\n"),
+            ("cpu/k/cgroup.procs", "40\n"),
+            ("cpu/k/c/d/cgroup.procs", "43\n"),
         ]);
         let fs = CgroupFs::at(d.path());
         let a = fs.accounting("/k/c");
@@ -135,6 +155,9 @@ mod tests {
         assert_eq!((a.oom_kills, a.threads, a.threads_max), (2, 7, 0));
         assert_eq!(a.pressure, [(0, 0); 3], "no PSI on v1");
         assert_eq!(fs.procs("/k/c"), [41, 42]);
+        // A pod's processes: its own and those of every cgroup below.
+        assert_eq!(fs.procs_below("/k"), 4);
+        assert_eq!(fs.procs_below("/gone"), 0);
         assert_eq!(
             fs.accounting("/gone"),
             Accounting::default(),

@@ -516,6 +516,11 @@ impl Collector {
                     None => None,
                 },
             },
+            process_stats: (!only_cpu_and_memory && self.cg.exists(&parent)).then(|| {
+                summary::ProcessStats {
+                    process_count: self.cg.procs_below(&parent),
+                }
+            }),
             containers,
             volume: Vec::new(),
             ephemeral_storage: None,

@@ -68,6 +68,14 @@ pub struct PodStats {
     pub volume: Vec<VolumeStats>,
     #[serde(rename = "ephemeral-storage", skip_serializing_if = "Option::is_none")]
     pub ephemeral_storage: Option<FsStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_stats: Option<ProcessStats>,
+}
+
+/// The processes in a pod's cgroup and those below it (the sandbox's and its containers').
+#[derive(Debug, Serialize, Default, Clone, PartialEq)]
+pub struct ProcessStats {
+    pub process_count: u64,
 }
 
 #[derive(Debug, Serialize, Default, Clone)]
