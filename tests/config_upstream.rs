@@ -53,12 +53,6 @@ fn leaves(yaml: &str, what: &str) -> BTreeMap<String, Value> {
 
 /// Where the two may differ, and why.
 const KNOWN: &[(&str, &str)] = &[
-    // Upstream applies the default evictionHard when the kubelet starts (cmd/kubelet/app
-    // server.go), not in the file's defaulting; tinylet when decoding. Same effect.
-    (
-        "evictionHard.",
-        "applied at start upstream, at decoding in tinylet",
-    ),
     // A pointer upstream defaults to false; tinylet keeps it unset (false).
     (
         "mergeDefaultEvictionSettings",
@@ -195,6 +189,40 @@ fn the_seed_guides_and_our_configs_load_as_the_kubelet_loads_them() {
             .current_dir(repo()));
         assert!(r.status.success(), "{}", text(&r.stderr));
         same_as_upstream(&out.join("kubelet-config.yaml"));
+    }
+}
+
+/// A partial evictionHard replaces the defaults, unless mergeDefaultEvictionSettings fills in
+/// the thresholds it does not name (as the kubelet's loadConfigFile).
+#[test]
+fn eviction_defaults_merge_on_request() {
+    let dir = tempdir();
+    for merge in [false, true] {
+        let f = dir.path().join(format!("merge-{merge}.yaml"));
+        write(
+            &f,
+            &format!(
+                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+                 evictionHard:\n  memory.available: 200Mi\n\
+                 mergeDefaultEvictionSettings: {merge}\n"
+            ),
+        );
+        same_as_upstream(&f);
+        let ours = leaves(
+            &text(&tinylet(&["check-config", &format!("--config={}", f.display())]).stdout),
+            "tinylet",
+        );
+        let hard: Vec<(&String, &Value)> = ours
+            .iter()
+            .filter(|(k, _)| k.starts_with("evictionHard."))
+            .collect();
+        let want = if merge { 4 } else { 1 };
+        assert_eq!(hard.len(), want, "merge {merge}: {hard:?}");
+        assert_eq!(
+            ours.get("evictionHard.memory.available")
+                .and_then(Value::as_str),
+            Some("200Mi")
+        );
     }
 }
 

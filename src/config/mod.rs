@@ -104,6 +104,7 @@ pub const IMPLEMENTED_FIELDS: &[&str] = &[
     "evictionMinimumReclaim",
     "evictionPressureTransitionPeriod",
     "localStorageCapacityIsolation",
+    "mergeDefaultEvictionSettings",
 ];
 
 /// Supported flags tinylet does not act on yet (parsed and validated only).
@@ -171,10 +172,21 @@ pub fn load(
             Err(e) => problems.push(e),
         }
     }
-    for path in &files {
+    for (i, path) in files.iter().enumerate() {
         match read_config(path, kubelet.clone()) {
             Ok(r) => {
                 kubelet = r.config;
+                // As the kubelet's loadConfigFile, for the --config file only: the defaults of
+                // the thresholds it does not name, with mergeDefaultEvictionSettings.
+                let main = i == 0 && flags.config.is_some();
+                if main
+                    && kubelet.merge_default_eviction_settings == Some(true)
+                    && r.fields_set.iter().any(|f| f == "evictionHard")
+                {
+                    for (s, t) in kubelet::default_eviction_hard() {
+                        kubelet.eviction_hard.entry(s).or_insert(t);
+                    }
+                }
                 fields_set.extend(r.fields_set);
                 problems.extend(r.problems.iter().map(ToString::to_string));
                 match strictness {

@@ -1,6 +1,7 @@
 // Command kubelet-config prints the effective KubeletConfiguration of a config file as the
 // upstream kubelet loads it (its own file loader: decoding, v1beta1 defaulting, relative paths
-// resolved), as YAML in v1beta1. The tests hold tinylet's `check-config` output to it.
+// resolved; then, as its loadConfigFile, the default evictionHard, merged in with
+// mergeDefaultEvictionSettings), as YAML in v1beta1. The tests hold tinylet's `check-config` output to it.
 //
 //	kubelet-config FILE
 //	kubelet-config --version
@@ -14,6 +15,7 @@ import (
 
 	kubeletconfigv1beta1 "k8s.io/kubelet/config/v1beta1"
 	kubeletscheme "k8s.io/kubernetes/pkg/kubelet/apis/config/scheme"
+	"k8s.io/kubernetes/pkg/kubelet/eviction"
 	"k8s.io/kubernetes/pkg/kubelet/kubeletconfig/configfiles"
 	utilfs "k8s.io/kubernetes/pkg/util/filesystem"
 	"sigs.k8s.io/yaml"
@@ -47,6 +49,16 @@ func main() {
 	internal, err := loader.Load(context.Background())
 	if err != nil {
 		fail("%v", err)
+	}
+	// cmd/kubelet/app/server.go's loadConfigFile.
+	if internal.EvictionHard == nil {
+		internal.EvictionHard = eviction.DefaultEvictionHard
+	} else if internal.MergeDefaultEvictionSettings {
+		for k, v := range eviction.DefaultEvictionHard {
+			if _, exists := internal.EvictionHard[k]; !exists {
+				internal.EvictionHard[k] = v
+			}
+		}
 	}
 	scheme, _, err := kubeletscheme.NewSchemeAndCodecs()
 	if err != nil {
