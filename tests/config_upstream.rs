@@ -216,7 +216,7 @@ fn eviction_defaults_merge_on_request() {
             .iter()
             .filter(|(k, _)| k.starts_with("evictionHard."))
             .collect();
-        let want = if merge { 4 } else { 1 };
+        let want = if merge { 5 } else { 1 };
         assert_eq!(hard.len(), want, "merge {merge}: {hard:?}");
         assert_eq!(
             ours.get("evictionHard.memory.available")

@@ -192,7 +192,7 @@ fn d(s: u64) -> KubeDuration {
     KubeDuration::secs(s)
 }
 
-/// `evictionHard` when the file does not set it (pkg/kubelet/apis/config/v1beta1/defaults.go).
+/// `evictionHard` when the file does not set it (pkg/kubelet/eviction/defaults_linux.go).
 pub fn default_eviction_hard() -> ThresholdMap {
     BTreeMap::from([
         (
@@ -204,6 +204,10 @@ pub fn default_eviction_hard() -> ThresholdMap {
         (
             Signal::ImagefsAvailable,
             T(ThresholdValue::Percentage(15.0)),
+        ),
+        (
+            Signal::ImagefsInodesFree,
+            T(ThresholdValue::Percentage(5.0)),
         ),
     ])
 }

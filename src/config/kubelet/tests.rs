@@ -5,7 +5,7 @@ use super::*;
 fn defaults_are_valid_and_print_like_upstream() {
     let hard = default_eviction_hard();
     let printed: Vec<String> = hard.values().map(|t| t.0.to_string()).collect();
-    assert_eq!(printed, ["100Mi", "10%", "5%", "15%"]);
+    assert_eq!(printed, ["100Mi", "10%", "5%", "15%", "5%"]);
     assert_eq!(
         Quantity::mebibytes(10),
         Quantity::parse("10Mi").unwrap_or_else(|e| panic!("{e}"))
