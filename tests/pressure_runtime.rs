@@ -139,14 +139,28 @@ fn pods_are_evicted_one_at_a_time_in_the_kubelets_order() {
                 hog,
             ),
             pod("calm", "", Some("256Mi"), SLEEP),
-            pod("critical", "  priority: 2000001000\n", Some("1Mi"), SLEEP),
+            // The built-in class of 2000001000 (system-node-critical).
+            pod(
+                "critical",
+                "  priorityClassName: system-node-critical\n",
+                Some("1Mi"),
+                SLEEP,
+            )
+            .replace(
+                "  name: critical\n",
+                "  name: critical\n  namespace: kube-system\n",
+            ),
         ]
         .concat(),
     );
     seed.kubectl(&["apply", "-f", &manifest.display().to_string()]);
-    for name in ["hog", "calm", "critical"] {
+    for (name, ns) in [
+        ("hog", "default"),
+        ("calm", "default"),
+        ("critical", "kube-system"),
+    ] {
         wait(&mut agent, &format!("{name} running"), 60, || {
-            seed.try_get(&["pod", name])
+            seed.try_get(&["pod", name, "-n", ns])
                 .filter(|p| p["status"]["phase"] == "Running")
         });
     }
@@ -203,7 +217,8 @@ fn pods_are_evicted_one_at_a_time_in_the_kubelets_order() {
     // The critical pod is never evicted.
     agent.expect("eviction manager: unable to evict any pods from the node");
     assert_eq!(
-        seed.try_get(&["pod", "critical"]).unwrap_or_default()["status"]["phase"],
+        seed.try_get(&["pod", "critical", "-n", "kube-system"])
+            .unwrap_or_default()["status"]["phase"],
         "Running"
     );
     let evicted_events = wait(&mut agent, "the Evicted events", 30, || {

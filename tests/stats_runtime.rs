@@ -75,6 +75,14 @@ mod upstream {
         pub volume: Option<Vec<VolumeStats>>,
         #[serde(rename = "ephemeral-storage")]
         pub ephemeral_storage: Option<FsStats>,
+        #[serde(rename = "process_stats")]
+        pub process_stats: Option<ProcessStats>,
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    pub struct ProcessStats {
+        pub process_count: Option<u64>,
     }
 
     /// `InterfaceStats` is inline (`json:",inline"`): its fields are spelled out here.
@@ -426,9 +434,14 @@ fn summary_and_resource_metrics_of_real_pods() {
         "ephemeral {eph} holds the emptyDir's {scratch_used}"
     );
 
-    // only_cpu_and_memory: no filesystems, no process limits.
+    // The pod's processes: the sandbox's pause and its container's at least.
+    let procs = idle.process_stats.as_ref().and_then(|p| p.process_count);
+    assert!(procs.is_some_and(|n| n >= 2), "{:?}", idle.process_stats);
+
+    // only_cpu_and_memory: no filesystems, no process limits, no process counts.
     let small = summary(true);
     assert!(small.node.fs.is_none() && small.node.rlimit.is_none());
+    assert!(small.pods.iter().all(|p| p.process_stats.is_none()));
     assert!(small.pods.iter().all(|p| p.network.is_none()));
     assert!(small.pods.iter().any(|p| p.pod_ref.name == "burn"));
 
