@@ -42,6 +42,16 @@ pub fn write(root_dir: &Path, pod: &Pod) {
     }
 }
 
+/// Checkpoints a pod that failed here (evicted, past its deadline) as Failed at once: should the
+/// node restart before the API server has the status, a restore does not run it again.
+pub fn write_failed(root_dir: &Path, pod: &Pod, reason: &str, message: &str) {
+    let mut p = pod.clone();
+    p.status["phase"] = json!("Failed");
+    p.status["reason"] = json!(reason);
+    p.status["message"] = json!(message);
+    write(root_dir, &p);
+}
+
 /// The pods checkpointed by an earlier run (a checkpoint that does not name its directory's
 /// uid, or cannot be read, is skipped with a warning).
 pub fn restore(root_dir: &Path) -> Vec<Pod> {

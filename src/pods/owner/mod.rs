@@ -218,6 +218,7 @@ impl Owner {
         info!("evicting pod {} (uid {uid}): {message}", e.pod.key());
         let e2 = PodEvent::new(None, true, Reason::Evicted, message.clone());
         record(self.events.as_ref(), &e.pod, &e2);
+        super::checkpoint::write_failed(&self.cfg.root_dir, &e.pod, "Evicted", &message);
         e.state.failed = Some((Reason::Evicted, message));
         e.state.eviction = Some(state::Eviction {
             at: Civil::now().rfc3339(),
@@ -467,6 +468,15 @@ impl Owner {
         }
         let step = state::step(&e.pod, &e.state, &e.obs, now_ms);
         e.state.apply(&step.changes);
+        if let (Some((reason, message)), false) = (
+            step.changes.iter().find_map(|c| match c {
+                state::Change::Failed { reason, message } => Some((reason, message)),
+                _ => None,
+            }),
+            files::is_static(&e.pod),
+        ) {
+            super::checkpoint::write_failed(&self.cfg.root_dir, &e.pod, reason.as_str(), message);
+        }
         for ev in &step.events {
             if ev.reason == Reason::DeadlineExceeded {
                 info!("pod {}: {}", e.pod.key(), ev.message);

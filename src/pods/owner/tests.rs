@@ -564,4 +564,11 @@ fn an_evicted_pod_fails_and_stops_within_the_evictions_grace() {
     h.settle();
     assert_eq!(h.status("hog")["message"], json!(message));
     assert_eq!(h.cri.count("CreateContainer"), 2, "nothing restarted");
+    // Checkpointed as Failed at once: a restart before the API has the status runs it no more.
+    let restored = crate::pods::checkpoint::restore(&h.owner.cfg.root_dir);
+    let hog = restored.iter().find(|p| p.metadata.name == "hog");
+    assert_eq!(
+        hog.map(|p| (p.status["phase"].clone(), p.status["reason"].clone())),
+        Some((json!("Failed"), json!("Evicted")))
+    );
 }
