@@ -253,8 +253,8 @@ impl Manager {
         self.acting = now_met
             .into_iter()
             .filter(|i| {
-                let since = now_ms.saturating_sub(self.first_met[i]);
-                Duration::from_millis(since) >= cfg.thresholds[*i].grace
+                let since = self.first_met.get(i).map(|t| now_ms.saturating_sub(*t));
+                since.is_some_and(|ms| Duration::from_millis(ms) >= cfg.thresholds[*i].grace)
             })
             .collect();
         let memory = |i: &usize| resource(cfg.thresholds[*i].signal) == Some(Resource::Memory);
