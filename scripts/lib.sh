@@ -162,3 +162,12 @@ C
     gcc -static -O2 -o "$1" "$src" || { rm -f "$src"; die "building the pause binary failed"; }
     rm -f "$src"
 }
+
+# KubeletConfiguration lines for a benchmark node on a build machine (tests/common's
+# build_machine_disk): absolute disk thresholds and no image GC, since the default 10%/15%
+# would set DiskPressure on a disk full of build output and refuse the benchmark's pods.
+build_machine_disk() {
+    printf '%s\n' 'evictionHard:' '  memory.available: 100Mi' '  nodefs.available: 1Gi' \
+        '  nodefs.inodesFree: 5%' '  imagefs.available: 1Gi' '  imagefs.inodesFree: 5%' \
+        'imageGCHighThresholdPercent: 100'
+}

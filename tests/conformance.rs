@@ -143,9 +143,9 @@ fn run_suite(agent: &Path, focus: &str, skip: &str, out: &Path) -> Vec<SpecRepor
     // As kubeadm's API server, it does not verify kubelets' serving certificates.
     let cp = ControlPlane::up(&tmp.path().join("cp"), &["--no-kubelet-ca"]);
     let token = kubeadm_cluster_side(&cp, tmp.path());
-    // No image GC, on either kubelet: the e2e images were imported and cannot be pulled again
-    // (no registry is reachable), and this machine's disk is near the 85% default.
-    let patch = node_patch(&env, tmp.path(), false) + "imageGCHighThresholdPercent: 100\n";
+    // No image GC and no disk pressure on either kubelet (node_patch's build_machine_disk): the
+    // e2e images were imported and cannot be pulled again (no registry is reachable).
+    let patch = node_patch(&env, tmp.path(), false);
     let _tunables = KernelTunables::save();
     let node = KubeadmNode::join(&cp, &env, tmp.path(), &token, agent, &patch);
     assert_eq!(node.joined(), 0, "kubeadm join failed:\n{}", node.log());

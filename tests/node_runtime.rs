@@ -85,7 +85,7 @@ fn node_registers_reports_status_and_keeps_its_lease() {
         "nodeStatusUpdateFrequency: 1s\nnodeStatusReportFrequency: 1m\nnodeLeaseDurationSeconds: 4\n\
          maxPods: 220\npodLogsDir: {}\nregisterWithTaints:\n- key: edge\n  value: \"true\"\n  effect: NoSchedule\n\
          providerID: edge://n1\nsystemReserved:\n  cpu: 100m\n  memory: 200Mi\nkubeReserved:\n  memory: 56Mi\n\
-         evictionHard:\n  memory.available: 100Mi\n  nodefs.available: 10%\n",
+         evictionHard:\n  memory.available: 100Mi\n  nodefs.available: 1Gi\n",
         tmp.path().join("pod-logs").display()
     ));
     let args = seed.agent_args(
@@ -219,7 +219,7 @@ fn node_registers_reports_status_and_keeps_its_lease() {
     assert_eq!(bytes(cap["ephemeral-storage"].as_str().unwrap_or("")), disk);
     assert_eq!(
         bytes(alloc["ephemeral-storage"].as_str().unwrap_or("")),
-        disk - (disk as f64 * 0.1) as u64
+        disk - (1 << 30)
     );
 
     // Conditions, Ready last; images from the runtime.

@@ -263,8 +263,9 @@ impl Drop for KernelTunables {
 }
 
 /// kubeadm's kubeletconfiguration patch for a node of this machine: free ports, swap allowed,
-/// the pod logs under `tmp`, and the cgroups under the runtime's own parent, with the systemd
-/// driver (kubeadm's default: the parent as a slice) or cgroupfs.
+/// the pod logs under `tmp`, the cgroups under the runtime's own parent, with the systemd
+/// driver (kubeadm's default: the parent as a slice) or cgroupfs, and
+/// [`super::build_machine_disk`]'s thresholds.
 pub fn node_patch(env: &RuntimeEnv, tmp: &Path, systemd: bool) -> String {
     let (port, healthz) = (free_port(), free_port());
     let cgroups = if systemd {
@@ -289,7 +290,8 @@ pub fn node_patch(env: &RuntimeEnv, tmp: &Path, systemd: bool) -> String {
         )
     };
     format!(
-        "port: {port}\nhealthzPort: {healthz}\nfailSwapOn: false\npodLogsDir: {}\n{cgroups}",
+        "port: {port}\nhealthzPort: {healthz}\nfailSwapOn: false\npodLogsDir: {}\n{cgroups}{}",
         tmp.join("kubeadm-node/logs").display(),
+        super::build_machine_disk(""),
     )
 }

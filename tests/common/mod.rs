@@ -500,6 +500,26 @@ pub fn csr_name_in(line: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+/// Eviction and image GC settings for a node on a build machine, added to a test node's
+/// KubeletConfiguration unless `extra` sets them itself. The machine's disk holds tens of GB of
+/// build output and its filesystem reports far more blocks than it makes available: the
+/// default `nodefs.available: 10%` / `imagefs.available: 15%` would set DiskPressure there and
+/// refuse or evict the tests' pods, and image GC at the default 85% would remove the images the
+/// tests imported. The disk signals stay on with absolute floors; memory keeps its default.
+pub fn build_machine_disk(extra: &str) -> String {
+    let mut s = String::new();
+    if !extra.contains("evictionHard:") {
+        s.push_str(
+            "evictionHard:\n  memory.available: 100Mi\n  nodefs.available: 1Gi\n  nodefs.inodesFree: 5%\n  \
+             imagefs.available: 1Gi\n  imagefs.inodesFree: 5%\n",
+        );
+    }
+    if !extra.contains("imageGCHighThresholdPercent:") {
+        s.push_str("imageGCHighThresholdPercent: 100\n");
+    }
+    s
+}
+
 pub mod https;
 pub mod kubeadm;
 pub mod pods;

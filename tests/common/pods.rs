@@ -66,7 +66,8 @@ pub fn node_args(
 }
 
 /// A KubeletConfiguration serving 10250's API on a free local port as the seed does (webhook
-/// authn/authz, a serving certificate by CSR), pods on `env`'s runtime, plus `extra` lines.
+/// authn/authz, a serving certificate by CSR), pods on `env`'s runtime, plus `extra` lines and
+/// [`super::build_machine_disk`]'s thresholds.
 pub fn serving_config(
     seed: &Seed,
     env: &RuntimeEnv,
@@ -80,10 +81,11 @@ pub fn serving_config(
          address: {ip}\nport: {port}\nhealthzPort: 0\nserverTLSBootstrap: true\n\
          authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n  x509:\n    clientCAFile: {}\n\
          authorization:\n  mode: Webhook\n\
-         nodeStatusUpdateFrequency: 1s\npodLogsDir: {}\ncgroupRoot: {}\n{extra}",
+         nodeStatusUpdateFrequency: 1s\npodLogsDir: {}\ncgroupRoot: {}\n{extra}{}",
         seed.sim_dir.join("ca.pem").display(),
         logs.display(),
-        env.cgroup_parent()
+        env.cgroup_parent(),
+        super::build_machine_disk(extra)
     )
 }
 
