@@ -438,16 +438,19 @@ fn start_servers(
     });
     {
         // CPU rates come from two samples: one every 10 s, as cAdvisor's housekeeping, so a
-        // scrape always has a rate (usageNanoCores) to give.
+        // scrape always has a rate (usageNanoCores) to give; skipped when the eviction
+        // manager's summary (every 10 s too) or a scrape has just read the cgroups.
         let state = state.clone();
+        let period = std::time::Duration::from_secs(10);
         std::thread::Builder::new()
             .name("stats-sampler".into())
             .spawn(move || {
                 loop {
                     if let Some(st) = &state.stats {
-                        st.sample(&tinylet::stats::sources(&state.pods));
+                        let pods = tinylet::stats::sources(&state.pods);
+                        st.sample(&pods, std::time::SystemTime::now(), period);
                     }
-                    std::thread::sleep(std::time::Duration::from_secs(10));
+                    std::thread::sleep(period);
                 }
             })
             .map_err(|e| Error::Thread("stats-sampler", e))?;

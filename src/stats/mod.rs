@@ -367,10 +367,22 @@ impl Collector {
         })
     }
 
-    /// One CPU sample of the node and of `pods` (what the rates are computed from); a cgroup
-    /// that cannot be read is left for the next scrape to report.
-    pub fn sample(&self, pods: &[PodSource]) {
-        let _ = self.summary(pods, true, &fs::RuntimeFs::default(), SystemTime::now());
+    /// One CPU sample of the node and of `pods` (what the rates are computed from), unless a
+    /// summary (a scrape's, the eviction manager's) was taken less than `period` ago: the
+    /// cgroups are not read twice for the same rates. A cgroup that cannot be read is left for
+    /// the next scrape to report. Gives whether it sampled.
+    pub fn sample(&self, pods: &[PodSource], now: SystemTime, period: std::time::Duration) -> bool {
+        let period = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
+        if self
+            .rates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .recent(nanos(now), period)
+        {
+            return false;
+        }
+        let _ = self.summary(pods, true, &fs::RuntimeFs::default(), now);
+        true
     }
 
     /// The summary of the node and of `pods` now; `only_cpu_and_memory` leaves out the node's
@@ -465,6 +477,7 @@ impl Collector {
             out.push(stats);
         }
         rates.retain(&seen);
+        rates.passed(nanos(now));
         if !only_cpu_and_memory {
             self.du.retain(&dirs);
         }

@@ -251,13 +251,27 @@ pub struct RlimitStats {
 /// few milliseconds apart do not make a rate of noise.
 const MIN_INTERVAL_NS: u64 = 1_000_000_000;
 
-/// The last sample per cgroup and the rate it gave: (time ns, usage ns, rate in nanocores).
+/// The last sample per cgroup and the rate it gave: (time ns, usage ns, rate in nanocores);
+/// and when the last whole pass (a summary of every cgroup) was taken.
 #[derive(Debug, Default)]
 pub struct Rates {
     last: HashMap<String, (u64, u64, Option<u64>)>,
+    pass: Option<u64>,
 }
 
 impl Rates {
+    /// Records a whole pass taken at `now_ns`.
+    pub fn passed(&mut self, now_ns: u64) {
+        self.pass = Some(now_ns);
+    }
+
+    /// Whether the last pass is less than `period_ns` before `now_ns` (a clock that went back
+    /// counts as not recent).
+    pub fn recent(&self, now_ns: u64, period_ns: u64) -> bool {
+        self.pass
+            .is_some_and(|t| now_ns >= t && now_ns - t < period_ns)
+    }
+
     /// Records a sample of `key`'s cumulative CPU time taken at `now_ns` and gives its rate in
     /// nanocores: Δusage / Δt over the last interval of at least a second; None until there is
     /// one, or when the counter went back (a new cgroup of the same name).

@@ -186,6 +186,37 @@ fn summary_on_cgroup_v1() {
         s.node.fs.is_none() && s.node.rlimit.is_none(),
         "only cpu and memory"
     );
+
+    // The 10 s sampler skips a pass when a summary has just read the cgroups: the next rate
+    // is then over the 4 s since that summary, not over the 1 s since the skipped sample.
+    let period = Duration::from_secs(10);
+    std::fs::write(&usage, "2500000000\n").unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !c.sample(&[pod()], at(1_796_173_215), period),
+        "3 s after a summary"
+    );
+    std::fs::write(&usage, "4000000000\n").unwrap_or_else(|e| panic!("{e}"));
+    let s = c
+        .summary(&[pod()], true, &fs::RuntimeFs::default(), at(1_796_173_216))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cpu = s.pods[0].containers[0].cpu.clone().unwrap_or_default();
+    assert_eq!(
+        cpu.usage_nano_cores,
+        Some(500_000_000),
+        "2 s of CPU over 4 s"
+    );
+    assert!(
+        c.sample(&[pod()], at(1_796_173_226), period),
+        "10 s after it"
+    );
+    assert!(
+        !c.sample(&[pod()], at(1_796_173_227), period),
+        "1 s after its own"
+    );
+    assert!(
+        c.sample(&[pod()], at(1_796_173_100), period),
+        "a clock that went back"
+    );
 }
 
 #[test]
