@@ -307,6 +307,7 @@ impl EventSender {
             metadata: ObjectMeta {
                 name: format!("{}.{nanos:x}", involved.name),
                 namespace,
+                annotations: e.annotations.clone(),
                 ..ObjectMeta::default()
             },
             involved_object: involved,

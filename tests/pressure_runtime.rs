@@ -21,7 +21,7 @@ use common::https::{cert_args, curl_at};
 use common::pods::*;
 use common::runtime::RuntimeEnv;
 use common::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn pod(name: &str, extra: &str, request: Option<&str>, command: &str) -> String {
     let res = request.map_or_else(String::new, |r| {
@@ -35,16 +35,6 @@ fn pod(name: &str, extra: &str, request: Option<&str>, command: &str) -> String 
 }
 
 const SLEEP: &str = "sleep 3600";
-
-fn condition(v: &Value, kind: &str) -> Value {
-    v["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == kind)
-        .cloned()
-        .unwrap_or_default()
-}
 
 #[test]
 fn memory_pressure_refuses_best_effort_pods_only() {
@@ -175,7 +165,8 @@ fn pods_are_evicted_one_at_a_time_in_the_kubelets_order() {
     );
     let st = &hog["status"];
     assert_eq!(st["reason"], "Evicted", "{st}");
-    let message = st["message"].as_str().unwrap_or_default();
+    let hog_message = st["message"].as_str().unwrap_or_default().to_string();
+    let message = hog_message.as_str();
     assert!(
         message.starts_with("The node was low on resource: memory. Threshold quantity: "),
         "{message}"
@@ -223,15 +214,38 @@ fn pods_are_evicted_one_at_a_time_in_the_kubelets_order() {
     );
     let evicted_events = wait(&mut agent, "the Evicted events", 30, || {
         let events = seed.try_get(&["events"])?;
-        let n = events["items"]
+        let evicted: Vec<Value> = events["items"]
             .as_array()
             .into_iter()
             .flatten()
             .filter(|e| e["reason"] == "Evicted" && e["type"] == "Warning")
-            .count();
-        (n == 2).then_some(n)
+            .cloned()
+            .collect();
+        (evicted.len() == 2).then_some(evicted)
     });
-    assert_eq!(evicted_events, 2);
+    // Annotated as the kubelet's: the containers over their request and their usage (as in
+    // the message), the starved resource.
+    let notes = |pod: &str| {
+        evicted_events
+            .iter()
+            .find(|e| e["involvedObject"]["name"] == pod)
+            .map(|e| e["metadata"]["annotations"].clone())
+            .unwrap_or_default()
+    };
+    let hog_notes = notes("hog");
+    let usage = hog_notes["offending_containers_usage"]
+        .as_str()
+        .unwrap_or("-");
+    assert_eq!(hog_notes["offending_containers"], "c", "{hog_notes}");
+    assert!(
+        hog_message.contains(&format!("Container c was using {usage}, request is 1Mi")),
+        "{hog_notes} against {hog_message}"
+    );
+    assert_eq!(hog_notes["starved_resource"], "memory", "{hog_notes}");
+    assert_eq!(
+        notes("calm"),
+        json!({"offending_containers": "", "offending_containers_usage": "", "starved_resource": "memory"})
+    );
     let (code, metrics) = curl_at(
         &node_ip(),
         port,

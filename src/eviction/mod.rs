@@ -276,6 +276,8 @@ pub struct Candidate {
     pub grace: i64,
     pub memory_request: i64,
     pub storage_request: i64,
+    /// The pod-level memory request (`spec.resources.requests.memory`), named in the message.
+    pub pod_memory_request: Option<i64>,
     /// None: no stats were found for the pod (ranked first, as the kubelet does).
     pub usage: Option<Usage>,
 }
@@ -284,6 +286,8 @@ pub struct Candidate {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Usage {
     pub memory: i64,
+    /// Whether the pod's stats have its memory (else `memory` is 0).
+    pub memory_known: bool,
     /// The bytes and inodes the nodefs and imagefs signals measure (see `measure`).
     pub nodefs: (i64, i64),
     pub imagefs: (i64, i64),
@@ -310,18 +314,24 @@ fn request(c: &Value, r: &str) -> i64 {
         .map_or(0, |q| q.value())
 }
 
+/// A static or mirror pod, or one of system-critical priority: never evicted (the kubelet's
+/// IsCriticalPod).
+pub fn critical(pod: &Value) -> bool {
+    let annotations = &pod["metadata"]["annotations"];
+    annotations["kubernetes.io/config.source"]
+        .as_str()
+        .is_some_and(|s| s != "api")
+        || annotations["kubernetes.io/config.mirror"].is_string()
+        || pod["spec"]["priority"].as_i64().unwrap_or(0) >= SYSTEM_CRITICAL_PRIORITY
+}
+
 /// The pod (its API object, as the owner publishes it) as a candidate, with its stats. With a
 /// dedicated image filesystem, nodefs measures the logs and local volumes and imagefs the
 /// containers' writable layers; without, both measure all three (as the kubelet's rank funcs).
 pub fn candidate(pod: &Value, stats: Option<&PodStats>, dedicated_imagefs: bool) -> Candidate {
     let m = &pod["metadata"];
-    let annotations = &m["annotations"];
     let priority = pod["spec"]["priority"].as_i64().unwrap_or(0);
-    let critical = annotations["kubernetes.io/config.source"]
-        .as_str()
-        .is_some_and(|s| s != "api")
-        || annotations["kubernetes.io/config.mirror"].is_string()
-        || priority >= SYSTEM_CRITICAL_PRIORITY;
+    let critical = critical(pod);
     let memory_request = crate::pods::admit::request_of(pod, "memory");
     let storage_request = crate::pods::admit::request_of(pod, "ephemeral-storage");
     let specs: Vec<&Value> = ["containers", "initContainers"]
@@ -370,6 +380,7 @@ pub fn candidate(pod: &Value, stats: Option<&PodStats>, dedicated_imagefs: bool)
         };
         Usage {
             memory: s.memory.as_ref().map_or(0, |m| int(m.working_set_bytes)),
+            memory_known: s.memory.is_some(),
             nodefs,
             imagefs,
             processes: s.process_stats.as_ref().map_or(0, |p| int(p.process_count)),
@@ -390,6 +401,10 @@ pub fn candidate(pod: &Value, stats: Option<&PodStats>, dedicated_imagefs: bool)
             .unwrap_or(30),
         memory_request,
         storage_request,
+        pod_memory_request: pod["spec"]["resources"]["requests"]["memory"]
+            .as_str()
+            .and_then(|q| crate::config::quantity::Quantity::parse(q).ok())
+            .map(|q| q.value()),
         usage,
     }
 }
@@ -420,10 +435,17 @@ pub fn rank(pods: &mut [Candidate], signal: Signal) {
     });
 }
 
-/// The eviction's message, as the kubelet's evictionMessage: the starved resource, the
-/// threshold's quantity and what was available, and each container using more than it
-/// requested of that resource.
-pub fn message(t: &Threshold, o: &Observations, c: &Candidate) -> String {
+/// The eviction's message and its event's annotations, as the kubelet's evictionMessage: the
+/// starved resource, the threshold's quantity and what was available, and each container using
+/// more than it requested of that resource (first, for memory, the pod itself when it has a
+/// pod-level request); with the pod's stats, the annotations `offending_containers` and
+/// `offending_containers_usage` (those containers and their usage, comma-separated, empty when
+/// none), `starved_resource`, and `offending_pod`, `offending_pod_usage` for the pod-level line.
+pub fn message(
+    t: &Threshold,
+    o: &Observations,
+    c: &Candidate,
+) -> (String, BTreeMap<String, String>) {
     let res = resource(t.signal).map_or("", Resource::as_str);
     let mut m = format!("The node was low on resource: {res}. ");
     if let Some(obs) = o.get(&t.signal)
@@ -438,22 +460,50 @@ pub fn message(t: &Threshold, o: &Observations, c: &Candidate) -> String {
             text(t.signal, obs.available)
         );
     }
-    for u in c.usage.iter().flat_map(|u| &u.containers) {
+    let Some(usage) = &c.usage else {
+        return (m, BTreeMap::new());
+    };
+    let mut annotations = BTreeMap::new();
+    // Pod-level resources: the pod's own use and request, whether over it or not.
+    if let (Some(Resource::Memory), Some(request), true) =
+        (resource(t.signal), c.pod_memory_request, usage.memory_known)
+    {
+        let name = c.key.rsplit_once('/').map_or(c.key.as_str(), |(_, n)| n);
+        let used = binary_si(usage.memory.max(0) as u64);
+        m += &format!(
+            "Pod {name} was using {used}, request is {}, has larger consumption of {res}. ",
+            binary_si(request.max(0) as u64)
+        );
+        annotations.insert("offending_pod".to_string(), name.to_string());
+        annotations.insert("offending_pod_usage".to_string(), used);
+    }
+    let (mut names, mut used_texts) = (Vec::new(), Vec::new());
+    for u in &usage.containers {
         let (used, request) = match resource(t.signal) {
             Some(Resource::Memory) => (u.memory, u.memory_request),
             Some(Resource::EphemeralStorage) => (u.storage, u.storage_request),
             _ => (None, 0),
         };
         if let Some(used) = used.filter(|&used| used > request) {
+            let used = binary_si(used.max(0) as u64);
             m += &format!(
-                "Container {} was using {}, request is {}, has larger consumption of {res}. ",
+                "Container {} was using {used}, request is {}, has larger consumption of {res}. ",
                 u.name,
-                binary_si(used.max(0) as u64),
                 binary_si(request.max(0) as u64)
             );
+            names.push(u.name.as_str());
+            used_texts.push(used);
         }
     }
-    m
+    annotations.extend([
+        ("offending_containers".to_string(), names.join(",")),
+        (
+            "offending_containers_usage".to_string(),
+            used_texts.join(","),
+        ),
+        ("starved_resource".to_string(), res.to_string()),
+    ]);
+    (m, annotations)
 }
 
 /// The grace period of a pod evicted for `t`: 1 s for a hard threshold; for a soft one
@@ -472,18 +522,18 @@ pub fn grace(t: &Threshold, cfg: &Config, c: &Candidate) -> i64 {
 }
 
 /// The pod to evict for `t`: the first candidate in rank order that is not critical, with its
-/// message and grace period.
+/// message, its event's annotations and its grace period.
 pub fn choose(
     t: &Threshold,
     cfg: &Config,
     o: &Observations,
     mut pods: Vec<Candidate>,
-) -> Option<(Candidate, String, i64)> {
+) -> Option<(Candidate, String, BTreeMap<String, String>, i64)> {
     rank(&mut pods, t.signal);
     let c = pods.into_iter().find(|c| !c.critical)?;
-    let msg = message(t, o, &c);
+    let (msg, annotations) = message(t, o, &c);
     let g = grace(t, cfg, &c);
-    Some((c, msg, g))
+    Some((c, msg, annotations, g))
 }
 
 /// A quantity field of the pod's spec: its text and its value.

@@ -78,11 +78,10 @@ pub fn run(d: &Deps) {
         };
         info!("eviction manager: attempting to reclaim {}", res.as_str());
         if let Some(ev) = &d.events {
-            ev.record(crate::node::status::NodeEvent {
-                warning: true,
-                reason: "EvictionThresholdMet".into(),
-                message: format!("Attempting to reclaim {}", res.as_str()),
-            });
+            ev.record(crate::node::status::NodeEvent::warning(
+                "EvictionThresholdMet",
+                format!("Attempting to reclaim {}", res.as_str()),
+            ));
         }
         if matches!(res, Resource::EphemeralStorage | Resource::Inodes)
             && reclaim_images(d, &mut images)
@@ -176,12 +175,13 @@ fn evict_over_limits(
         let Some(stats) = s.pods.iter().find(|p| p.pod_ref.uid == uid) else {
             continue;
         };
-        let c = super::candidate(&pod, Some(stats), dedicated);
-        if c.critical {
+        if super::critical(&pod) {
             continue;
         }
         if let Some((message, signal)) = super::over_local_limits(&pod, stats, dedicated) {
-            any |= evict(d, &c, message, super::HARD_GRACE_SECONDS, signal);
+            let c = super::candidate(&pod, Some(stats), dedicated);
+            let none = std::collections::BTreeMap::new();
+            any |= evict(d, &c, message, none, super::HARD_GRACE_SECONDS, signal);
             evicted.insert(uid);
         }
     }
@@ -211,21 +211,23 @@ fn evict_one(
         );
         return;
     }
-    let Some((c, message, grace)) = super::choose(t, &d.cfg, o, candidates) else {
+    let Some((c, message, annotations, grace)) = super::choose(t, &d.cfg, o, candidates) else {
         info!("eviction manager: unable to evict any pods from the node");
         return;
     };
     evicted.insert(c.uid.clone());
-    evict(d, &c, message, grace, t.signal.as_str());
+    evict(d, &c, message, annotations, grace, t.signal.as_str());
 }
 
-/// Asks the owner to evict `c`, counts it under `signal` and waits for its containers to stop
+/// Asks the owner to evict `c` (its Evicted event with `annotations`), counts it under `signal`
+/// and waits for its containers to stop
 /// (the kubelet waits for the termination, its grace period x 1.5 and at least 10 s, then for
 /// the clean-up); false when the owner is gone.
 fn evict(
     d: &Deps,
     c: &super::Candidate,
     message: String,
+    annotations: std::collections::BTreeMap<String, String>,
     grace: i64,
     signal: &'static str,
 ) -> bool {
@@ -233,7 +235,7 @@ fn evict(
         "eviction manager: evicting pod {} (grace {grace} s): {message}",
         c.key
     );
-    if !d.inbox.evict(c.uid.clone(), message, grace) {
+    if !d.inbox.evict(c.uid.clone(), message, annotations, grace) {
         return false;
     }
     d.health.pods.evicted(signal);

@@ -6,6 +6,7 @@ use super::*;
 use crate::config::kubelet::KubeletConfiguration;
 use crate::stats::summary::{ContainerStats, FsStats, MemoryStats, PodRef, RlimitStats};
 use serde_json::json;
+use std::collections::BTreeMap;
 
 const MI: i64 = 1 << 20;
 
@@ -313,7 +314,7 @@ fn critical_pods_are_never_chosen() {
         v
     };
     assert_eq!(choose(&c.thresholds[0], &c, &o, pods(None)), None);
-    let (chosen, _, grace) = choose(
+    let (chosen, _, _, grace) = choose(
         &c.thresholds[0],
         &c,
         &o,
@@ -336,28 +337,69 @@ fn the_kubelets_message() {
         Some(&stats("u-a", 26_060 * 1024, 1024)),
         false,
     );
+    let notes = |containers: &str, usage: &str, starved: &str| {
+        BTreeMap::from([
+            ("offending_containers".to_string(), containers.to_string()),
+            ("offending_containers_usage".to_string(), usage.to_string()),
+            ("starved_resource".to_string(), starved.to_string()),
+        ])
+    };
     assert_eq!(
         message(&c.thresholds[0], &o, &p),
-        "The node was low on resource: memory. Threshold quantity: 100Mi, available: 3584Ki. \
-         Container c was using 26060Ki, request is 1Mi, has larger consumption of memory. "
+        (
+            "The node was low on resource: memory. Threshold quantity: 100Mi, available: 3584Ki. \
+             Container c was using 26060Ki, request is 1Mi, has larger consumption of memory. "
+                .to_string(),
+            notes("c", "26060Ki", "memory")
+        )
     );
     // A percentage threshold's quantity is of the capacity; no container over its (zero)
     // request of ephemeral storage is left out.
     assert_eq!(
         message(&c.thresholds[1], &o, &p),
-        "The node was low on resource: ephemeral-storage. Threshold quantity: 31189488855, \
-         available: 29362700Ki. Container c was using 1536, request is 0, has larger \
-         consumption of ephemeral-storage. "
+        (
+            "The node was low on resource: ephemeral-storage. Threshold quantity: 31189488855, \
+             available: 29362700Ki. Container c was using 1536, request is 0, has larger \
+             consumption of ephemeral-storage. "
+                .to_string(),
+            notes("c", "1536", "ephemeral-storage")
+        )
     );
-    // Within its request, a container is not named.
+    // Within its request, a container is not named (the annotations say so, empty).
     let q = candidate(
         &pod("b", 0, Some("1Gi")),
         Some(&stats("u-b", 26_060 * 1024, 0)),
         false,
     );
+    let low =
+        "The node was low on resource: memory. Threshold quantity: 100Mi, available: 3584Ki. ";
     assert_eq!(
         message(&c.thresholds[0], &o, &q),
-        "The node was low on resource: memory. Threshold quantity: 100Mi, available: 3584Ki. "
+        (low.to_string(), notes("", "", "memory"))
+    );
+    // A pod-level memory request: the pod is named first, whether over it or not.
+    let mut lvl = pod("lvl", 0, None);
+    lvl["spec"]["resources"] = json!({"requests": {"memory": "64Mi"}});
+    let lvl = candidate(&lvl, Some(&stats("u-lvl", 26_060 * 1024, 0)), false);
+    let mut want = notes("c", "26060Ki", "memory");
+    want.insert("offending_pod".into(), "lvl".into());
+    want.insert("offending_pod_usage".into(), "26060Ki".into());
+    assert_eq!(
+        message(&c.thresholds[0], &o, &lvl),
+        (
+            format!(
+                "{low}Pod lvl was using 26060Ki, request is 64Mi, has larger consumption of \
+                 memory. Container c was using 26060Ki, request is 0, has larger consumption of \
+                 memory. "
+            ),
+            want
+        )
+    );
+    // Without the pod's stats: the message alone, no annotations (as the kubelet's).
+    let unknown = candidate(&pod("u", 0, Some("1Mi")), None, false);
+    assert_eq!(
+        message(&c.thresholds[0], &o, &unknown),
+        (low.to_string(), BTreeMap::new())
     );
     assert_eq!(decimal_si(5_000_000), "5M");
     assert_eq!(decimal_si(1_234), "1234");

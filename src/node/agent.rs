@@ -384,11 +384,10 @@ fn initial_node(cfg: &Config, g: &mut Gatherer, events: &Recorder) -> Option<Nod
         events.record(e);
     }
     if g.imagefs.is_some_and(|f| f.capacity_bytes == 0) {
-        events.record(NodeEvent {
-            warning: true,
-            reason: "InvalidDiskCapacity".into(),
-            message: "invalid capacity 0 on image filesystem".into(),
-        });
+        events.record(NodeEvent::warning(
+            "InvalidDiskCapacity",
+            "invalid capacity 0 on image filesystem".into(),
+        ));
     }
     Some(Node {
         api_version: "v1".into(),

@@ -82,6 +82,8 @@ pub struct NodeEvent {
     pub warning: bool,
     pub reason: String,
     pub message: String,
+    /// The Event's annotations (the eviction manager's, on Evicted).
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 impl NodeEvent {
@@ -90,6 +92,14 @@ impl NodeEvent {
             warning: false,
             reason: reason.into(),
             message,
+            annotations: Default::default(),
+        }
+    }
+
+    pub fn warning(reason: &str, message: String) -> NodeEvent {
+        NodeEvent {
+            warning: true,
+            ..NodeEvent::normal(reason, message)
         }
     }
 }
@@ -433,14 +443,13 @@ pub fn build(spec: &Spec, f: &Facts, prev: &NodeStatus, now: &str) -> (NodeStatu
     });
 
     if !prev.node_info.boot_id.is_empty() && prev.node_info.boot_id != f.machine.boot_id {
-        events.push(NodeEvent {
-            warning: true,
-            reason: "Rebooted".into(),
-            message: format!(
+        events.push(NodeEvent::warning(
+            "Rebooted",
+            format!(
                 "Node {} has been rebooted, boot id: {}",
                 spec.name, f.machine.boot_id
             ),
-        });
+        ));
     }
 
     let mut images = f.images.clone();

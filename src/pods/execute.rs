@@ -143,6 +143,7 @@ pub fn record(events: Option<&Recorder>, pod: &Pod, e: &PodEvent) {
             warning: e.warning,
             reason: e.reason.as_str().into(),
             message: e.message.clone(),
+            annotations: e.annotations.clone(),
         },
     );
 }

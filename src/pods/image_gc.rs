@@ -239,11 +239,7 @@ pub fn run(
         match done {
             Ok(()) => failed_before = false,
             Err(e) => {
-                let warn = |reason: &str| NodeEvent {
-                    warning: true,
-                    reason: reason.into(),
-                    message: e.to_string(),
-                };
+                let warn = |reason: &str| NodeEvent::warning(reason, e.to_string());
                 if let (Some(ev), Some(reason)) = (events, e.event_reason()) {
                     ev.record(warn(reason));
                 }

@@ -27,11 +27,19 @@ impl Inbox {
     }
 
     /// Asks the owner to evict pod `uid` (node pressure): it fails with reason Evicted and
-    /// `message`, its containers stopped within `grace` seconds; false once the owner is gone.
-    pub fn evict(&self, uid: String, message: String, grace: i64) -> bool {
+    /// `message` (its Evicted event carries `annotations`), its containers stopped within
+    /// `grace` seconds; false once the owner is gone.
+    pub fn evict(
+        &self,
+        uid: String,
+        message: String,
+        annotations: std::collections::BTreeMap<String, String>,
+        grace: i64,
+    ) -> bool {
         let e = super::owner::Input::Evict {
             uid,
             message,
+            annotations,
             grace,
         };
         self.0.send(e).is_ok()

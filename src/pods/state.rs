@@ -91,6 +91,8 @@ pub struct PodEvent {
     pub warning: bool,
     pub reason: Reason,
     pub message: String,
+    /// The Event's annotations (the eviction manager's, on Evicted).
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 impl PodEvent {
@@ -100,6 +102,7 @@ impl PodEvent {
             warning,
             reason,
             message,
+            annotations: Default::default(),
         }
     }
 }
@@ -187,12 +190,12 @@ pub fn step(pod: &Pod, state: &PodState, obs: &Observed, now_ms: u64) -> Step {
             reason: Reason::DeadlineExceeded,
             message: DEADLINE_MESSAGE.into(),
         });
-        out.events.push(PodEvent {
-            container: None,
-            warning: true,
-            reason: Reason::DeadlineExceeded,
-            message: DEADLINE_MESSAGE.into(),
-        });
+        out.events.push(PodEvent::new(
+            None,
+            true,
+            Reason::DeadlineExceeded,
+            DEADLINE_MESSAGE.into(),
+        ));
         failed = true;
     }
     let finished = !pod.deleting() && (failed || terminal(pod));
@@ -222,15 +225,15 @@ pub fn step(pod: &Pod, state: &PodState, obs: &Observed, now_ms: u64) -> Step {
             backoff: b,
         });
         let m = &pod.metadata;
-        out.events.push(PodEvent {
-            container: Some(c.name.clone()),
-            warning: true,
-            reason: Reason::BackOff,
-            message: format!(
+        out.events.push(PodEvent::new(
+            Some(&c.name),
+            true,
+            Reason::BackOff,
+            format!(
                 "Back-off restarting failed container {} in pod {}_{}({})",
                 c.name, m.name, m.namespace, m.uid
             ),
-        });
+        ));
     }
     let may_restart = |name: &str| {
         backoff

@@ -500,6 +500,23 @@ pub fn csr_name_in(line: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+/// The condition of type `kind` in an object's (a node's, a pod's) status; Null when it has none
+/// (yet), so a wait can poll on it.
+pub fn condition(obj: &serde_json::Value, kind: &str) -> serde_json::Value {
+    obj["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == kind)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Whether a node object is Ready.
+pub fn node_ready(n: &serde_json::Value) -> bool {
+    condition(n, "Ready")["status"] == "True"
+}
+
 /// Eviction and image GC settings for a node on a build machine, added to a test node's
 /// KubeletConfiguration unless `extra` sets them itself. The machine's disk holds tens of GB of
 /// build output and its filesystem reports far more blocks than it makes available: the

@@ -39,6 +39,8 @@ pub enum Input {
     Evict {
         uid: String,
         message: String,
+        /// The Evicted event's annotations (offending containers, starved resource).
+        annotations: std::collections::BTreeMap<String, String>,
         grace: i64,
     },
 }
@@ -201,14 +203,22 @@ impl Owner {
             Input::Evict {
                 uid,
                 message,
+                annotations,
                 grace,
-            } => self.evict(&uid, message, grace, now_ms),
+            } => self.evict(&uid, message, annotations, grace, now_ms),
         }
     }
 
     /// Fails pod `uid` as evicted and stops it within `grace` seconds (a sync in flight is
     /// cancelled), unless it has finished, is being deleted, or is static (critical).
-    fn evict(&mut self, uid: &str, message: String, grace: i64, now_ms: u64) -> Vec<Work> {
+    fn evict(
+        &mut self,
+        uid: &str,
+        message: String,
+        annotations: std::collections::BTreeMap<String, String>,
+        grace: i64,
+        now_ms: u64,
+    ) -> Vec<Work> {
         let Some(e) = self.pods.get_mut(uid) else {
             return Vec::new();
         };
@@ -216,7 +226,8 @@ impl Owner {
             return Vec::new();
         }
         info!("evicting pod {} (uid {uid}): {message}", e.pod.key());
-        let e2 = PodEvent::new(None, true, Reason::Evicted, message.clone());
+        let mut e2 = PodEvent::new(None, true, Reason::Evicted, message.clone());
+        e2.annotations = annotations;
         record(self.events.as_ref(), &e.pod, &e2);
         super::checkpoint::write_failed(&self.cfg.root_dir, &e.pod, "Evicted", &message);
         e.state.failed = Some((Reason::Evicted, message));
@@ -361,11 +372,7 @@ impl Owner {
             if let Some(r) = &self.events {
                 r.record_about(
                     super::execute::object_ref(&pod, None),
-                    crate::node::status::NodeEvent {
-                        warning: true,
-                        reason: reason.clone(),
-                        message: bare.to_string(),
-                    },
+                    crate::node::status::NodeEvent::warning(reason, bare.to_string()),
                 );
             }
         }

@@ -515,6 +515,7 @@ fn an_evicted_pod_fails_and_stops_within_the_evictions_grace() {
             Input::Evict {
                 uid: uid.into(),
                 message: message.clone(),
+                annotations: Default::default(),
                 grace: 1,
             },
             now(),
@@ -556,6 +557,7 @@ fn an_evicted_pod_fails_and_stops_within_the_evictions_grace() {
         Input::Evict {
             uid: "uid-hog".into(),
             message: "again".into(),
+            annotations: Default::default(),
             grace: 1,
         },
         now(),
