@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::kubeadm::{KernelTunables, KubeadmNode, get, kubeadm_cluster_side, node_patch, ready};
+use common::kubeadm::{KernelTunables, KubeadmNode, get, kubeadm_cluster_side, node_patch};
 use common::runtime::RuntimeEnv;
 use common::upstream::{self, ControlPlane};
 use common::*;
@@ -152,7 +152,7 @@ fn run_suite(agent: &Path, focus: &str, skip: &str, out: &Path) -> Vec<SpecRepor
     let kc = cp.kubeconfig();
     let mut log = || node.log();
     wait_until("node n1 Ready", 90, &mut log, || {
-        get(&kc, &["node", "n1"]).filter(ready)
+        get(&kc, &["node", "n1"]).filter(node_ready)
     });
     let _ = std::fs::remove_dir_all(out);
     std::fs::create_dir_all(out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::https::{cert_args, curl_at, free_port};
 use common::kubeadm::{
-    KernelTunables, KubeadmNode, get, kubeadm_cluster_side, kubectl, node_patch, ready,
+    KernelTunables, KubeadmNode, get, kubeadm_cluster_side, kubectl, node_patch,
 };
 use common::pods::{node_ip, seed_steps};
 use common::runtime::RuntimeEnv;
@@ -273,7 +273,7 @@ fn kubeadm_join(under: Under) {
     let kc = cp.kubeconfig();
     let mut log = || node.log();
     wait_until("node n1 Ready", 90, &mut log, || {
-        get(&kc, &["node", "n1"]).filter(ready)
+        get(&kc, &["node", "n1"]).filter(node_ready)
     });
     let pod = scheduled_pod(&kc, &mut log);
     assert_eq!(pod["spec"]["nodeName"], "n1", "placed by the scheduler");

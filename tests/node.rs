@@ -10,14 +10,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-fn ready(n: &Value) -> Value {
-    n["status"]["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
 fn wait_node(seed: &Seed, name: &str, secs: u64, ok: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
@@ -85,8 +77,10 @@ fn without_a_runtime_the_node_registers_not_ready() {
         watchdog += 1;
     }
     agent.expect("Successfully registered node \"n2\"");
-    let n = wait_node(&seed, "n2", 20, |n| ready(n)["status"] == "False");
-    let r = ready(&n);
+    let n = wait_node(&seed, "n2", 20, |n| {
+        condition(n, "Ready")["status"] == "False"
+    });
+    let r = condition(&n, "Ready");
     assert_eq!(r["reason"], "KubeletNotReady");
     assert_eq!(r["message"], "container runtime is down");
     assert_eq!(
@@ -135,7 +129,9 @@ fn register_node_false_reports_status_of_a_node_an_admin_made() {
         "apiVersion: v1\nkind: Node\nmetadata:\n  name: n3\n  labels:\n    made-by: admin\n",
     );
     seed.kubectl(&["create", "-f", &manifest.display().to_string()]);
-    let n = wait_node(&seed, "n3", 20, |n| ready(n)["status"] == "False");
+    let n = wait_node(&seed, "n3", 20, |n| {
+        condition(n, "Ready")["status"] == "False"
+    });
     assert_eq!(n["metadata"]["labels"]["made-by"], "admin");
     assert!(
         n["metadata"]["labels"]["kubernetes.io/hostname"].is_null(),

@@ -23,13 +23,6 @@ fn wait<T>(what: &str, secs: u64, f: impl FnMut() -> Option<T>) -> T {
     wait_until(what, secs, &mut String::new, f)
 }
 
-fn condition<'a>(node: &'a Value, t: &str) -> &'a Value {
-    node["status"]["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == t))
-        .unwrap_or_else(|| panic!("no {t} condition in {}", node["status"]))
-}
-
 fn first_line(path: &str) -> String {
     read(std::path::Path::new(path))
         .lines()

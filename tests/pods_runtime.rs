@@ -257,12 +257,7 @@ fn pods_run_report_restart_complete_and_terminate() {
         ..
     } = PodNode::start(&env, tmp.path(), "podPidsLimit: 77\n", true);
     wait(&mut agent, "the node to be Ready", 30, || {
-        seed.try_get(&["node", "n1"]).filter(|n| {
-            n["status"]["conditions"].as_array().is_some_and(|c| {
-                c.iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-        })
+        seed.try_get(&["node", "n1"]).filter(node_ready)
     });
     let manifest = tmp.path().join("pods.yaml");
     write(&manifest, PODS);
@@ -1561,12 +1556,7 @@ fn thirty_pods_a_runtime_restart_and_no_leaks() {
     );
     assert_eq!(sandboxes().len(), 30, "no sandbox was replaced");
     wait(&mut agent, "the node Ready again", 30, || {
-        seed.try_get(&["node", "n1"]).filter(|n| {
-            n["status"]["conditions"].as_array().is_some_and(|c| {
-                c.iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-        })
+        seed.try_get(&["node", "n1"]).filter(node_ready)
     });
 
     // All deleted: nothing left.

@@ -33,13 +33,6 @@ pub fn get(kc: &Path, args: &[&str]) -> Option<Value> {
     serde_json::from_str(&kubectl(kc, &a)?).ok()
 }
 
-pub fn ready(n: &Value) -> bool {
-    n["status"]["conditions"].as_array().is_some_and(|c| {
-        c.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
-}
-
 /// The cluster side of a kubeadm cluster on this control plane: the bootstrap token, the
 /// cluster-info ConfigMap, the kubeadm-config and kubelet-config ConfigMaps and their RBAC,
 /// made by the upstream `kubeadm init phase ...` as `kubeadm init` makes them.
