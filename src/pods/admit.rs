@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::spec::Pod;
-use crate::config::quantity::Quantity;
 
 /// What the node offers.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -26,31 +25,24 @@ pub struct NodeLimits {
 /// (reason, message) of a rejection.
 pub type Rejection = (String, String);
 
-/// Requests of a pod (cpu millis, memory bytes): the sum of its app containers, or the largest
-/// init container's when that is more, as the scheduler counts them.
+/// Requests of a pod (cpu millis, memory bytes), as [`request_of`].
 pub fn requests(pod: &Pod) -> (i64, i64) {
     (request_of(&pod.raw, "cpu"), request_of(&pod.raw, "memory"))
 }
 
-/// A pod's (its API object's) request of resource `r` in base units (millicores for cpu): the
-/// sum of its app containers' (a limit without a request requests the limit), or the largest
-/// init container's when that is more.
+/// A pod's (its API object's) request of resource `r` in base units (millicores for cpu), as
+/// the kubelet's admission counts it ([`super::pod_resources::requests`]: sidecars, init
+/// containers, pod-level resources, overhead).
 pub fn request_of(pod: &Value, r: &str) -> i64 {
-    let get = |c: &Value| -> i64 {
-        let q = c["resources"]["requests"][r]
-            .as_str()
-            .or_else(|| c["resources"]["limits"][r].as_str());
-        q.and_then(|q| Quantity::parse(q).ok()).map_or(0, |q| {
-            if r == "cpu" {
-                q.milli_value()
-            } else {
-                q.value()
-            }
-        })
-    };
-    let list = |k: &str| pod["spec"][k].as_array().into_iter().flatten();
-    let apps: i64 = list("containers").map(get).sum();
-    list("initContainers").map(get).fold(apps, i64::max)
+    let milli = super::pod_resources::requests(pod)
+        .get(r)
+        .copied()
+        .unwrap_or(0);
+    if r == "cpu" {
+        milli
+    } else {
+        super::pod_resources::whole(milli)
+    }
 }
 
 fn out_of(resource: &str, requested: i64, used: i64, capacity: i64) -> Rejection {

@@ -67,7 +67,7 @@ pub fn made(
         mounts.push(m);
     }
     let resources = super::resources::linux(
-        &spec.resources,
+        &super::pod_resources::container_resources(&pod.raw, &spec.resources),
         pod.qos_class(),
         cfg.node_memory,
         cfg.cpu_cfs_quota,

@@ -416,22 +416,12 @@ impl Executor {
         let rt = &*self.cri;
         match a {
             Action::RunSandbox { attempt } => {
-                let limits: Vec<Option<i64>> = pod
-                    .spec
-                    .containers
-                    .iter()
-                    .map(|c| {
-                        c.resources["limits"]["memory"]
-                            .as_str()
-                            .and_then(|q| crate::config::quantity::Quantity::parse(q).ok())
-                            .map(|q| q.value())
-                    })
-                    .collect();
+                let settings = super::pod_resources::pod_cgroup(&pod.raw, self.cfg.cpu_cfs_quota);
                 super::cgroups::Cgroups::new(&self.cfg.cgroup_mount)
                     .create_pod(
                         &self.cfg.cgroup_parent(&pod),
                         Some(self.cfg.pod_pids_limit),
-                        super::cgroups::pod_memory_limit(&limits),
+                        &settings,
                     )
                     .map_err(PodError::Node)?;
                 let dir = self.cfg.log_dir(&pod);

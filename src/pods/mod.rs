@@ -28,6 +28,7 @@ pub mod observe;
 pub mod owner;
 pub mod plan;
 pub mod pod_metrics;
+pub mod pod_resources;
 pub mod probe;
 mod probe_https;
 pub mod probe_metrics;

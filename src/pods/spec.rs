@@ -325,30 +325,10 @@ impl Pod {
             .max(0)
     }
 
-    /// The QoS class, from requests and limits (the API's rule).
+    /// The QoS class as the kubelet takes it: the API server's `status.qosClass`, else computed
+    /// as the API does ([`super::pod_resources::qos`]).
     pub fn qos_class(&self) -> &'static str {
-        let mut any = false;
-        let mut guaranteed = true;
-        for c in &self.spec.containers {
-            let r = &c.resources;
-            let (req, lim) = (&r["requests"], &r["limits"]);
-            for res in ["cpu", "memory"] {
-                let (q, l) = (req.get(res), lim.get(res));
-                if q.is_some() || l.is_some() {
-                    any = true;
-                }
-                match (q, l) {
-                    (_, None) => guaranteed = false,
-                    (Some(q), Some(l)) if q != l => guaranteed = false,
-                    _ => {}
-                }
-            }
-        }
-        match (any, guaranteed) {
-            (false, _) => "BestEffort",
-            (true, true) => "Guaranteed",
-            (true, false) => "Burstable",
-        }
+        super::pod_resources::qos(&self.raw).as_str()
     }
 }
 
