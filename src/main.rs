@@ -227,8 +227,17 @@ fn start_pods(
     let services: tinylet::pods::services::Services = std::sync::Arc::new(std::sync::RwLock::new(
         tinylet::pods::services::load(&s.flags.root_dir),
     ));
+    let pods_cfg = tinylet::pods::config::Config::from_settings(s, cfg);
+    let qos = tinylet::pods::qos_cgroups::Deps {
+        cgroups: tinylet::pods::cgroups::Cgroups::new(&pods_cfg.cgroup_mount),
+        driver: pods_cfg.cgroup_driver,
+        cgroup_root: pods_cfg.cgroup_root.clone(),
+        node: pods_cfg.kubepods,
+        pods: snapshot.clone(),
+        stop: stop.clone(),
+    };
     let pods = tinylet::pods::runner::start(
-        tinylet::pods::config::Config::from_settings(s, cfg),
+        pods_cfg,
         client.clone(),
         runtime.clone(),
         snapshot.clone(),
@@ -239,6 +248,9 @@ fn start_pods(
     )
     .map_err(|e| Error::Thread("pods", e))?;
     let mut threads = vec![pods.thread];
+    threads.push(spawn("qos-cgroups", move || {
+        tinylet::pods::qos_cgroups::run(&qos)
+    })?);
     let eviction = tinylet::eviction::run::Deps {
         cfg: tinylet::eviction::Config::from_kubelet(k),
         stats,

@@ -3,7 +3,8 @@
 //! limit; a Burstable pod with a sidecar (its requests added up, no quota: not every container
 //! has a cpu limit); and a pod with pod-level resources (`spec.resources`) whose containers
 //! have none: the pod's cgroup and each container's take the pod-level limits, and a container
-//! that goes past the memory limit is OOM-killed.
+//! that goes past the memory limit is OOM-killed. The QoS tiers' cgroups: `burstable` at the
+//! shares of its pods' cpu requests, `besteffort` at 2, `kubepods` at the node's capacity.
 #![allow(clippy::expect_used)]
 
 mod common;
@@ -174,6 +175,34 @@ fn pod_cgroups_carry_the_kubelets_shares_quota_and_limits() {
     let c = format!("{rel}/{}", container_id(&p, "c"));
     assert_eq!(file("memory", &c, mem), (96u64 << 20).to_string());
     assert_eq!(quota(&c), "50000 100000");
+
+    // The QoS tiers: burstable at the shares of its pods' requests (250m + 250m + 100m),
+    // besteffort at the least, kubepods at the node's (no reservations: its capacity).
+    let tiers = format!("{}/kubepods", env.cgroup_parent());
+    let (burstable, besteffort) = (format!("{tiers}/burstable"), format!("{tiers}/besteffort"));
+    wait(&mut agent, "the burstable tier's shares", 10, || {
+        (shares(&burstable) == if v2() { "24" } else { "614" }).then_some(())
+    });
+    assert_eq!(shares(&besteffort), if v2() { "1" } else { "2" });
+    let cpus = read(Path::new("/proc/cpuinfo"))
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count() as u64;
+    let node_shares = cpus * 1024;
+    let node_weight = 1 + (node_shares - 2) * 9999 / 262_142;
+    assert_eq!(
+        shares(&tiers),
+        if v2() { node_weight } else { node_shares }.to_string()
+    );
+    let mem_total_kib: u64 = read(Path::new("/proc/meminfo"))
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    assert_eq!(
+        file("memory", &tiers, mem),
+        (mem_total_kib * 1024).to_string()
+    );
 
     // The hog goes past the pod's 96 MiB: OOM-killed, not let out.
     let p = wait(&mut agent, "the hog OOM-killed", 60, || {

@@ -104,6 +104,7 @@ pub const IMPLEMENTED_FIELDS: &[&str] = &[
     "evictionMinimumReclaim",
     "evictionPressureTransitionPeriod",
     "localStorageCapacityIsolation",
+    "enforceNodeAllocatable",
     "mergeDefaultEvictionSettings",
 ];
 

@@ -184,6 +184,35 @@ pub fn capacity(spec: &Spec, m: &Machine, rootfs: &FsStats) -> Resources {
     }
 }
 
+/// systemReserved + kubeReserved of resource `name` (in millis with `milli`).
+fn reserved(spec: &Spec, name: &str, milli: bool) -> i64 {
+    [&spec.system_reserved, &spec.kube_reserved]
+        .iter()
+        .filter_map(|m| m.iter().find(|(k, _)| k.as_str() == name).map(|(_, q)| q))
+        .map(|q| {
+            if milli {
+                q.0.milli_value()
+            } else {
+                q.0.value()
+            }
+        })
+        .sum()
+}
+
+/// The limits of the pods' cgroup (`kubepods`) as the kubelet sets them: the capacity's cpu
+/// millis and memory bytes, less systemReserved and kubeReserved when `enforce`
+/// (`enforceNodeAllocatable` has `pods`), floored at 0; no eviction threshold comes off.
+pub fn pods_cgroup_limits(spec: &Spec, m: &Machine, enforce: bool) -> (i64, i64) {
+    let (cpu, memory) = (i64::from(m.cpus) * 1000, clamp(m.memory_bytes));
+    if !enforce {
+        return (cpu, memory);
+    }
+    (
+        (cpu - reserved(spec, "cpu", true)).max(0),
+        (memory - reserved(spec, "memory", false)).max(0),
+    )
+}
+
 /// Allocatable on machine `m` with the root dir's filesystem (None when it cannot be read).
 pub fn allocatable_on(spec: &Spec, m: &Machine, root_dir: &std::path::Path) -> Option<Resources> {
     let fs = super::host::fs_stats(root_dir).ok()?;
@@ -203,19 +232,7 @@ pub fn threshold_amount(t: &ThresholdValue, capacity: i64) -> Option<i64> {
 /// capacity - systemReserved - kubeReserved - hard eviction thresholds (memory.available from
 /// memory, nodefs.available from ephemeral-storage) - huge pages (from memory), floored at 0.
 pub fn allocatable(spec: &Spec, cap: &Resources) -> Resources {
-    let reserved = |name: &str, milli: bool| -> i64 {
-        [&spec.system_reserved, &spec.kube_reserved]
-            .iter()
-            .filter_map(|m| m.iter().find(|(k, _)| k.as_str() == name).map(|(_, q)| q))
-            .map(|q| {
-                if milli {
-                    q.0.milli_value()
-                } else {
-                    q.0.value()
-                }
-            })
-            .sum()
-    };
+    let reserved = |name: &str, milli: bool| reserved(spec, name, milli);
     let eviction = |s: Signal, capacity: i64| {
         spec.eviction_hard
             .get(&s)

@@ -33,6 +33,9 @@ pub struct Config {
     pub cgroup_mount: PathBuf,
     /// `podPidsLimit` (-1: none).
     pub pod_pids_limit: i64,
+    /// The pods' cgroup (`kubepods`): the node allocatable's cpu shares and memory limit (None
+    /// when the machine could not be read: left as it is).
+    pub kubepods: Option<super::pod_resources::PodCgroup>,
     /// Pods come from the API server (a kubeconfig was given).
     pub api_source: bool,
     /// Pods come from `staticPodPath`.
@@ -96,6 +99,14 @@ impl Config {
             cpu_cfs_quota: k.cpu_cfs_quota,
             cgroup_mount: "/sys/fs/cgroup".into(),
             pod_pids_limit: k.pod_pids_limit,
+            kubepods: {
+                let enforce = k.enforce_node_allocatable.iter().any(|e| e == "pods");
+                machine.as_ref().map(|m| {
+                    let (cpu, memory) =
+                        crate::node::status::pods_cgroup_limits(&node.spec, m, enforce);
+                    super::qos_cgroups::node_cgroup(cpu, memory)
+                })
+            },
             limits: NodeLimits {
                 max_pods: node.spec.max_pods,
                 cpu_millis: allocatable.as_ref().map_or(i64::MAX, |a| a.cpu_millis),

@@ -33,6 +33,7 @@ pub mod probe;
 mod probe_https;
 pub mod probe_metrics;
 pub mod pull;
+pub mod qos_cgroups;
 pub mod report;
 pub mod resources;
 pub mod runner;

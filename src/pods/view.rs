@@ -27,7 +27,7 @@ pub struct ContainerView {
 }
 
 /// One pod.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PodView {
     pub namespace: String,
     pub name: String,

@@ -37,6 +37,7 @@ fn config(root: &std::path::Path) -> Config {
         },
         cgroup_mount: root.join("cgroup"),
         pod_pids_limit: -1,
+        kubepods: None,
         api_source: true,
         static_source: false,
         resolv_conf: root.join("resolv.conf"),
