@@ -87,8 +87,7 @@ fn main() {
                     linux: Some(LinuxContainerConfig {
                         resources: tinylet::pods::resources::linux(
                             &serde_json::Value::Null,
-                            pod.qos_class(),
-                            0,
+                            tinylet::pods::pod_resources::oom_score_adj(&pod.raw, "app", 0),
                             true,
                         )
                         .ok(),

@@ -4,7 +4,8 @@
 //! has a cpu limit); and a pod with pod-level resources (`spec.resources`) whose containers
 //! have none: the pod's cgroup and each container's take the pod-level limits, and a container
 //! that goes past the memory limit is OOM-killed. The QoS tiers' cgroups: `burstable` at the
-//! shares of its pods' cpu requests, `besteffort` at 2, `kubepods` at the node's capacity.
+//! shares of its pods' cpu requests, `besteffort` at 2, `kubepods` at the node's capacity. The
+//! containers' OOM scores, a sidecar's no higher than its app's.
 #![allow(clippy::expect_used)]
 
 mod common;
@@ -202,6 +203,34 @@ fn pod_cgroups_carry_the_kubelets_shares_quota_and_limits() {
     assert_eq!(
         file("memory", &tiers, mem),
         (mem_total_kib * 1024).to_string()
+    );
+
+    // OOM scores, read from the containers' processes: Guaranteed -997 (below); Burstable
+    // 1000 - 1000 x request / memory, the sidecar no higher than the app (32 of 16 MiB).
+    let oom = |pod: &Value, name: &str| {
+        let rel = format!("{}/{}", pod_cgroup(&env, pod), container_id(pod, name));
+        let pid = file("memory", &rel, "cgroup.procs")
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        read(&Path::new("/proc").join(pid).join("oom_score_adj"))
+            .trim()
+            .to_string()
+    };
+    // This containerd runs with restrict_oom_score_adj (scripts/runtime-env): it raises a
+    // score below its own, inherited from this test, to its own.
+    let own: i64 = read(Path::new("/proc/self/oom_score_adj"))
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert_eq!(oom(&g, "c"), (-997i64).max(own).to_string());
+    let app = 1000 - 1000 * (32u64 << 20) / (mem_total_kib * 1024);
+    assert_eq!(oom(&b, "app"), app.to_string());
+    assert_eq!(
+        oom(&b, "proxy"),
+        app.to_string(),
+        "the sidecar's own would be higher"
     );
 
     // The hog goes past the pod's 96 MiB: OOM-killed, not let out.

@@ -22,8 +22,6 @@ use crate::stats::summary::{PodStats, Summary};
 pub const PERIOD: Duration = Duration::from_secs(10);
 /// The grace period of a pod evicted for a hard threshold.
 pub const HARD_GRACE_SECONDS: i64 = 1;
-/// The kubelet's scheduling priority from which a pod is critical.
-const SYSTEM_CRITICAL_PRIORITY: i64 = 2_000_000_000;
 
 /// One threshold: below `value`, the signal is met; `grace` zero for a hard threshold.
 #[derive(Debug, Clone, PartialEq)]
@@ -314,16 +312,8 @@ fn request(c: &Value, r: &str) -> i64 {
         .map_or(0, |q| q.value())
 }
 
-/// A static or mirror pod, or one of system-critical priority: never evicted (the kubelet's
-/// IsCriticalPod).
-pub fn critical(pod: &Value) -> bool {
-    let annotations = &pod["metadata"]["annotations"];
-    annotations["kubernetes.io/config.source"]
-        .as_str()
-        .is_some_and(|s| s != "api")
-        || annotations["kubernetes.io/config.mirror"].is_string()
-        || pod["spec"]["priority"].as_i64().unwrap_or(0) >= SYSTEM_CRITICAL_PRIORITY
-}
+/// A critical pod is never evicted.
+pub use crate::pods::pod_resources::critical;
 
 /// The pod (its API object, as the owner publishes it) as a candidate, with its stats. With a
 /// dedicated image filesystem, nodefs measures the logs and local volumes and imagefs the

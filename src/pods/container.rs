@@ -68,8 +68,7 @@ pub fn made(
     }
     let resources = super::resources::linux(
         &super::pod_resources::container_resources(&pod.raw, &spec.resources),
-        pod.qos_class(),
-        cfg.node_memory,
+        super::pod_resources::oom_score_adj(&pod.raw, name, cfg.node_memory),
         cfg.cpu_cfs_quota,
     )
     .map_err(|e| format!("container {name:?} resources: {e}"))?;

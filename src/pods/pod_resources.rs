@@ -270,6 +270,78 @@ pub fn pod_cgroup(pod: &Value, cfs_quota: bool) -> PodCgroup {
     }
 }
 
+/// The scheduling priority from which a pod is critical.
+const SYSTEM_CRITICAL_PRIORITY: i64 = 2_000_000_000;
+
+/// A static or mirror pod, or one of system-critical priority (the kubelet's IsCriticalPod).
+pub fn critical(pod: &Value) -> bool {
+    let annotations = &pod["metadata"]["annotations"];
+    annotations["kubernetes.io/config.source"]
+        .as_str()
+        .is_some_and(|s| s != "api")
+        || annotations["kubernetes.io/config.mirror"].is_string()
+        || pod["spec"]["priority"].as_i64().unwrap_or(0) >= SYSTEM_CRITICAL_PRIORITY
+}
+
+/// A critical pod of the `system-node-critical` class (IsNodeCriticalPod).
+fn node_critical(pod: &Value) -> bool {
+    critical(pod) && pod["spec"]["priorityClassName"] == "system-node-critical"
+}
+
+/// The OOM score adjustment of container `name` on a node with `capacity` bytes of memory (the
+/// kubelet's GetContainerOOMScoreAdjust): -997 for a node-critical or Guaranteed pod, 1000 for
+/// BestEffort; Burstable: 1000 - 1000 x request / capacity, with pod-level resources the pod's
+/// unassigned memory request shared out over its containers, a sidecar no higher than the
+/// regular container with the least request, within [3, 999].
+pub fn oom_score_adj(pod: &Value, name: &str, capacity: u64) -> i64 {
+    if node_critical(pod) {
+        return -997;
+    }
+    match qos(pod) {
+        Qos::Guaranteed => return -997,
+        Qos::BestEffort => return 1000,
+        Qos::Burstable => {}
+    }
+    let capacity = i128::from(capacity.max(1));
+    let memory = |c: &Value| {
+        i128::from(whole(
+            container(c, "requests").get("memory").copied().unwrap_or(0),
+        ))
+    };
+    let list = |k: &str| pod["spec"][k].as_array().cloned().unwrap_or_default();
+    let (apps, inits) = (list("containers"), list("initContainers"));
+    let mut share = 0;
+    if let Some(pod_request) = pod_level(pod, "requests")
+        .get("memory")
+        .filter(|m| **m != 0)
+    {
+        let (all, _, _) = aggregate(pod, "requests");
+        let unassigned = whole(*pod_request) - whole(all.get("memory").copied().unwrap_or(0));
+        share = i128::from(unassigned) / (apps.len() + inits.len()).max(1) as i128;
+    }
+    let own = apps
+        .iter()
+        .chain(&inits)
+        .chain(
+            pod["spec"]["ephemeralContainers"]
+                .as_array()
+                .into_iter()
+                .flatten(),
+        )
+        .find(|c| c["name"] == name);
+    let score = |request: i128| 1000 - 1000 * (request + share) / capacity;
+    let mut adj = score(own.map_or(0, memory));
+    if let Some(c) = own.filter(|c| c["restartPolicy"] == "Always" && inits.contains(c)) {
+        let least = apps.iter().map(memory).min().unwrap_or_else(|| memory(c));
+        adj = adj.min(score(least));
+    }
+    match adj {
+        a if a < 3 => 3,
+        1000 => 999,
+        a => a as i64,
+    }
+}
+
 /// A container's `resources` for its own cgroup: with pod-level resources, a cpu or memory limit
 /// it lacks (or has at zero) is the pod-level one (the kubelet's getCPULimit, getMemoryLimit).
 pub fn container_resources(pod: &Value, resources: &Value) -> Value {

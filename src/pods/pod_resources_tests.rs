@@ -262,3 +262,58 @@ fn the_kubelets_pod_cgroup() {
     assert_eq!((quota(1), quota(0), quota(1500)), (1000, 0, 150_000));
     assert_eq!((whole(1500), whole(1000), whole(0)), (2, 1, 0));
 }
+
+#[test]
+fn oom_scores_as_the_kubelets() {
+    let gib = 1u64 << 30;
+    let cap = 4 * gib;
+    let burstable = pod(
+        vec![
+            c("a", json!({"memory": "1Gi"}), json!({})),
+            c("b", json!({"cpu": "100m"}), json!({})),
+            c("all", json!({"memory": "4Gi"}), json!({})),
+        ],
+        vec![sidecar("proxy", json!({"memory": "256Mi"}), json!({}))],
+    );
+    assert_eq!(oom_score_adj(&burstable, "a", cap), 750);
+    assert_eq!(
+        oom_score_adj(&burstable, "b", cap),
+        999,
+        "no request: 1000 is BestEffort's"
+    );
+    assert_eq!(
+        oom_score_adj(&burstable, "all", cap),
+        3,
+        "the floor above Guaranteed"
+    );
+    // A sidecar goes no higher than the regular container with the least request (b's 0 ->
+    // 1000 -> its own 938 stays): and with a: min(938, 750).
+    assert_eq!(oom_score_adj(&burstable, "proxy", cap), 938);
+    let mut two = pod(
+        vec![c("a", json!({"memory": "1Gi"}), json!({}))],
+        vec![sidecar("proxy", json!({"memory": "256Mi"}), json!({}))],
+    );
+    assert_eq!(oom_score_adj(&two, "proxy", cap), 750);
+    // Node-critical: as Guaranteed, whatever its class.
+    two["spec"]["priorityClassName"] = json!("system-node-critical");
+    two["spec"]["priority"] = json!(2_000_001_000);
+    assert_eq!(oom_score_adj(&two, "a", cap), -997);
+    let g = pod(
+        vec![c("a", json!({}), json!({"cpu": "1", "memory": "1Gi"}))],
+        vec![],
+    );
+    assert_eq!(oom_score_adj(&g, "a", cap), -997);
+    let be = pod(vec![c("a", json!({}), json!({}))], vec![]);
+    assert_eq!(oom_score_adj(&be, "a", cap), 1000);
+    // Pod-level: the 1.5 GiB of the pod's request no container holds, shared by both.
+    let mut lvl = pod(
+        vec![
+            c("a", json!({"memory": "512Mi"}), json!({})),
+            c("b", json!({}), json!({})),
+        ],
+        vec![],
+    );
+    lvl["spec"]["resources"] = json!({"requests": {"memory": "2Gi"}});
+    assert_eq!(oom_score_adj(&lvl, "a", cap), 688);
+    assert_eq!(oom_score_adj(&lvl, "b", cap), 813);
+}
