@@ -1,5 +1,6 @@
-//! Pod cgroups as the kubelet sets them, against kube-sim and a real containerd (cgroup v1
-//! here, v2 where the machine has it): a Guaranteed pod's cpu shares, CFS quota and memory
+//! Pod cgroups as the kubelet sets them, against the real control plane (its API server gives
+//! the QoS class and takes pod-level resources) and a real containerd (cgroup v1 here, v2
+//! where the machine has it): a Guaranteed pod's cpu shares, CFS quota and memory
 //! limit; a Burstable pod with a sidecar (its requests added up, no quota: not every container
 //! has a cpu limit); and a pod with pod-level resources (`spec.resources`) whose containers
 //! have none: the pod's cgroup and each container's take the pod-level limits, and a container

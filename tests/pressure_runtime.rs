@@ -1,6 +1,6 @@
-//! Node pressure against kube-sim and a real containerd, with thresholds the node cannot meet
-//! (memory.available < 99%: what the host itself uses is more than 1%, and allocatable keeps
-//! that 1% for requests).
+//! Node pressure against the real control plane and a real containerd, with thresholds the
+//! node cannot meet (memory.available < 99%: what the host itself uses is more than 1%, and
+//! allocatable keeps that 1% for requests).
 //!
 //! Admission: with a soft threshold inside its grace period the node reports MemoryPressure
 //! and the agent refuses a BestEffort pod as the kubelet's eviction admit handler does (Failed,

@@ -283,9 +283,8 @@ pub struct Candidate {
 /// What a pod uses, for each resource an eviction may reclaim.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Usage {
-    pub memory: i64,
-    /// Whether the pod's stats have its memory (else `memory` is 0).
-    pub memory_known: bool,
+    /// The pod's working set; None when its stats have no memory.
+    pub memory: Option<i64>,
     /// The bytes and inodes the nodefs and imagefs signals measure (see `measure`).
     pub nodefs: (i64, i64),
     pub imagefs: (i64, i64),
@@ -369,8 +368,7 @@ pub fn candidate(pod: &Value, stats: Option<&PodStats>, dedicated_imagefs: bool)
             (all, all)
         };
         Usage {
-            memory: s.memory.as_ref().map_or(0, |m| int(m.working_set_bytes)),
-            memory_known: s.memory.is_some(),
+            memory: s.memory.as_ref().map(|m| int(m.working_set_bytes)),
             nodefs,
             imagefs,
             processes: s.process_stats.as_ref().map_or(0, |p| int(p.process_count)),
@@ -391,10 +389,7 @@ pub fn candidate(pod: &Value, stats: Option<&PodStats>, dedicated_imagefs: bool)
             .unwrap_or(30),
         memory_request,
         storage_request,
-        pod_memory_request: pod["spec"]["resources"]["requests"]["memory"]
-            .as_str()
-            .and_then(|q| crate::config::quantity::Quantity::parse(q).ok())
-            .map(|q| q.value()),
+        pod_memory_request: crate::pods::pod_resources::pod_level_request(pod, "memory"),
         usage,
     }
 }
@@ -412,7 +407,7 @@ pub fn rank(pods: &mut [Candidate], signal: Signal) {
             return (false, false, c.priority, 0);
         };
         let (used, request) = match (res, signal) {
-            (Resource::Memory, _) => (u.memory, c.memory_request),
+            (Resource::Memory, _) => (u.memory.unwrap_or(0), c.memory_request),
             (Resource::Pids, _) => return (true, false, c.priority, -u.processes),
             (Resource::EphemeralStorage, Signal::ImagefsAvailable) => {
                 (u.imagefs.0, c.storage_request)
@@ -455,11 +450,11 @@ pub fn message(
     };
     let mut annotations = BTreeMap::new();
     // Pod-level resources: the pod's own use and request, whether over it or not.
-    if let (Some(Resource::Memory), Some(request), true) =
-        (resource(t.signal), c.pod_memory_request, usage.memory_known)
+    if let (Some(Resource::Memory), Some(request), Some(used)) =
+        (resource(t.signal), c.pod_memory_request, usage.memory)
     {
         let name = c.key.rsplit_once('/').map_or(c.key.as_str(), |(_, n)| n);
-        let used = binary_si(usage.memory.max(0) as u64);
+        let used = binary_si(used.max(0) as u64);
         m += &format!(
             "Pod {name} was using {used}, request is {}, has larger consumption of {res}. ",
             binary_si(request.max(0) as u64)

@@ -43,12 +43,13 @@ impl Cgroups {
         }
     }
 
-    /// Makes the pod's cgroup `parent` (e.g. `/kubepods/burstable/pod<uid>`) with its limits:
+    /// Makes cgroup `parent`, a pod's (e.g. `/kubepods/burstable/pod<uid>`) or a QoS tier's
+    /// (`/kubepods/burstable`; made again to update it), with its limits:
     /// `pids` (podPidsLimit; None or negative = unlimited) and `settings` (cpu shares, CFS
     /// quota, memory), written as runc's cgroup drivers write them: on v1 `cpu.shares`,
     /// `cpu.cfs_period_us`, `cpu.cfs_quota_us`, `memory.limit_in_bytes`; on v2 `cpu.weight`
     /// (shares converted), `cpu.max`, `memory.max`.
-    pub fn create_pod(
+    pub fn create(
         &self,
         parent: &str,
         pids: Option<i64>,
@@ -155,7 +156,7 @@ mod tests {
         }
         let cg = Cgroups::new(d.path());
         assert!(!cg.v2());
-        cg.create_pod("/kubepods/podu1", Some(100), &GUARANTEED)
+        cg.create("/kubepods/podu1", Some(100), &GUARANTEED)
             .unwrap_or_else(|e| panic!("{e}"));
         let read = |p: &str| std::fs::read_to_string(d.path().join(p)).unwrap_or_default();
         assert_eq!(read("pids/kubepods/podu1/pids.max"), "100");
@@ -176,7 +177,7 @@ mod tests {
             cpu_quota: None,
             memory: None,
         };
-        cg.create_pod("/kubepods/burstable/podu2", None, &burstable)
+        cg.create("/kubepods/burstable/podu2", None, &burstable)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(read("cpu/kubepods/burstable/podu2/cpu.shares"), "102");
         for f in [
@@ -214,7 +215,7 @@ mod tests {
             .unwrap_or_default();
         let cg = Cgroups::new(d.path());
         assert!(cg.v2());
-        cg.create_pod("/kubepods/podu2", Some(50), &GUARANTEED)
+        cg.create("/kubepods/podu2", Some(50), &GUARANTEED)
             .unwrap_or_else(|e| panic!("{e}"));
         let read = |p: &str| std::fs::read_to_string(d.path().join(p)).unwrap_or_default();
         assert_eq!(read("kubepods/podu2/pids.max"), "50");
@@ -231,7 +232,7 @@ mod tests {
             cpu_quota: Some(-1),
             ..GUARANTEED
         };
-        cg.create_pod("/kubepods/podu3", None, &unlimited)
+        cg.create("/kubepods/podu3", None, &unlimited)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(read("kubepods/podu3/cpu.max"), "max 100000");
         let best = PodCgroup {
@@ -239,7 +240,7 @@ mod tests {
             cpu_quota: None,
             memory: None,
         };
-        cg.create_pod("/kubepods/besteffort/podu4", None, &best)
+        cg.create("/kubepods/besteffort/podu4", None, &best)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(read("kubepods/besteffort/podu4/cpu.weight"), "1");
         assert!(

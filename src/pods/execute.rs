@@ -418,7 +418,7 @@ impl Executor {
             Action::RunSandbox { attempt } => {
                 let settings = super::pod_resources::pod_cgroup(&pod.raw, self.cfg.cpu_cfs_quota);
                 super::cgroups::Cgroups::new(&self.cfg.cgroup_mount)
-                    .create_pod(
+                    .create(
                         &self.cfg.cgroup_parent(&pod),
                         Some(self.cfg.pod_pids_limit),
                         &settings,

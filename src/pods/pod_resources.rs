@@ -68,6 +68,11 @@ fn pod_level(pod: &Value, key: &str) -> List {
     l
 }
 
+/// The pod-level request of `name` (`spec.resources.requests`) in whole units, when set.
+pub fn pod_level_request(pod: &Value, name: &str) -> Option<i64> {
+    pod_level(pod, "requests").get(name).copied().map(whole)
+}
+
 /// Whether the pod sets pod-level resources (IsPodLevelResourcesSet).
 pub fn pod_level_set(pod: &Value) -> bool {
     !pod_level(pod, "requests").is_empty() || !pod_level(pod, "limits").is_empty()
@@ -308,7 +313,7 @@ pub fn oom_score_adj(pod: &Value, name: &str, capacity: u64) -> i64 {
             container(c, "requests").get("memory").copied().unwrap_or(0),
         ))
     };
-    let list = |k: &str| pod["spec"][k].as_array().cloned().unwrap_or_default();
+    let list = |k: &str| pod["spec"][k].as_array().map_or(&[][..], Vec::as_slice);
     let (apps, inits) = (list("containers"), list("initContainers"));
     let mut share = 0;
     if let Some(pod_request) = pod_level(pod, "requests")
@@ -321,7 +326,7 @@ pub fn oom_score_adj(pod: &Value, name: &str, capacity: u64) -> i64 {
     }
     let own = apps
         .iter()
-        .chain(&inits)
+        .chain(inits)
         .chain(
             pod["spec"]["ephemeralContainers"]
                 .as_array()
@@ -331,7 +336,9 @@ pub fn oom_score_adj(pod: &Value, name: &str, capacity: u64) -> i64 {
         .find(|c| c["name"] == name);
     let score = |request: i128| 1000 - 1000 * (request + share) / capacity;
     let mut adj = score(own.map_or(0, memory));
-    if let Some(c) = own.filter(|c| c["restartPolicy"] == "Always" && inits.contains(c)) {
+    let sidecar =
+        |c: &&Value| c["restartPolicy"] == "Always" && inits.iter().any(|i| i["name"] == name);
+    if let Some(c) = own.filter(sidecar) {
         let least = apps.iter().map(memory).min().unwrap_or_else(|| memory(c));
         adj = adj.min(score(least));
     }

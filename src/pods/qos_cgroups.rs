@@ -74,7 +74,7 @@ pub fn run(d: &Deps) {
     };
     let tiers = [(&kubepods, d.node.as_ref()), (&besteffort, Some(&min))];
     for (path, settings) in tiers {
-        if let Some(Err(e)) = settings.map(|s| d.cgroups.create_pod(path, None, s)) {
+        if let Some(Err(e)) = settings.map(|s| d.cgroups.create(path, None, s)) {
             warn!("QoS cgroup {path}: {e}");
         }
     }
@@ -89,7 +89,7 @@ pub fn run(d: &Deps) {
                 cpu_shares: shares,
                 ..min
             };
-            match d.cgroups.create_pod(&burstable, None, &settings) {
+            match d.cgroups.create(&burstable, None, &settings) {
                 Ok(()) => written = Some(shares),
                 Err(e) => warn!("QoS cgroup {burstable}: {e}"),
             }
